@@ -1,0 +1,829 @@
+//! Compiles a filter tree into a strict boolean SQL condition.
+//!
+//! Every condition compiles to SQL that is exactly TRUE or FALSE, never NULL,
+//! so negation is plain `NOT`: each negative relation (`is_not`, `not_in`,
+//! `not_contains`, ...) is the `NOT` of its positive twin, and a null value
+//! matches a negative relation unless it matches the positive one.
+//!
+//! A deep path through an entity link compiles to `link IN (SELECT id FROM
+//! linked WHERE ...)`, which lets the index on the link serve the query; the
+//! value of the path is null when the link is null, of another type, or points
+//! at a retired record. Through a multi_entity link, a condition matches when
+//! any linked record of the named type matches.
+
+use chrono::{DateTime, Datelike, Days, Duration, Months, NaiveDate, TimeZone, Utc};
+use serde_json::Value;
+
+use sg_protocol::value::{parse_date, parse_date_time, EntityLink};
+use sg_protocol::{Condition, DataType, FilterNode, LogicalOperator, Relation};
+
+use crate::error::{bad_request, EngineError};
+use crate::frag::Fragment;
+use crate::layout::{FieldLayout, Layout, Storage, TableLayout};
+use crate::path::{resolve, Hop};
+use crate::sql::{escape_like, Dialect, SqlValue};
+
+/// Compiles the filters of one request. Holds the clock, so that every
+/// relative date in one request is judged against the same instant.
+pub struct FilterCompiler<'a> {
+    pub layout: &'a Layout,
+    pub dialect: Dialect,
+    pub method: &'static str,
+    pub now: DateTime<Utc>,
+    next_alias: std::cell::Cell<usize>,
+}
+
+/// A compiled condition and whether it matches a null value.
+struct Compiled {
+    sql: Fragment,
+    matches_null: bool,
+}
+
+impl<'a> FilterCompiler<'a> {
+    pub fn new(layout: &'a Layout, dialect: Dialect, method: &'static str) -> FilterCompiler<'a> {
+        FilterCompiler {
+            layout,
+            dialect,
+            method,
+            now: Utc::now(),
+            next_alias: std::cell::Cell::new(1),
+        }
+    }
+
+    /// A fresh table alias for subqueries and joins.
+    pub fn alias(&self) -> String {
+        let n = self.next_alias.get();
+        self.next_alias.set(n + 1);
+        format!("t{n}")
+    }
+
+    /// The condition for `node` on the records of `table` aliased `alias`.
+    pub fn compile(
+        &self,
+        table: &TableLayout,
+        alias: &str,
+        node: &FilterNode,
+    ) -> Result<Fragment, EngineError> {
+        match node {
+            FilterNode::Group {
+                operator,
+                conditions,
+            } => {
+                if conditions.is_empty() {
+                    return Ok(Fragment::text("1 = 1"));
+                }
+                let parts = conditions
+                    .iter()
+                    .map(|c| self.compile(table, alias, c).map(parenthesize))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let sep = match operator {
+                    LogicalOperator::And => " AND ",
+                    LogicalOperator::Or => " OR ",
+                };
+                Ok(Fragment::join(parts, sep))
+            }
+            FilterNode::Condition(c) => self.condition(table, alias, c),
+        }
+    }
+
+    fn condition(
+        &self,
+        root: &TableLayout,
+        alias: &str,
+        cond: &Condition,
+    ) -> Result<Fragment, EngineError> {
+        let path = resolve(self.layout, root, &cond.path, self.method)?;
+        let field = path.field;
+        if !field_supports(field, cond.relation) {
+            return Err(bad_request(format!(
+                "API {}() {}.{} is a {} field, which doesn't support the '{}' relation",
+                self.method, path.table.entity_type, field.name, field.data_type, cond.relation
+            )));
+        }
+        let mut aliases = vec![alias.to_string()];
+        for _ in &path.hops {
+            aliases.push(self.alias());
+        }
+        let leaf_alias = aliases.last().cloned().unwrap_or_default();
+        let mut compiled = self.leaf(path.table, &leaf_alias, field, cond)?;
+        for (i, hop) in path.hops.iter().enumerate().rev() {
+            compiled = self.wrap_hop(hop, &aliases[i], &aliases[i + 1], compiled);
+        }
+        Ok(compiled.sql)
+    }
+
+    fn wrap_hop(&self, hop: &Hop, from: &str, to: &str, inner: Compiled) -> Compiled {
+        let target = hop.to;
+        let mut sub = Fragment::new();
+        sub.push(&format!(
+            "SELECT {to}.\"id\" FROM {} {to} WHERE {to}.\"__retired\" = 0 AND ",
+            target.table()
+        ));
+        if hop.is_multi() {
+            sub.append(parenthesize(inner.sql));
+            let l = self.alias();
+            let mut out = Fragment::new();
+            out.push(&format!(
+                "EXISTS (SELECT 1 FROM {} {l} WHERE {l}.\"src_id\" = {from}.\"id\" AND {l}.\"dst_type\" = ",
+                hop.from.link_table(&hop.field.name)
+            ));
+            out.bind(SqlValue::Text(target.entity_type.clone()));
+            out.push(&format!(" AND {l}.\"dst_id\" IN ("))
+                .append(sub)
+                .push("))");
+            return Compiled {
+                sql: out,
+                matches_null: false,
+            };
+        }
+        // Through an entity link the value is null unless the link resolves, so
+        // when the inner condition matches null, test the complement instead.
+        let negate = inner.matches_null;
+        if negate {
+            sub.push("NOT ");
+        }
+        sub.append(parenthesize(inner.sql));
+        let (type_col, id_col) = (
+            format!("{from}.{}", hop.field.type_column()),
+            format!("{from}.{}", hop.field.column()),
+        );
+        let mut out = Fragment::new();
+        if negate {
+            out.push("NOT ");
+        }
+        out.push(&format!(
+            "({type_col} IS NOT NULL AND {id_col} IS NOT NULL AND {type_col} = "
+        ));
+        out.bind(SqlValue::Text(target.entity_type.clone()));
+        out.push(&format!(" AND {id_col} IN ("))
+            .append(sub)
+            .push("))");
+        Compiled {
+            sql: out,
+            matches_null: negate,
+        }
+    }
+
+    /// The display name of the record a `(type, id)` pair points at, as SQL;
+    /// `valid_types` narrows the types to look in (all cached types when empty).
+    pub fn name_expr(&self, valid_types: &[String], type_col: &str, id_col: &str) -> Fragment {
+        let layout = self.layout;
+        let candidates: Vec<&TableLayout> = if valid_types.is_empty() {
+            layout.tables.values().collect()
+        } else {
+            valid_types.iter().filter_map(|t| layout.table(t)).collect()
+        };
+        let mut f = Fragment::text("(CASE");
+        let mut any = false;
+        for t in candidates {
+            let Some(display) = &t.display_field else {
+                continue;
+            };
+            let n = self.alias();
+            f.push(&format!(" WHEN {type_col} = "))
+                .bind(SqlValue::Text(t.entity_type.clone()));
+            f.push(&format!(
+                " THEN (SELECT {n}.\"{display}\" FROM {} {n} WHERE {n}.\"id\" = {id_col} AND {n}.\"__retired\" = 0)",
+                t.table()
+            ));
+            any = true;
+        }
+        if !any {
+            return Fragment::text("NULL");
+        }
+        f.push(" END)");
+        f
+    }
+
+    /// A condition on a field of the record aliased `alias`.
+    fn leaf(
+        &self,
+        table: &TableLayout,
+        alias: &str,
+        field: &FieldLayout,
+        cond: &Condition,
+    ) -> Result<Compiled, EngineError> {
+        let (positive, negated) = split_negation(cond.relation);
+        let values = normalize_values(&cond.values, positive);
+        let ctx = LeafContext {
+            compiler: self,
+            table,
+            alias,
+            field,
+            cond,
+            values: &values,
+        };
+        let compiled = match field.storage {
+            Storage::Entity => ctx.entity(positive)?,
+            Storage::Links => ctx.links(positive)?,
+            _ => ctx.scalar(positive)?,
+        };
+        Ok(if negated {
+            let mut sql = Fragment::text("NOT ");
+            sql.append(parenthesize(compiled.sql));
+            Compiled {
+                sql,
+                matches_null: !compiled.matches_null,
+            }
+        } else {
+            compiled
+        })
+    }
+}
+
+fn parenthesize(inner: Fragment) -> Fragment {
+    let mut out = Fragment::text("(");
+    out.append(inner).push(")");
+    out
+}
+
+/// Whether the site accepts `relation` on this field; `id` takes the number set.
+fn field_supports(field: &FieldLayout, relation: Relation) -> bool {
+    if field.storage == Storage::Id {
+        return DataType::Number.supports(relation);
+    }
+    field.data_type.supports(relation)
+}
+
+/// The positive twin of a relation and whether the relation is its negation.
+fn split_negation(relation: Relation) -> (Relation, bool) {
+    use Relation::*;
+    match relation {
+        IsNot => (Is, true),
+        NotIn => (In, true),
+        NotContains => (Contains, true),
+        NotBetween => (Between, true),
+        NotInLast => (InLast, true),
+        NotInNext => (InNext, true),
+        TypeIsNot => (TypeIs, true),
+        NameNotContains => (NameContains, true),
+        other => (other, false),
+    }
+}
+
+/// `in` takes its values either spread out or as one list.
+fn normalize_values(values: &[Value], relation: Relation) -> Vec<Value> {
+    if relation == Relation::In && values.len() == 1 {
+        if let Value::Array(items) = &values[0] {
+            return items.clone();
+        }
+    }
+    values.to_vec()
+}
+
+struct LeafContext<'c, 'a> {
+    compiler: &'c FilterCompiler<'a>,
+    table: &'c TableLayout,
+    alias: &'c str,
+    field: &'c FieldLayout,
+    cond: &'c Condition,
+    values: &'c [Value],
+}
+
+impl LeafContext<'_, '_> {
+    fn fail(&self, why: &str) -> EngineError {
+        bad_request(format!(
+            "API {}() filter {}.{} {} {}: {}",
+            self.compiler.method,
+            self.table.entity_type,
+            self.field.name,
+            self.cond.relation,
+            Value::Array(self.cond.values.clone()),
+            why
+        ))
+    }
+
+    fn one(&self) -> Result<&Value, EngineError> {
+        match self.values {
+            [v] => Ok(v),
+            _ => Err(self.fail("expects exactly one value")),
+        }
+    }
+
+    fn column(&self) -> String {
+        format!("{}.{}", self.alias, self.field.column())
+    }
+
+    /// Converts a filter value to the stored form of this field.
+    fn stored(&self, value: &Value) -> Result<SqlValue, EngineError> {
+        let bad = || {
+            self.fail(&format!(
+                "{value} is not a valid {} value",
+                self.field.data_type
+            ))
+        };
+        Ok(match self.field.storage {
+            Storage::Id | Storage::Integer | Storage::Real => match value {
+                Value::Number(n) => match n.as_i64() {
+                    Some(i) => SqlValue::Int(i),
+                    None => SqlValue::Real(n.as_f64().ok_or_else(bad)?),
+                },
+                _ => return Err(bad()),
+            },
+            Storage::Bool => SqlValue::Int(value.as_bool().ok_or_else(bad)? as i64),
+            Storage::Text => SqlValue::Text(value.as_str().ok_or_else(bad)?.to_string()),
+            Storage::Date => {
+                let s = value
+                    .as_str()
+                    .filter(|s| parse_date(s).is_some())
+                    .ok_or_else(bad)?;
+                SqlValue::Text(s.to_string())
+            }
+            Storage::DateTime => {
+                SqlValue::Int(value.as_str().and_then(parse_date_time).ok_or_else(bad)?)
+            }
+            Storage::Json | Storage::Entity | Storage::Links => return Err(bad()),
+        })
+    }
+
+    /// `(col IS NOT NULL AND col <op> ?)`: strict, false on null.
+    fn compare(&self, op: &str, value: SqlValue) -> Fragment {
+        let col = self.column();
+        let mut f = Fragment::text(format!("({col} IS NOT NULL AND "));
+        if op == "=" && self.field.storage == Storage::Text {
+            f.push(&self.compiler.dialect.text_equals(&col, "?"));
+            f.params.push(value);
+        } else {
+            f.push(&format!("{col} {op} ")).bind(value);
+        }
+        f.push(")");
+        f
+    }
+
+    fn range(&self, low: SqlValue, high: SqlValue, high_inclusive: bool) -> Fragment {
+        let col = self.column();
+        let mut f = Fragment::text(format!("({col} IS NOT NULL AND {col} >= "));
+        f.bind(low)
+            .push(&format!(
+                " AND {col} {} ",
+                if high_inclusive { "<=" } else { "<" }
+            ))
+            .bind(high)
+            .push(")");
+        f
+    }
+
+    fn scalar(&self, relation: Relation) -> Result<Compiled, EngineError> {
+        use Relation::*;
+        let col = self.column();
+        let storage = self.field.storage;
+        if storage == Storage::Bool {
+            // A checkbox is never null on a site: unset reads as false.
+            let v = self.one()?;
+            let b = if v.is_null() {
+                false
+            } else {
+                v.as_bool()
+                    .ok_or_else(|| self.fail("expects true or false"))?
+            };
+            let mut f = Fragment::text(format!("COALESCE({col}, 0) = "));
+            f.bind(SqlValue::Int(b as i64));
+            return Ok(Compiled {
+                sql: f,
+                matches_null: !b,
+            });
+        }
+        match relation {
+            Is => {
+                let v = self.one()?;
+                if v.is_null() {
+                    return Ok(Compiled {
+                        sql: Fragment::text(format!("{col} IS NULL")),
+                        matches_null: true,
+                    });
+                }
+                if storage == Storage::Json {
+                    return Err(self.fail("only None can be compared with this field"));
+                }
+                Ok(Compiled {
+                    sql: self.compare("=", self.stored(v)?),
+                    matches_null: false,
+                })
+            }
+            In => {
+                let mut with_null = false;
+                let mut items = Vec::new();
+                for v in self.values {
+                    if v.is_null() {
+                        with_null = true;
+                    } else {
+                        items.push(self.stored(v)?);
+                    }
+                }
+                let mut f = Fragment::text("(");
+                if with_null {
+                    f.push(&format!("{col} IS NULL OR "));
+                }
+                if items.is_empty() {
+                    f.push("1 = 0");
+                } else {
+                    f.push(&format!("({col} IS NOT NULL AND {col} IN ("));
+                    for (i, item) in items.into_iter().enumerate() {
+                        if i > 0 {
+                            f.push(", ");
+                        }
+                        f.bind(item);
+                    }
+                    f.push("))");
+                }
+                f.push(")");
+                Ok(Compiled {
+                    sql: f,
+                    matches_null: with_null,
+                })
+            }
+            LessThan | GreaterThan => {
+                let v = self.one()?;
+                if v.is_null() {
+                    return Err(self.fail("needs a value, not None"));
+                }
+                let op = if relation == LessThan { "<" } else { ">" };
+                Ok(Compiled {
+                    sql: self.compare(op, self.stored(v)?),
+                    matches_null: false,
+                })
+            }
+            Between => {
+                let [low, high] = self.values else {
+                    return Err(self.fail("expects two values"));
+                };
+                if low.is_null() || high.is_null() {
+                    return Err(self.fail("needs two values, not None"));
+                }
+                Ok(Compiled {
+                    sql: self.range(self.stored(low)?, self.stored(high)?, true),
+                    matches_null: false,
+                })
+            }
+            Contains | StartsWith | EndsWith => {
+                let v = self.one()?;
+                let text = match v {
+                    Value::Null => String::new(),
+                    Value::String(s) => s.clone(),
+                    _ => return Err(self.fail("expects a string")),
+                };
+                let escaped = escape_like(&text);
+                let pattern = match relation {
+                    Contains => format!("%{escaped}%"),
+                    StartsWith => format!("{escaped}%"),
+                    _ => format!("%{escaped}"),
+                };
+                // A null text reads as "" here, as it does on the site's client mock.
+                let matches_null = text.is_empty();
+                let mut f = Fragment::text(format!(
+                    "({col} {} ",
+                    if matches_null {
+                        "IS NULL OR"
+                    } else {
+                        "IS NOT NULL AND"
+                    }
+                ));
+                f.push(&self.compiler.dialect.text_like(&col, "?"));
+                f.params.push(SqlValue::Text(pattern));
+                f.push(")");
+                Ok(Compiled {
+                    sql: f,
+                    matches_null,
+                })
+            }
+            InLast | InNext => {
+                let (n, unit) = match self.values {
+                    [Value::Number(n), Value::String(unit)] => (n.as_i64(), unit.as_str()),
+                    _ => {
+                        return Err(self
+                            .fail("expects a number and a unit (HOUR, DAY, WEEK, MONTH or YEAR)"))
+                    }
+                };
+                let n = n.ok_or_else(|| self.fail("expects a whole number"))?;
+                let now = self.compiler.now;
+                let shifted = shift(now, if relation == InLast { -n } else { n }, unit)
+                    .ok_or_else(|| self.fail("expects a unit of HOUR, DAY, WEEK, MONTH or YEAR"))?;
+                let (start, end) = if relation == InLast {
+                    (shifted, now)
+                } else {
+                    (now, shifted)
+                };
+                Ok(Compiled {
+                    sql: self.time_range(start, end, true)?,
+                    matches_null: false,
+                })
+            }
+            InCalendarDay | InCalendarWeek | InCalendarMonth | InCalendarYear => {
+                let offset = match self.values {
+                    [Value::Number(n)] => n
+                        .as_i64()
+                        .ok_or_else(|| self.fail("expects a whole number"))?,
+                    _ => {
+                        return Err(self.fail("expects one whole number (0 is the current period)"))
+                    }
+                };
+                let (start, end) =
+                    calendar_period(self.compiler.now.date_naive(), relation, offset)
+                        .ok_or_else(|| self.fail("the period is out of range"))?;
+                let to_time = |d: NaiveDate| {
+                    Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default())
+                };
+                Ok(Compiled {
+                    sql: self.time_range(to_time(start), to_time(end), false)?,
+                    matches_null: false,
+                })
+            }
+            _ => Err(self.fail("is not supported on this field")),
+        }
+    }
+
+    /// `[start, end]` (or `[start, end)`) on a date or date_time field.
+    fn time_range(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        inclusive: bool,
+    ) -> Result<Fragment, EngineError> {
+        Ok(match self.field.storage {
+            Storage::DateTime => self.range(
+                SqlValue::Int(start.timestamp()),
+                SqlValue::Int(end.timestamp()),
+                inclusive,
+            ),
+            Storage::Date => {
+                let fmt = |t: DateTime<Utc>| SqlValue::Text(t.format("%Y-%m-%d").to_string());
+                self.range(fmt(start), fmt(end), inclusive)
+            }
+            _ => return Err(self.fail("needs a date or date_time field")),
+        })
+    }
+
+    fn link(&self, v: &Value) -> Result<EntityLink, EngineError> {
+        EntityLink::from_json(v).ok_or_else(|| {
+            self.fail(&format!(
+                "{v} is not an entity dictionary with 'type' and 'id'"
+            ))
+        })
+    }
+
+    fn name_pattern(&self, relation: Relation) -> Result<String, EngineError> {
+        let text = self
+            .one()?
+            .as_str()
+            .ok_or_else(|| self.fail("expects a string"))?;
+        let escaped = escape_like(text);
+        Ok(match relation {
+            Relation::NameIs => escaped,
+            Relation::NameStartsWith => format!("{escaped}%"),
+            Relation::NameEndsWith => format!("%{escaped}"),
+            _ => format!("%{escaped}%"),
+        })
+    }
+
+    fn name_match(
+        &self,
+        type_col: &str,
+        id_col: &str,
+        relation: Relation,
+    ) -> Result<Fragment, EngineError> {
+        let pattern = self.name_pattern(relation)?;
+        let mut f = Fragment::text("COALESCE(");
+        let name = self
+            .compiler
+            .name_expr(&self.field.valid_types, type_col, id_col);
+        let like = self.compiler.dialect.text_like("§", "?");
+        let (before, after) = like.split_once('§').unwrap_or(("", ""));
+        f.push(before).append(name).push(after);
+        f.params.push(SqlValue::Text(pattern));
+        f.push(", 0) = 1");
+        Ok(f)
+    }
+
+    fn entity(&self, relation: Relation) -> Result<Compiled, EngineError> {
+        use Relation::*;
+        let type_col = format!("{}.{}", self.alias, self.field.type_column());
+        let id_col = self.column();
+        let pair = |f: &mut Fragment, link: EntityLink| {
+            f.push(&format!(
+                "({id_col} IS NOT NULL AND {type_col} IS NOT NULL AND {id_col} = "
+            ));
+            f.bind(SqlValue::Int(link.id))
+                .push(&format!(" AND {type_col} = "))
+                .bind(SqlValue::Text(link.entity_type))
+                .push(")");
+        };
+        match relation {
+            Is | In => {
+                let values: Vec<&Value> = if relation == Is {
+                    vec![self.one()?]
+                } else {
+                    self.values.iter().collect()
+                };
+                let mut parts = Vec::new();
+                let mut with_null = false;
+                for v in values {
+                    if v.is_null() {
+                        with_null = true;
+                        parts.push(Fragment::text(format!("{id_col} IS NULL")));
+                    } else {
+                        let mut f = Fragment::new();
+                        pair(&mut f, self.link(v)?);
+                        parts.push(f);
+                    }
+                }
+                if parts.is_empty() {
+                    return Ok(Compiled {
+                        sql: Fragment::text("1 = 0"),
+                        matches_null: false,
+                    });
+                }
+                Ok(Compiled {
+                    sql: parenthesize(Fragment::join(parts, " OR ")),
+                    matches_null: with_null,
+                })
+            }
+            TypeIs => {
+                let v = self.one()?;
+                if v.is_null() {
+                    return Ok(Compiled {
+                        sql: Fragment::text(format!("{type_col} IS NULL")),
+                        matches_null: true,
+                    });
+                }
+                let t = v
+                    .as_str()
+                    .ok_or_else(|| self.fail("expects an entity type name"))?;
+                let mut f = Fragment::text(format!("({type_col} IS NOT NULL AND {type_col} = "));
+                f.bind(SqlValue::Text(t.to_string())).push(")");
+                Ok(Compiled {
+                    sql: f,
+                    matches_null: false,
+                })
+            }
+            NameIs | NameContains | NameStartsWith | NameEndsWith => Ok(Compiled {
+                sql: self.name_match(&type_col, &id_col, relation)?,
+                matches_null: false,
+            }),
+            _ => Err(self.fail("is not supported on this field")),
+        }
+    }
+
+    fn links(&self, relation: Relation) -> Result<Compiled, EngineError> {
+        use Relation::*;
+        let l = self.compiler.alias();
+        let link_table = self.table.link_table(&self.field.name);
+        let exists = |cond: Fragment| {
+            let mut f = Fragment::text(format!(
+                "EXISTS (SELECT 1 FROM {link_table} {l} WHERE {l}.\"src_id\" = {}.\"id\"",
+                self.alias
+            ));
+            if !cond.sql.is_empty() {
+                f.push(" AND ").append(cond);
+            }
+            f.push(")");
+            f
+        };
+        let (type_col, id_col) = (format!("{l}.\"dst_type\""), format!("{l}.\"dst_id\""));
+        match relation {
+            Is | In => {
+                let values: Vec<&Value> = if relation == Is {
+                    vec![self.one()?]
+                } else {
+                    self.values.iter().collect()
+                };
+                let mut with_null = false;
+                let mut pairs = Vec::new();
+                for v in values {
+                    if v.is_null() {
+                        with_null = true;
+                        continue;
+                    }
+                    let link = self.link(v)?;
+                    let mut f = Fragment::text(format!("({id_col} = "));
+                    f.bind(SqlValue::Int(link.id))
+                        .push(&format!(" AND {type_col} = "))
+                        .bind(SqlValue::Text(link.entity_type))
+                        .push(")");
+                    pairs.push(f);
+                }
+                let mut parts = Vec::new();
+                if with_null {
+                    // `is None` on a list of links means the list is empty.
+                    let mut none = Fragment::text("NOT ");
+                    none.append(exists(Fragment::new()));
+                    parts.push(none);
+                }
+                if !pairs.is_empty() {
+                    parts.push(exists(parenthesize(Fragment::join(pairs, " OR "))));
+                }
+                if parts.is_empty() {
+                    return Ok(Compiled {
+                        sql: Fragment::text("1 = 0"),
+                        matches_null: false,
+                    });
+                }
+                Ok(Compiled {
+                    sql: parenthesize(Fragment::join(parts, " OR ")),
+                    matches_null: with_null,
+                })
+            }
+            TypeIs => {
+                let t = self
+                    .one()?
+                    .as_str()
+                    .ok_or_else(|| self.fail("expects an entity type name"))?;
+                let mut f = Fragment::text(format!("{type_col} = "));
+                f.bind(SqlValue::Text(t.to_string()));
+                Ok(Compiled {
+                    sql: exists(f),
+                    matches_null: false,
+                })
+            }
+            NameIs | NameContains | NameStartsWith | NameEndsWith | Contains => {
+                let rel = if relation == Contains {
+                    NameContains
+                } else {
+                    relation
+                };
+                Ok(Compiled {
+                    sql: exists(self.name_match(&type_col, &id_col, rel)?),
+                    matches_null: false,
+                })
+            }
+            NameId => {
+                let id = self
+                    .one()?
+                    .as_i64()
+                    .ok_or_else(|| self.fail("expects an id"))?;
+                let mut f = Fragment::text(format!("{id_col} = "));
+                f.bind(SqlValue::Int(id));
+                Ok(Compiled {
+                    sql: exists(f),
+                    matches_null: false,
+                })
+            }
+            _ => Err(self.fail("is not supported on this field")),
+        }
+    }
+}
+
+/// `now` moved by `n` units.
+fn shift(now: DateTime<Utc>, n: i64, unit: &str) -> Option<DateTime<Utc>> {
+    let months = |m: i64| -> Option<DateTime<Utc>> {
+        let abs = Months::new(u32::try_from(m.unsigned_abs()).ok()?);
+        if m >= 0 {
+            now.checked_add_months(abs)
+        } else {
+            now.checked_sub_months(abs)
+        }
+    };
+    match unit.to_ascii_uppercase().as_str() {
+        "HOUR" => now.checked_add_signed(Duration::try_hours(n)?),
+        "DAY" => now.checked_add_signed(Duration::try_days(n)?),
+        "WEEK" => now.checked_add_signed(Duration::try_weeks(n)?),
+        "MONTH" => months(n),
+        "YEAR" => months(n.checked_mul(12)?),
+        _ => None,
+    }
+}
+
+/// The `[start, end)` dates of the calendar period `offset` periods from today's.
+/// Weeks start on Monday.
+fn calendar_period(
+    today: NaiveDate,
+    relation: Relation,
+    offset: i64,
+) -> Option<(NaiveDate, NaiveDate)> {
+    let add_days = |d: NaiveDate, n: i64| -> Option<NaiveDate> {
+        if n >= 0 {
+            d.checked_add_days(Days::new(n as u64))
+        } else {
+            d.checked_sub_days(Days::new(n.unsigned_abs()))
+        }
+    };
+    let add_months = |d: NaiveDate, n: i64| -> Option<NaiveDate> {
+        let m = Months::new(u32::try_from(n.unsigned_abs()).ok()?);
+        if n >= 0 {
+            d.checked_add_months(m)
+        } else {
+            d.checked_sub_months(m)
+        }
+    };
+    match relation {
+        Relation::InCalendarDay => {
+            let start = add_days(today, offset)?;
+            Some((start, add_days(start, 1)?))
+        }
+        Relation::InCalendarWeek => {
+            let monday = add_days(today, -(today.weekday().num_days_from_monday() as i64))?;
+            let start = add_days(monday, offset.checked_mul(7)?)?;
+            Some((start, add_days(start, 7)?))
+        }
+        Relation::InCalendarMonth => {
+            let first = today.with_day(1)?;
+            let start = add_months(first, offset)?;
+            Some((start, add_months(start, 1)?))
+        }
+        Relation::InCalendarYear => {
+            let first = NaiveDate::from_ymd_opt(today.year(), 1, 1)?;
+            let start = add_months(first, offset.checked_mul(12)?)?;
+            Some((start, add_months(start, 12)?))
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,94 @@
+//! SQL fragments: a piece of SQL text with `?` placeholders and the values
+//! bound to them, in order. Fragments compose freely; [`Fragment::finish`]
+//! turns the placeholders into the dialect's own when the statement is whole.
+
+use crate::sql::{Dialect, SqlValue};
+
+#[derive(Debug, Clone, Default)]
+pub struct Fragment {
+    pub sql: String,
+    pub params: Vec<SqlValue>,
+}
+
+impl Fragment {
+    pub fn new() -> Fragment {
+        Fragment::default()
+    }
+
+    /// A fragment of text alone.
+    pub fn text(sql: impl Into<String>) -> Fragment {
+        Fragment {
+            sql: sql.into(),
+            params: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, text: &str) -> &mut Self {
+        self.sql.push_str(text);
+        self
+    }
+
+    /// Appends a placeholder bound to `value`.
+    pub fn bind(&mut self, value: SqlValue) -> &mut Self {
+        self.sql.push('?');
+        self.params.push(value);
+        self
+    }
+
+    pub fn append(&mut self, other: Fragment) -> &mut Self {
+        self.sql.push_str(&other.sql);
+        self.params.extend(other.params);
+        self
+    }
+
+    /// Joins fragments with a separator.
+    pub fn join(parts: Vec<Fragment>, separator: &str) -> Fragment {
+        let mut out = Fragment::new();
+        for (i, part) in parts.into_iter().enumerate() {
+            if i > 0 {
+                out.push(separator);
+            }
+            out.append(part);
+        }
+        out
+    }
+
+    /// The statement text for `dialect`. Placeholders are the only `?` in the
+    /// text: values are never inlined and identifiers are plain names.
+    pub fn finish(self, dialect: Dialect) -> (String, Vec<SqlValue>) {
+        match dialect {
+            Dialect::Sqlite => (self.sql, self.params),
+            Dialect::Postgres => {
+                let mut out = String::with_capacity(self.sql.len() + 16);
+                let mut n = 0;
+                for c in self.sql.chars() {
+                    if c == '?' {
+                        n += 1;
+                        out.push_str(&format!("${n}"));
+                    } else {
+                        out.push(c);
+                    }
+                }
+                (out, self.params)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fragments_keep_values_in_text_order() {
+        let mut a = Fragment::text("x = ");
+        a.bind(SqlValue::Int(1));
+        let mut b = Fragment::text("y = ");
+        b.bind(SqlValue::Text("q".into()));
+        let joined = Fragment::join(vec![a, b], " AND ");
+        let (sql, params) = joined.clone().finish(Dialect::Postgres);
+        assert_eq!(sql, "x = $1 AND y = $2");
+        assert_eq!(params, vec![SqlValue::Int(1), SqlValue::Text("q".into())]);
+        assert_eq!(joined.finish(Dialect::Sqlite).0, "x = ? AND y = ?");
+    }
+}

@@ -1,0 +1,255 @@
+//! How a schema maps onto tables: which fields are stored, in which columns,
+//! and which field names a record (its display field).
+//!
+//! Each entity type is one table named after the type, with `id` as primary
+//! key, a `__retired` flag and one typed column per field. An entity link is
+//! two columns, `<field>__type` and `<field>__id`. A multi_entity field (and
+//! tag_list and addressing, which are lists of links too) is a link table
+//! `<Type>__<field>` with one row per link, in order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sg_protocol::{DataType, EntitySchema, Schema};
+
+use crate::sql::is_plain_ident;
+
+/// How one field's values sit in the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// The `id` primary key.
+    Id,
+    Integer,
+    Real,
+    /// Text compared case-insensitively.
+    Text,
+    /// 0 or 1; unset reads as false.
+    Bool,
+    /// `YYYY-MM-DD` text.
+    Date,
+    /// Seconds since the epoch, UTC.
+    DateTime,
+    /// Any JSON value, stored as its text (url dicts, serializable, image, ...).
+    Json,
+    /// Two columns: `<field>__type` and `<field>__id`.
+    Entity,
+    /// A link table `<Type>__<field>`.
+    Links,
+}
+
+impl Storage {
+    pub fn for_data_type(data_type: DataType) -> Storage {
+        use DataType::*;
+        match data_type {
+            Number | Duration | Timecode | Percent => Storage::Integer,
+            Float | Currency => Storage::Real,
+            Checkbox => Storage::Bool,
+            Date => Storage::Date,
+            DateTime => Storage::DateTime,
+            Entity => Storage::Entity,
+            MultiEntity | TagList | Addressing => Storage::Links,
+            Text | List | StatusList | EntityType | Color | Uuid | Password | Footage
+            | Calculated => Storage::Text,
+            Url | Image | Serializable | Summary | PivotColumn | Unknown => Storage::Json,
+        }
+    }
+}
+
+/// One stored field.
+#[derive(Debug, Clone)]
+pub struct FieldLayout {
+    pub name: String,
+    pub data_type: DataType,
+    pub storage: Storage,
+    pub valid_types: Vec<String>,
+}
+
+impl FieldLayout {
+    /// The column of a single-column field (or the id column of an entity field).
+    pub fn column(&self) -> String {
+        match self.storage {
+            Storage::Id => "\"id\"".to_string(),
+            Storage::Entity => format!("\"{}__id\"", self.name),
+            _ => format!("\"{}\"", self.name),
+        }
+    }
+
+    /// The type column of an entity field.
+    pub fn type_column(&self) -> String {
+        format!("\"{}__type\"", self.name)
+    }
+}
+
+/// One entity type's table.
+#[derive(Debug, Clone)]
+pub struct TableLayout {
+    pub entity_type: String,
+    pub fields: BTreeMap<String, FieldLayout>,
+    /// The field whose value is a link's `name`, if the type has one stored.
+    pub display_field: Option<String>,
+}
+
+impl TableLayout {
+    /// The quoted table name.
+    pub fn table(&self) -> String {
+        format!("\"{}\"", self.entity_type)
+    }
+
+    /// The quoted name of a link table.
+    pub fn link_table(&self, field: &str) -> String {
+        format!("\"{}__{}\"", self.entity_type, field)
+    }
+
+    pub fn field(&self, name: &str) -> Option<&FieldLayout> {
+        self.fields.get(name)
+    }
+}
+
+/// The tables of every cached type.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    pub tables: BTreeMap<String, TableLayout>,
+}
+
+/// The field that names a record of this type in links, as sites choose it.
+pub fn display_field(entity: &EntitySchema) -> Option<&'static str> {
+    let explicit: &[(&str, &str)] = &[
+        ("Task", "content"),
+        ("Note", "subject"),
+        ("Reply", "content"),
+        ("HumanUser", "name"),
+        ("ApiUser", "firstname"),
+        ("Project", "name"),
+        ("Group", "code"),
+        ("Department", "name"),
+        ("Attachment", "filename"),
+        ("EventLogEntry", "description"),
+    ];
+    for (entity_type, field) in explicit {
+        if entity.name == *entity_type && entity.fields.contains_key(*field) {
+            return Some(field);
+        }
+    }
+    ["code", "name", "title", "content"]
+        .into_iter()
+        .find(|f| entity.fields.contains_key(*f))
+}
+
+impl Layout {
+    /// The layout of a whole schema, or of the chosen types and fields.
+    /// `id` is always kept; names that are not plain identifiers are left out.
+    pub fn from_schema(
+        schema: &Schema,
+        selection: Option<&BTreeMap<String, BTreeSet<String>>>,
+    ) -> Layout {
+        let mut tables = BTreeMap::new();
+        for (name, entity) in &schema.entities {
+            if !is_plain_ident(name) || name.contains("__") {
+                continue;
+            }
+            let chosen = match selection {
+                Some(sel) => match sel.get(name) {
+                    Some(fields) => Some(fields),
+                    None => continue,
+                },
+                None => None,
+            };
+            let mut fields = BTreeMap::new();
+            fields.insert(
+                "id".to_string(),
+                FieldLayout {
+                    name: "id".into(),
+                    data_type: DataType::Number,
+                    storage: Storage::Id,
+                    valid_types: vec![],
+                },
+            );
+            for (field_name, field) in &entity.fields {
+                if field_name == "id" || !is_plain_ident(field_name) || field_name.contains("__") {
+                    continue;
+                }
+                if chosen.is_some_and(|c| !c.contains(field_name)) {
+                    continue;
+                }
+                fields.insert(
+                    field_name.clone(),
+                    FieldLayout {
+                        name: field_name.clone(),
+                        data_type: field.data_type,
+                        storage: Storage::for_data_type(field.data_type),
+                        valid_types: field.valid_types.clone(),
+                    },
+                );
+            }
+            let display = display_field(entity)
+                .filter(|f| fields.get(*f).is_some_and(|l| l.storage == Storage::Text))
+                .map(str::to_string);
+            tables.insert(
+                name.clone(),
+                TableLayout {
+                    entity_type: name.clone(),
+                    fields,
+                    display_field: display,
+                },
+            );
+        }
+        Layout { tables }
+    }
+
+    pub fn table(&self, entity_type: &str) -> Option<&TableLayout> {
+        self.tables.get(entity_type)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn schema() -> Schema {
+        let f = |t: &str| json!({"data_type": {"value": t, "editable": false}, "properties": {}});
+        Schema::from_json(
+            &json!({
+                "Task": {"id": f("number"), "content": f("text"), "entity": f("entity"), "task_assignees": f("multi_entity"), "due_date": f("date")},
+                "Shot": {"id": f("number"), "code": f("text"), "sg_cut_in": f("number"), "weird name": f("text")},
+                "Bad Type": {"id": f("number")}
+            }),
+            None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn maps_fields_to_storage() {
+        let layout = Layout::from_schema(&schema(), None);
+        let task = layout.table("Task").unwrap();
+        assert_eq!(task.field("entity").unwrap().storage, Storage::Entity);
+        assert_eq!(
+            task.field("task_assignees").unwrap().storage,
+            Storage::Links
+        );
+        assert_eq!(task.field("due_date").unwrap().storage, Storage::Date);
+        assert_eq!(task.display_field.as_deref(), Some("content"));
+        assert_eq!(
+            task.link_table("task_assignees"),
+            "\"Task__task_assignees\""
+        );
+        let shot = layout.table("Shot").unwrap();
+        assert_eq!(shot.display_field.as_deref(), Some("code"));
+        assert!(
+            shot.field("weird name").is_none(),
+            "names that are not identifiers are not stored"
+        );
+        assert!(layout.table("Bad Type").is_none());
+    }
+
+    #[test]
+    fn a_selection_keeps_only_chosen_types_and_fields() {
+        let mut sel = BTreeMap::new();
+        sel.insert("Shot".to_string(), BTreeSet::from(["code".to_string()]));
+        let layout = Layout::from_schema(&schema(), Some(&sel));
+        assert!(layout.table("Task").is_none());
+        let shot = layout.table("Shot").unwrap();
+        assert!(shot.field("code").is_some() && shot.field("id").is_some());
+        assert!(shot.field("sg_cut_in").is_none());
+    }
+}

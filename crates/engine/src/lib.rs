@@ -1,0 +1,147 @@
+//! The query engine: answers Shotgun `read` and `summarize` requests from
+//! typed SQL tables built from a site schema.
+//!
+//! Both the cache's proxy and the simulated site answer queries through this
+//! crate, so both give the same answers. It is not a server and makes no
+//! network calls.
+//!
+//! Layout of the crate:
+//! - [`layout`] maps a schema to tables and columns, [`ddl`] creates them;
+//! - [`store`] is the seam to a database, with [`sqlite`] behind it;
+//! - [`path`] resolves (deep) field paths, [`filter`] compiles filter trees,
+//!   [`read`] and [`summarize`] plan, run and render the two query methods;
+//! - [`codec`] converts wire values to stored values and back, and [`write`]
+//!   is the one place records are written.
+//!
+//! Queries are staged as a checked plan before any SQL exists: names are
+//! resolved against the layout (unknown names become the site's fault 103),
+//! values are converted to their stored form and bound as parameters, and
+//! identifiers in SQL text only ever come from the schema.
+
+pub mod codec;
+pub mod ddl;
+pub mod error;
+pub mod filter;
+pub mod frag;
+pub mod layout;
+pub mod path;
+pub mod read;
+pub mod sql;
+pub mod sqlite;
+pub mod store;
+pub mod summarize;
+pub mod write;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value};
+
+use sg_protocol::{ReadParams, Schema, SummarizeParams};
+
+pub use error::EngineError;
+pub use layout::Layout;
+pub use sqlite::SqliteStore;
+pub use store::{Connection, Store};
+
+/// A schema, its tables, and the store that holds them.
+pub struct Engine<S: Store> {
+    store: S,
+    schema: Schema,
+    layout: Layout,
+}
+
+impl<S: Store> Engine<S> {
+    /// An engine over every type and field of `schema`; creates missing tables.
+    pub fn new(store: S, schema: Schema) -> Result<Engine<S>, EngineError> {
+        Engine::with_selection(store, schema, None)
+    }
+
+    /// An engine over the chosen types and fields only.
+    pub fn with_selection(
+        store: S,
+        schema: Schema,
+        selection: Option<&BTreeMap<String, BTreeSet<String>>>,
+    ) -> Result<Engine<S>, EngineError> {
+        let layout = Layout::from_schema(&schema, selection);
+        let dialect = store.dialect();
+        store.with_transaction(&mut |conn| {
+            for table in layout.tables.values() {
+                conn.execute_batch(&ddl::create_table_sql(table, dialect))?;
+            }
+            Ok(())
+        })?;
+        Ok(Engine {
+            store,
+            schema,
+            layout,
+        })
+    }
+
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Answers a `read`: the `results` value, `{entities, paging_info}`.
+    pub fn read(&self, params: &ReadParams) -> Result<Value, EngineError> {
+        self.store
+            .with_reader(&mut |conn| read::read(conn, &self.layout, params))
+    }
+
+    /// Answers a `summarize`: the `results` value, `{summaries, groups}`.
+    pub fn summarize(&self, params: &SummarizeParams) -> Result<Value, EngineError> {
+        self.store
+            .with_reader(&mut |conn| summarize::summarize(conn, &self.layout, params))
+    }
+
+    /// Inserts or updates records of one type in one transaction.
+    pub fn upsert_records(
+        &self,
+        entity_type: &str,
+        records: &[Map<String, Value>],
+    ) -> Result<(), EngineError> {
+        let table = self.layout.table(entity_type).ok_or_else(|| {
+            error::bad_request(format!("entity type {entity_type} is not cached"))
+        })?;
+        self.store.with_transaction(&mut |conn| {
+            for record in records {
+                write::upsert_record(conn, table, record)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Loads a dataset `{Type: [record, ...]}` (records in wire form, with
+    /// `id` and optionally `__retired`), all in one transaction.
+    pub fn load_dataset(&self, dataset: &Value) -> Result<usize, EngineError> {
+        let types = dataset
+            .as_object()
+            .ok_or_else(|| error::bad_request("a dataset must be a dictionary of entity types"))?;
+        self.store.with_transaction(&mut |conn| {
+            let mut count = 0;
+            for (entity_type, records) in types {
+                let table = self.layout.table(entity_type).ok_or_else(|| {
+                    error::bad_request(format!("entity type {entity_type} is not in the schema"))
+                })?;
+                let records = records.as_array().ok_or_else(|| {
+                    error::bad_request(format!("records of {entity_type} must be a list"))
+                })?;
+                for record in records {
+                    let record = record.as_object().ok_or_else(|| {
+                        error::bad_request(format!("a {entity_type} record must be a dictionary"))
+                    })?;
+                    write::upsert_record(conn, table, record)?;
+                    count += 1;
+                }
+            }
+            Ok(count)
+        })
+    }
+}

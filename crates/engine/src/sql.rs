@@ -1,0 +1,137 @@
+//! SQL text building: bound values, identifier quoting, and the [`Dialect`]
+//! seam that keeps the query logic free of backend-specific syntax.
+//!
+//! Values only ever reach SQL as bound parameters; identifiers only ever come
+//! from the schema, and [`quote_ident`] refuses any that are not plain names.
+
+use crate::error::EngineError;
+
+/// A value bound to a statement or read back from one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+impl SqlValue {
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            SqlValue::Int(i) => Some(*i),
+            SqlValue::Real(f) => Some(*f as i64),
+            _ => None,
+        }
+    }
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            SqlValue::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn is_null(&self) -> bool {
+        matches!(self, SqlValue::Null)
+    }
+}
+
+/// What differs between the SQL of the backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// A case-insensitive equality between a text column and a bound value.
+    /// SQLite text columns are declared `COLLATE NOCASE`, which also lets the
+    /// index serve the comparison.
+    pub fn text_equals(self, column: &str, placeholder: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("{column} = {placeholder}"),
+            Dialect::Postgres => format!("lower({column}) = lower({placeholder})"),
+        }
+    }
+
+    /// A case-insensitive pattern match with `\` as the escape character.
+    pub fn text_like(self, expr: &str, placeholder: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("{expr} LIKE {placeholder} ESCAPE '\\'"),
+            Dialect::Postgres => format!("{expr} ILIKE {placeholder} ESCAPE '\\'"),
+        }
+    }
+
+    /// The column type and collation of text columns.
+    pub fn text_column(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "TEXT COLLATE NOCASE",
+            Dialect::Postgres => "TEXT",
+        }
+    }
+
+    pub fn integer_column(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "INTEGER",
+            Dialect::Postgres => "BIGINT",
+        }
+    }
+
+    pub fn real_column(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "REAL",
+            Dialect::Postgres => "DOUBLE PRECISION",
+        }
+    }
+}
+
+/// Quotes an identifier that came from the schema. Anything but letters,
+/// digits and underscores is refused, so no name can smuggle SQL in.
+pub fn quote_ident(name: &str) -> Result<String, EngineError> {
+    if is_plain_ident(name) {
+        Ok(format!("\"{name}\""))
+    } else {
+        Err(EngineError::BadIdentifier(name.to_string()))
+    }
+}
+
+pub fn is_plain_ident(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 60
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Escapes `%`, `_` and `\` for a LIKE pattern.
+pub fn escape_like(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_that_look_like_sql_are_refused() {
+        assert_eq!(quote_ident("sg_status_list").unwrap(), "\"sg_status_list\"");
+        for bad in [
+            "code; DROP TABLE Shot",
+            "a\"b",
+            "",
+            "x y",
+            "code--",
+            "naïve",
+        ] {
+            assert!(quote_ident(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(escape_like("50%_a\\b"), "50\\%\\_a\\\\b");
+    }
+}

@@ -1,0 +1,184 @@
+//! The embedded SQLite store: one writer connection and a small pool of
+//! reader connections over one database file in WAL mode, so reads never wait
+//! for a write to finish.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::types::{Value as RValue, ValueRef};
+use rusqlite::OpenFlags;
+
+use crate::error::EngineError;
+use crate::sql::{Dialect, SqlValue};
+use crate::store::{Connection, Rows, Store};
+
+/// Readers kept open; more are opened on demand and closed when the pool is full.
+const READER_POOL_SIZE: usize = 8;
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<rusqlite::Connection>,
+    readers: Mutex<Vec<rusqlite::Connection>>,
+    /// Removed when the store is dropped (a throwaway database).
+    delete_on_drop: bool,
+}
+
+fn open_connection(path: &Path) -> Result<rusqlite::Connection, EngineError> {
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;
+         PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 1073741824;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(256);
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database file at `path`.
+    pub fn open(path: &Path) -> Result<SqliteStore, EngineError> {
+        let writer = open_connection(path)?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+            delete_on_drop: false,
+        })
+    }
+
+    /// A database in a fresh file under the system's temporary folder, removed on drop.
+    pub fn open_temporary() -> Result<SqliteStore, EngineError> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "shotgun-cache-{}-{}-{}.sqlite",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        );
+        let mut store = SqliteStore::open(&std::env::temp_dir().join(name))?;
+        store.delete_on_drop = true;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        if self.delete_on_drop {
+            if let Ok(readers) = self.readers.get_mut() {
+                readers.clear();
+            }
+            for suffix in ["", "-wal", "-shm"] {
+                let mut p = self.path.clone().into_os_string();
+                p.push(suffix);
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+fn to_sql(value: &SqlValue) -> RValue {
+    match value {
+        SqlValue::Null => RValue::Null,
+        SqlValue::Int(i) => RValue::Integer(*i),
+        SqlValue::Real(f) => RValue::Real(*f),
+        SqlValue::Text(s) => RValue::Text(s.clone()),
+    }
+}
+
+fn from_sql(value: ValueRef<'_>) -> SqlValue {
+    match value {
+        ValueRef::Null => SqlValue::Null,
+        ValueRef::Integer(i) => SqlValue::Int(i),
+        ValueRef::Real(f) => SqlValue::Real(f),
+        ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => SqlValue::Text(String::from_utf8_lossy(b).into_owned()),
+    }
+}
+
+impl Connection for rusqlite::Connection {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<Rows, EngineError> {
+        let mut stmt = self.prepare_cached(sql)?;
+        let columns = stmt.column_count();
+        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter().map(to_sql)))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let mut values = Vec::with_capacity(columns);
+            for i in 0..columns {
+                values.push(from_sql(row.get_ref(i)?));
+            }
+            out.push(values);
+        }
+        Ok(out)
+    }
+
+    fn execute(&mut self, sql: &str, params: &[SqlValue]) -> Result<usize, EngineError> {
+        let mut stmt = self.prepare_cached(sql)?;
+        Ok(stmt.execute(rusqlite::params_from_iter(params.iter().map(to_sql)))?)
+    }
+
+    fn execute_batch(&mut self, sql: &str) -> Result<(), EngineError> {
+        Ok(rusqlite::Connection::execute_batch(self, sql)?)
+    }
+}
+
+impl Store for SqliteStore {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn with_reader<T>(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        let pooled = self.readers.lock().map_err(|_| poisoned())?.pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => open_connection(&self.path)?,
+        };
+        let result = f(&mut conn);
+        let mut readers = self.readers.lock().map_err(|_| poisoned())?;
+        if readers.len() < READER_POOL_SIZE {
+            readers.push(conn);
+        }
+        result
+    }
+
+    fn with_transaction<T>(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        let mut conn = self.writer.lock().map_err(|_| poisoned())?;
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        match f(&mut *conn) {
+            Ok(value) => {
+                conn.execute_batch("COMMIT")?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+}
+
+fn poisoned() -> EngineError {
+    EngineError::Store("a database connection lock was poisoned".to_string())
+}

@@ -1,0 +1,39 @@
+//! The seam between the query logic and a database: a [`Store`] hands out
+//! connections that run SQL text with bound [`SqlValue`]s. The SQLite backend
+//! lives in [`crate::sqlite`]; a PostgreSQL backend implements the same traits.
+
+use crate::error::EngineError;
+use crate::sql::{Dialect, SqlValue};
+
+/// Rows as read back: one `Vec` of column values per row.
+pub type Rows = Vec<Vec<SqlValue>>;
+
+/// One open connection (or transaction) of a store.
+pub trait Connection {
+    /// The SQL dialect this connection speaks.
+    fn dialect(&self) -> Dialect;
+    /// Runs a query and returns all its rows.
+    fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<Rows, EngineError>;
+    /// Runs a statement and returns how many rows it changed.
+    fn execute(&mut self, sql: &str, params: &[SqlValue]) -> Result<usize, EngineError>;
+    /// Runs several statements without parameters (DDL).
+    fn execute_batch(&mut self, sql: &str) -> Result<(), EngineError>;
+}
+
+/// A database the engine keeps its tables in.
+pub trait Store: Send + Sync + 'static {
+    fn dialect(&self) -> Dialect;
+
+    /// Runs `f` on a connection for reading. Many readers may run at once.
+    fn with_reader<T>(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError>;
+
+    /// Runs `f` inside one write transaction: committed if `f` succeeds,
+    /// rolled back if it fails.
+    fn with_transaction<T>(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError>;
+}

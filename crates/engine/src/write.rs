@@ -1,0 +1,120 @@
+//! Writing records: the one place that puts a record's values into its table
+//! and link tables. Loading a dataset, the simulated site's writes and the
+//! cache's sync all go through here.
+
+use serde_json::{Map, Value};
+
+use sg_protocol::value::EntityLink;
+
+use crate::codec::{encode_entity, encode_links, encode_scalar};
+use crate::error::{bad_request, unknown, EngineError};
+use crate::frag::Fragment;
+use crate::layout::{Storage, TableLayout};
+use crate::sql::SqlValue;
+use crate::store::Connection;
+
+/// Inserts a record or, if its id exists, sets the given fields on it.
+/// Fields not in `record` keep their values; `"__retired"` sets the flag.
+/// Unknown fields are refused, so nothing is half-written.
+pub fn upsert_record(
+    conn: &mut dyn Connection,
+    table: &TableLayout,
+    record: &Map<String, Value>,
+) -> Result<(), EngineError> {
+    let t = &table.entity_type;
+    let id = record
+        .get("id")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| bad_request(format!("{t} record needs an integer 'id'")))?;
+    let mut columns = vec!["\"id\"".to_string()];
+    let mut values = vec![SqlValue::Int(id)];
+    let mut links: Vec<(&str, Vec<EntityLink>)> = Vec::new();
+    for (name, value) in record {
+        if name == "id" || name == "type" {
+            continue;
+        }
+        if name == "__retired" {
+            columns.push("\"__retired\"".into());
+            values.push(SqlValue::Int(value.as_bool().unwrap_or(false) as i64));
+            continue;
+        }
+        let field = table.field(name).ok_or_else(|| unknown("write", t, name))?;
+        match field.storage {
+            Storage::Id => {}
+            Storage::Entity => {
+                let (link_type, link_id) = encode_entity(field, value)?;
+                columns.push(field.type_column());
+                values.push(link_type);
+                columns.push(field.column());
+                values.push(link_id);
+            }
+            Storage::Links => links.push((name.as_str(), encode_links(field, value)?)),
+            _ => {
+                columns.push(field.column());
+                values.push(encode_scalar(field, value)?);
+            }
+        }
+    }
+    let mut sql = Fragment::text(format!(
+        "INSERT INTO {} ({}) VALUES (",
+        table.table(),
+        columns.join(", ")
+    ));
+    for (i, value) in values.into_iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.bind(value);
+    }
+    sql.push(") ON CONFLICT (\"id\") DO ");
+    if columns.len() > 1 {
+        let sets: Vec<String> = columns[1..]
+            .iter()
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect();
+        sql.push(&format!("UPDATE SET {}", sets.join(", ")));
+    } else {
+        sql.push("NOTHING");
+    }
+    let (text, params) = sql.finish(conn.dialect());
+    conn.execute(&text, &params)?;
+    for (name, list) in links {
+        set_links(conn, table, name, id, &list)?;
+    }
+    Ok(())
+}
+
+/// Replaces the links of one multi_entity field of one record.
+pub fn set_links(
+    conn: &mut dyn Connection,
+    table: &TableLayout,
+    field: &str,
+    src_id: i64,
+    links: &[EntityLink],
+) -> Result<(), EngineError> {
+    let link_table = table.link_table(field);
+    let mut delete = Fragment::text(format!("DELETE FROM {link_table} WHERE \"src_id\" = "));
+    delete.bind(SqlValue::Int(src_id));
+    let (text, params) = delete.finish(conn.dialect());
+    conn.execute(&text, &params)?;
+    let (insert, _) = Fragment::text(format!(
+        "INSERT INTO {link_table} (\"src_id\", \"pos\", \"dst_type\", \"dst_id\") VALUES (?, ?, ?, ?)"
+    ))
+    .finish(conn.dialect());
+    let mut seen = std::collections::HashSet::new();
+    for (pos, link) in links.iter().enumerate() {
+        if !seen.insert((link.entity_type.as_str(), link.id)) {
+            continue;
+        }
+        conn.execute(
+            &insert,
+            &[
+                SqlValue::Int(src_id),
+                SqlValue::Int(pos as i64),
+                SqlValue::Text(link.entity_type.clone()),
+                SqlValue::Int(link.id),
+            ],
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! The request envelope `{"method_name", "params": [auth, args]}`, the auth
+//! block in all its forms, and the reply wrapper `{"results": ...}`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::fault::Fault;
+
+/// One decoded call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub method_name: String,
+    /// The auth block; absent only for `info`.
+    pub auth: Option<Auth>,
+    /// The method's own parameters (an object, or an array for `batch`); absent when empty.
+    pub params: Option<Value>,
+}
+
+impl Request {
+    /// Decodes a request body. Any malformed shape gives a fault, never a panic.
+    pub fn from_slice(body: &[u8]) -> Result<Request, Fault> {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| Fault::bad_request(format!("Invalid JSON in request body: {e}")))?;
+        Request::from_json(&value)
+    }
+
+    /// Decodes an already parsed request body.
+    pub fn from_json(value: &Value) -> Result<Request, Fault> {
+        let obj = value
+            .as_object()
+            .ok_or_else(|| Fault::bad_request("Request body must be a JSON object"))?;
+        let method_name = obj
+            .get("method_name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Fault::bad_request("Request is missing 'method_name'"))?
+            .to_string();
+        let params = match obj.get("params") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items.clone(),
+            Some(_) => return Err(Fault::bad_request("'params' must be a list")),
+        };
+        let mut items = params.into_iter();
+        let mut auth = None;
+        let mut rest = None;
+        if let Some(first) = items.next() {
+            if Auth::looks_like_auth(&first) {
+                auth = Some(Auth::from_json(&first)?);
+                rest = items.next();
+            } else {
+                rest = Some(first);
+            }
+        }
+        if items.next().is_some() {
+            return Err(Fault::bad_request("Too many elements in 'params'"));
+        }
+        Ok(Request {
+            method_name,
+            auth,
+            params: rest,
+        })
+    }
+
+    /// Encodes the request as the official client does.
+    pub fn to_json(&self) -> Value {
+        let mut params = Vec::new();
+        if let Some(auth) = &self.auth {
+            params.push(auth.to_json());
+        }
+        if let Some(p) = &self.params {
+            params.push(p.clone());
+        }
+        json!({"method_name": self.method_name, "params": params})
+    }
+
+    /// The method params as an object, or a fault naming the method.
+    pub fn params_object(&self) -> Result<&Map<String, Value>, Fault> {
+        match &self.params {
+            Some(Value::Object(map)) => Ok(map),
+            _ => Err(Fault::bad_request(format!(
+                "API {}() expects its parameters as a dictionary",
+                self.method_name
+            ))),
+        }
+    }
+}
+
+/// The credentials of the auth block, in the forms the client sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    Script {
+        script_name: String,
+        script_key: String,
+    },
+    User {
+        login: String,
+        password: String,
+        auth_token: Option<String>,
+    },
+    Session {
+        token: String,
+    },
+}
+
+/// The whole auth block: credentials plus the keys merged in afterwards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Auth {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub script_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub script_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub user_login: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub user_password: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub auth_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub session_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reject_if_expired: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sudo_as_login: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub session_uuid: Option<String>,
+    /// `config.extra_auth_params` and anything else the caller merged in.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Auth {
+    /// Script-key credentials.
+    pub fn script(name: &str, key: &str) -> Auth {
+        Auth {
+            script_name: Some(name.to_string()),
+            script_key: Some(key.to_string()),
+            ..Auth::empty()
+        }
+    }
+
+    /// User login credentials.
+    pub fn user(login: &str, password: &str) -> Auth {
+        Auth {
+            user_login: Some(login.to_string()),
+            user_password: Some(password.to_string()),
+            ..Auth::empty()
+        }
+    }
+
+    /// Session-token credentials.
+    pub fn session(token: &str) -> Auth {
+        Auth {
+            session_token: Some(token.to_string()),
+            ..Auth::empty()
+        }
+    }
+
+    fn empty() -> Auth {
+        Auth {
+            script_name: None,
+            script_key: None,
+            user_login: None,
+            user_password: None,
+            auth_token: None,
+            session_token: None,
+            reject_if_expired: None,
+            sudo_as_login: None,
+            session_uuid: None,
+            extra: Map::new(),
+        }
+    }
+
+    fn looks_like_auth(value: &Value) -> bool {
+        value.as_object().is_some_and(|o| {
+            ["script_name", "user_login", "session_token", "script_key"]
+                .iter()
+                .any(|k| o.contains_key(*k))
+        })
+    }
+
+    /// Reads an auth block; a block that is not an object is a fault.
+    pub fn from_json(value: &Value) -> Result<Auth, Fault> {
+        serde_json::from_value(value.clone())
+            .map_err(|e| Fault::authentication(format!("Invalid authentication block: {e}")))
+    }
+
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// Which credentials the block carries, in the client's order of preference.
+    pub fn credentials(&self) -> Option<Credentials> {
+        if let (Some(login), Some(password)) = (&self.user_login, &self.user_password) {
+            return Some(Credentials::User {
+                login: login.clone(),
+                password: password.clone(),
+                auth_token: self.auth_token.clone(),
+            });
+        }
+        if let (Some(name), Some(key)) = (&self.script_name, &self.script_key) {
+            return Some(Credentials::Script {
+                script_name: name.clone(),
+                script_key: key.clone(),
+            });
+        }
+        self.session_token
+            .as_ref()
+            .map(|t| Credentials::Session { token: t.clone() })
+    }
+}
+
+/// A successful reply body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// Wrapped as `{"results": value}`, as for every method but `info`.
+    Results(Value),
+    /// Sent as it is (`info`).
+    Bare(Value),
+}
+
+impl Reply {
+    pub fn to_json(&self) -> Value {
+        match self {
+            Reply::Results(v) => json!({ "results": v }),
+            Reply::Bare(v) => v.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_every_auth_form() {
+        let script = json!({"method_name": "read", "params": [{"script_name": "s", "script_key": "k", "sudo_as_login": "bob", "session_uuid": "u"}, {"type": "Shot"}]});
+        let req = Request::from_json(&script).unwrap();
+        let auth = req.auth.clone().unwrap();
+        assert_eq!(
+            auth.credentials(),
+            Some(Credentials::Script {
+                script_name: "s".into(),
+                script_key: "k".into()
+            })
+        );
+        assert_eq!(auth.sudo_as_login.as_deref(), Some("bob"));
+        assert_eq!(auth.session_uuid.as_deref(), Some("u"));
+        assert_eq!(req.params, Some(json!({"type": "Shot"})));
+
+        let user = json!({"user_login": "u", "user_password": "p", "auth_token": "123"});
+        let auth = Auth::from_json(&user).unwrap();
+        assert!(matches!(
+            auth.credentials(),
+            Some(Credentials::User {
+                auth_token: Some(_),
+                ..
+            })
+        ));
+
+        let session = json!({"session_token": "t", "reject_if_expired": true, "product": "rv"});
+        let auth = Auth::from_json(&session).unwrap();
+        assert_eq!(
+            auth.credentials(),
+            Some(Credentials::Session { token: "t".into() })
+        );
+        assert_eq!(auth.extra.get("product"), Some(&json!("rv")));
+        assert_eq!(auth.to_json()["product"], json!("rv"));
+    }
+
+    #[test]
+    fn info_has_no_auth_and_no_params() {
+        let req = Request::from_slice(br#"{"method_name":"info","params":[]}"#).unwrap();
+        assert_eq!(req.method_name, "info");
+        assert!(req.auth.is_none() && req.params.is_none());
+    }
+
+    #[test]
+    fn malformed_envelopes_are_faults() {
+        for body in [
+            &b"not json"[..],
+            br#"[1,2]"#,
+            br#"{"params":[]}"#,
+            br#"{"method_name":"read","params":{"a":1}}"#,
+            br#"{"method_name":"read","params":[{"script_name":"a","script_key":"b"},{},{}]}"#,
+            br#"{"method_name":7}"#,
+        ] {
+            let fault = Request::from_slice(body).unwrap_err();
+            assert_eq!(
+                fault.code.as_i64(),
+                103,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn request_encodes_as_the_client_does() {
+        let req = Request {
+            method_name: "read".into(),
+            auth: Some(Auth::script("s", "k")),
+            params: Some(json!({"type": "Shot"})),
+        };
+        assert_eq!(
+            req.to_json(),
+            json!({"method_name": "read", "params": [{"script_name": "s", "script_key": "k"}, {"type": "Shot"}]})
+        );
+    }
+
+    #[test]
+    fn replies_wrap_results_but_not_info() {
+        assert_eq!(
+            Reply::Results(json!(true)).to_json(),
+            json!({"results": true})
+        );
+        assert_eq!(
+            Reply::Bare(json!({"version": [8]})).to_json(),
+            json!({"version": [8]})
+        );
+    }
+}
