@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{json, Map, Value};
 
 use sg_protocol::value::EntityLink;
-use sg_protocol::{ReadParams, ReturnOnly, SortDirection};
+use sg_protocol::{FilterNode, ReadParams, ReturnOnly, SortDirection};
 
 use crate::codec::decode_scalar;
-use crate::error::{bad_request, unknown, EngineError};
+use crate::error::{bad_request, EngineError};
 use crate::filter::FilterCompiler;
 use crate::frag::Fragment;
 use crate::layout::{FieldLayout, Layout, Storage, TableLayout};
@@ -180,7 +180,13 @@ pub fn read(
         root,
     };
 
-    let where_clause = where_clause(&plan.compiler, root, params)?;
+    let where_clause = where_clause(
+        &plan.compiler,
+        root,
+        &params.filters,
+        params.return_only,
+        params.include_archived_projects,
+    )?;
 
     let mut getters: Vec<(String, Getter)> = Vec::new();
     for field in &params.return_fields {
@@ -268,9 +274,11 @@ pub fn read(
 pub(crate) fn where_clause(
     compiler: &FilterCompiler,
     root: &TableLayout,
-    params: &ReadParams,
+    filters: &FilterNode,
+    return_only: ReturnOnly,
+    include_archived_projects: Option<bool>,
 ) -> Result<Fragment, EngineError> {
-    let retired = match params.return_only {
+    let retired = match return_only {
         ReturnOnly::Active => 0,
         ReturnOnly::Retired => 1,
     };
@@ -543,23 +551,6 @@ pub(crate) fn resolve_link_names(
                 v if is_link(v) => *v = named(v).unwrap_or(Value::Null),
                 _ => {}
             }
-        }
-    }
-    Ok(())
-}
-
-/// Checks that every return field exists, without reading anything.
-pub fn check_return_fields(
-    layout: &Layout,
-    entity_type: &str,
-    fields: &[String],
-) -> Result<(), EngineError> {
-    let root = layout
-        .table(entity_type)
-        .ok_or_else(|| unknown("read", entity_type, "id"))?;
-    for field in fields {
-        if field != "type" {
-            resolve(layout, root, field, "read")?;
         }
     }
     Ok(())
