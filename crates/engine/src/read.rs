@@ -283,12 +283,12 @@ pub(crate) fn where_clause(
         ReturnOnly::Retired => 1,
     };
     let mut clause = Fragment::text(format!("t0.\"__retired\" = {retired}"));
-    if params.include_archived_projects == Some(false) {
+    if include_archived_projects == Some(false) {
         clause.append(archived_project_clause(compiler.layout, root));
     }
     clause
         .push(" AND (")
-        .append(compiler.compile(root, "t0", &params.filters)?)
+        .append(compiler.compile(root, "t0", filters)?)
         .push(")");
     Ok(clause)
 }
