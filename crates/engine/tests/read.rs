@@ -1,0 +1,1004 @@
+//! Integration tests of `read`: every relation on every data type, null
+//! handling, deep paths, link names, sorting, paging and faults.
+
+mod common;
+
+use common::{cond, engine, entities, ids, obj, params};
+use serde_json::{json, Value};
+use sg_engine::{Engine, SqliteStore};
+use sg_protocol::value::format_date_time;
+use sg_protocol::{DataType, Relation};
+
+/// The production every semantic test reads.
+fn production() -> Engine<SqliteStore> {
+    let e = engine();
+    // A minute ago, so that "the next week" from the query's own clock excludes it.
+    let now = format_date_time(chrono::Utc::now().timestamp() - 60);
+    let dataset = json!({
+        "Project": [{"id": 1, "name": "Alpha"}, {"id": 2, "name": "Beta", "archived": true}],
+        "Sequence": [
+            {"id": 1, "code": "SEQ_A", "project": {"type": "Project", "id": 1}},
+            {"id": 2, "code": "seq_b", "project": {"type": "Project", "id": 1}},
+            {"id": 3, "code": "100%_done", "project": {"type": "Project", "id": 2}}],
+        "Asset": [
+            {"id": 1, "code": "hero", "sg_asset_type": "Character"},
+            {"id": 2, "code": "Villain", "sg_asset_type": "Prop"},
+            {"id": 3, "code": "tree", "sg_asset_type": "Prop", "__retired": true}],
+        "HumanUser": [{"id": 1, "name": "Ann", "login": "ann"}, {"id": 2, "name": "Bob", "login": "bob"}],
+        "Shot": [
+            {"id": 1, "code": "sh010", "description": "Opening shot", "sg_cut_in": 10, "sg_rate": 1.5,
+             "sg_hero": true, "sg_due": "2024-01-05", "created_at": "2024-01-05T10:00:00Z",
+             "sg_status_list": "ip", "sg_sequence": {"type": "Sequence", "id": 1},
+             "project": {"type": "Project", "id": 1},
+             "assets": [{"type": "Asset", "id": 1}, {"type": "Asset", "id": 2}],
+             "users": [{"type": "HumanUser", "id": 1}]},
+            {"id": 2, "code": "SH020", "sg_cut_in": 20, "sg_rate": 2.5, "sg_hero": false,
+             "sg_due": "2024-02-01", "created_at": now, "sg_status_list": "wtg",
+             "sg_sequence": {"type": "Sequence", "id": 2}, "project": {"type": "Project", "id": 1},
+             "assets": [{"type": "Asset", "id": 3}],
+             "users": [{"type": "HumanUser", "id": 1}, {"type": "HumanUser", "id": 2}]},
+            {"id": 3, "code": "sh030", "description": "it's a \"test\" 100%", "sg_status_list": "fin",
+             "project": {"type": "Project", "id": 2}},
+            {"id": 4, "code": "sh040", "project": {"type": "Project", "id": 1}, "__retired": true},
+            {"id": 5, "code": "Ünïcode", "sg_cut_in": 5, "sg_status_list": "ip",
+             "sg_sequence": {"type": "Sequence", "id": 3}, "project": {"type": "Project", "id": 1}}]
+    });
+    e.load_dataset(&dataset).expect("dataset loads");
+    e
+}
+
+fn one(path: &str, relation: &str, values: Value) -> Value {
+    json!([cond(path, relation, values)])
+}
+
+/// Text relations match case-insensitively, treat null as the site does and
+/// take `%`, `_` and quotes as plain characters.
+#[test]
+fn text_relations() {
+    let e = production();
+    assert_eq!(
+        ids(&e, "Shot", one("code", "is", json!(["SH010"]))),
+        vec![1]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("description", "is", json!([null]))),
+        vec![2, 5]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("description", "is_not", json!(["opening SHOT"]))
+        ),
+        vec![2, 3, 5]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("description", "contains", json!(["100%"]))),
+        vec![3]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("description", "contains", json!(["'s a \"t"]))
+        ),
+        vec![3]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("description", "not_contains", json!(["shot"]))
+        ),
+        vec![2, 3, 5]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("code", "starts_with", json!(["SH0"]))),
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("code", "ends_with", json!(["20"]))),
+        vec![2]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("code", "in", json!(["sh010", "SH030"]))),
+        vec![1, 3]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("code", "not_in", json!(["sh010", "SH030"]))),
+        vec![2, 5]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("code", "in", json!([["sh010", "sh020"]]))),
+        vec![1, 2]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("code", "is", json!(["ünïcode"]))),
+        Vec::<i64>::new(),
+        "non-ASCII case folding is not done by SQLite"
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("code", "is", json!(["Ünïcode"]))),
+        vec![5]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("code", "starts_with", json!(["_"]))),
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        ids(&e, "Sequence", one("code", "starts_with", json!(["100%_"]))),
+        vec![3]
+    );
+}
+
+/// Values written to look like SQL are only ever compared as values.
+#[test]
+fn sql_shaped_values_are_plain_values() {
+    let e = production();
+    for v in ["' OR 1=1 --", "\"; DROP TABLE \"Shot\"; --", "%", "_"] {
+        assert_eq!(
+            ids(&e, "Shot", one("code", "is", json!([v]))),
+            Vec::<i64>::new(),
+            "{v}"
+        );
+    }
+    assert_eq!(
+        ids(&e, "Shot", json!([])),
+        vec![1, 2, 3, 5],
+        "the table is intact"
+    );
+}
+
+/// Numbers: comparisons, ranges (inclusive), in, and null.
+#[test]
+fn number_relations() {
+    let e = production();
+    assert_eq!(
+        ids(&e, "Shot", one("sg_cut_in", "is", json!([10]))),
+        vec![1]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("sg_cut_in", "less_than", json!([15]))),
+        vec![1, 5]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("sg_cut_in", "greater_than", json!([10]))),
+        vec![2]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("sg_cut_in", "between", json!([5, 10]))),
+        vec![1, 5]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("sg_cut_in", "not_between", json!([5, 10]))),
+        vec![2, 3]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("sg_cut_in", "in", json!([5, 20]))),
+        vec![2, 5]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("sg_cut_in", "not_in", json!([5, 20]))),
+        vec![1, 3]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("sg_cut_in", "is", json!([null]))),
+        vec![3]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("sg_cut_in", "is_not", json!([null]))),
+        vec![1, 2, 5]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("sg_cut_in", "in", json!([10, null]))),
+        vec![1, 3]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("id", "in", json!([1, 3, 4]))),
+        vec![1, 3]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("sg_rate", "greater_than", json!([2]))),
+        vec![2]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("sg_rate", "between", json!([1.0, 2.0]))),
+        vec![1]
+    );
+}
+
+/// A checkbox is never null: unset reads and matches as false.
+#[test]
+fn checkbox_relations() {
+    let e = production();
+    assert_eq!(
+        ids(&e, "Shot", one("sg_hero", "is", json!([true]))),
+        vec![1]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("sg_hero", "is", json!([false]))),
+        vec![2, 3, 5]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("sg_hero", "is_not", json!([true]))),
+        vec![2, 3, 5]
+    );
+    let shot = &entities(
+        &e,
+        json!({"type": "Shot", "return_fields": ["sg_hero"], "filters": {"logical_operator": "and", "conditions": [cond("id", "is", json!([3]))]}}),
+    )[0];
+    assert_eq!(shot["sg_hero"], json!(false));
+}
+
+/// Dates and date-times: absolute comparisons and the relative relations.
+#[test]
+fn date_relations() {
+    let e = production();
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("sg_due", "greater_than", json!(["2024-01-10"]))
+        ),
+        vec![2]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("sg_due", "is", json!(["2024-01-05"]))),
+        vec![1]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("sg_due", "between", json!(["2024-01-01", "2024-01-31"]))
+        ),
+        vec![1]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("sg_due", "in", json!(["2024-01-05", "2024-02-01"]))
+        ),
+        vec![1, 2]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("created_at", "less_than", json!(["2024-06-01T00:00:00Z"]))
+        ),
+        vec![1]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("created_at", "is", json!(["2024-01-05T10:00:00Z"]))
+        ),
+        vec![1]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("created_at", "in_last", json!([1, "DAY"]))),
+        vec![2]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("created_at", "in_last", json!([5, "YEAR"]))),
+        vec![1, 2]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("created_at", "not_in_last", json!([1, "HOUR"]))
+        ),
+        vec![1, 3, 5]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("created_at", "in_next", json!([1, "WEEK"]))),
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("created_at", "not_in_next", json!([1, "MONTH"]))
+        ),
+        vec![1, 2, 3, 5]
+    );
+    let now = chrono::Utc::now();
+    if (now - chrono::Duration::seconds(120)).date_naive() == now.date_naive() {
+        // Shot 2 was created a minute ago, so (but just after midnight) it is in today's periods.
+        assert_eq!(
+            ids(&e, "Shot", one("created_at", "in_calendar_day", json!([0]))),
+            vec![2]
+        );
+        assert_eq!(
+            ids(
+                &e,
+                "Shot",
+                one("created_at", "in_calendar_day", json!([-1]))
+            ),
+            Vec::<i64>::new()
+        );
+        assert_eq!(
+            ids(
+                &e,
+                "Shot",
+                one("created_at", "in_calendar_week", json!([0]))
+            ),
+            vec![2]
+        );
+        assert_eq!(
+            ids(
+                &e,
+                "Shot",
+                one("created_at", "in_calendar_month", json!([0]))
+            ),
+            vec![2]
+        );
+        assert_eq!(
+            ids(
+                &e,
+                "Shot",
+                one("created_at", "in_calendar_year", json!([0]))
+            ),
+            vec![2]
+        );
+    }
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("created_at", "in_calendar_year", json!([-100]))
+        ),
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("sg_due", "in_last", json!([100, "YEAR"]))),
+        vec![1, 2]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("sg_due", "in_calendar_month", json!([0]))),
+        Vec::<i64>::new()
+    );
+}
+
+/// Status and list fields match case-insensitively, as text does on the site.
+#[test]
+fn list_relations() {
+    let e = production();
+    assert_eq!(
+        ids(&e, "Shot", one("sg_status_list", "is", json!(["IP"]))),
+        vec![1, 5]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("sg_status_list", "in", json!(["ip", "fin"]))
+        ),
+        vec![1, 3, 5]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("sg_status_list", "not_in", json!(["ip"]))),
+        vec![2, 3]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("sg_status_list", "is_not", json!(["wtg"]))),
+        vec![1, 3, 5]
+    );
+    assert_eq!(
+        ids(&e, "Asset", one("sg_asset_type", "is", json!(["prop"]))),
+        vec![2]
+    );
+}
+
+/// Entity links: by link, null, type and the linked record's name.
+#[test]
+fn entity_relations() {
+    let e = production();
+    let seq = |id: i64| json!({"type": "Sequence", "id": id, "name": "ignored"});
+    assert_eq!(
+        ids(&e, "Shot", one("sg_sequence", "is", json!([seq(1)]))),
+        vec![1]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("sg_sequence", "is", json!([null]))),
+        vec![3]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("sg_sequence", "is_not", json!([seq(1)]))),
+        vec![2, 3, 5]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("sg_sequence", "is_not", json!([null]))),
+        vec![1, 2, 5]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("sg_sequence", "in", json!([seq(1), seq(2)]))
+        ),
+        vec![1, 2]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("sg_sequence", "not_in", json!([seq(1), seq(2)]))
+        ),
+        vec![3, 5]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("sg_sequence", "is", json!([{"type": "Asset", "id": 1}]))
+        ),
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("sg_sequence", "type_is", json!(["Sequence"]))
+        ),
+        vec![1, 2, 5]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("sg_sequence", "type_is_not", json!(["Sequence"]))
+        ),
+        vec![3]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("sg_sequence", "name_contains", json!(["SEQ"]))
+        ),
+        vec![1, 2]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("sg_sequence", "name_not_contains", json!(["seq"]))
+        ),
+        vec![3, 5]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("sg_sequence", "name_is", json!(["seq_a"]))),
+        vec![1]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("sg_sequence", "name_starts_with", json!(["100%"]))
+        ),
+        vec![5]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("sg_sequence", "name_ends_with", json!(["_B"]))
+        ),
+        vec![2]
+    );
+}
+
+/// Lists of links: `is` means "contains", `is None` means empty.
+#[test]
+fn multi_entity_relations() {
+    let e = production();
+    let asset = |id: i64| json!({"type": "Asset", "id": id});
+    let user = |id: i64| json!({"type": "HumanUser", "id": id});
+    assert_eq!(
+        ids(&e, "Shot", one("assets", "is", json!([asset(1)]))),
+        vec![1]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("assets", "is_not", json!([asset(1)]))),
+        vec![2, 3, 5]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("users", "is", json!([null]))),
+        vec![3, 5]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("users", "is_not", json!([null]))),
+        vec![1, 2]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("users", "in", json!([user(2), user(9)]))),
+        vec![2]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("users", "not_in", json!([user(2)]))),
+        vec![1, 3, 5]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("users", "is", json!([{"type": "Asset", "id": 1}]))
+        ),
+        Vec::<i64>::new(),
+        "type and id both count"
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("assets", "type_is", json!(["Asset"]))),
+        vec![1, 2]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("assets", "type_is_not", json!(["Asset"]))),
+        vec![3, 5]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("assets", "name_contains", json!(["VIL"]))),
+        vec![1]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("assets", "name_not_contains", json!(["vil"]))
+        ),
+        vec![2, 3, 5]
+    );
+    assert_eq!(
+        ids(&e, "Shot", one("cc", "is", json!([null]))),
+        vec![1, 2, 3, 5]
+    );
+}
+
+/// Deep paths through entity links take the linked record's value (null when
+/// the link is null); through lists they match when any linked record does.
+#[test]
+fn deep_paths_in_filters() {
+    let e = production();
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("sg_sequence.Sequence.code", "starts_with", json!(["seq"]))
+        ),
+        vec![1, 2]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("sg_sequence.Sequence.code", "is_not", json!(["seq_a"]))
+        ),
+        vec![2, 3, 5]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("sg_sequence.Sequence.code", "is", json!([null]))
+        ),
+        vec![3]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one(
+                "sg_sequence.Sequence.project.Project.name",
+                "is",
+                json!(["alpha"])
+            )
+        ),
+        vec![1, 2]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one(
+                "sg_sequence.Sequence.project.Project.name",
+                "is_not",
+                json!(["alpha"])
+            )
+        ),
+        vec![3, 5]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("project.Project.archived", "is", json!([true]))
+        ),
+        vec![3]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("users.HumanUser.login", "is", json!(["bob"]))
+        ),
+        vec![2]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("users.HumanUser.login", "is", json!(["ann"]))
+        ),
+        vec![1, 2]
+    );
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("assets.Asset.sg_asset_type", "is", json!(["Prop"]))
+        ),
+        vec![1],
+        "retired linked records do not match"
+    );
+    // A deep path through a link of another type simply does not match.
+    assert_eq!(
+        ids(
+            &e,
+            "Shot",
+            one("sg_sequence.Asset.code", "is", json!(["hero"]))
+        ),
+        Vec::<i64>::new()
+    );
+}
+
+/// Nested and/or groups at any depth.
+#[test]
+fn nested_groups() {
+    let e = production();
+    let filters = json!([{"logical_operator": "or", "conditions": [
+        cond("code", "is", json!(["sh010"])),
+        {"logical_operator": "and", "conditions": [
+            cond("sg_cut_in", "greater_than", json!([10])),
+            cond("sg_status_list", "is", json!(["wtg"]))]}]}]);
+    assert_eq!(ids(&e, "Shot", filters), vec![1, 2]);
+    let empty_or = json!([{"logical_operator": "or", "conditions": []}]);
+    assert_eq!(ids(&e, "Shot", empty_or), vec![1, 2, 3, 5]);
+}
+
+/// Links carry the linked record's current name; links to retired records are hidden.
+#[test]
+fn links_carry_names_resolved_when_read() {
+    let e = production();
+    let read = |e: &Engine<SqliteStore>| {
+        entities(
+            e,
+            json!({"type": "Shot", "return_fields":
+        ["code", "sg_sequence", "assets", "project", "sg_sequence.Sequence.code", "users.HumanUser.login", "sg_sequence.Sequence.project"],
+        "filters": {"logical_operator": "and", "conditions": [cond("id", "in", json!([1, 2]))]}}),
+        )
+    };
+    let shots = read(&e);
+    assert_eq!(
+        shots[0]["sg_sequence"],
+        json!({"type": "Sequence", "id": 1, "name": "SEQ_A"})
+    );
+    assert_eq!(
+        shots[0]["project"],
+        json!({"type": "Project", "id": 1, "name": "Alpha"})
+    );
+    assert_eq!(
+        shots[0]["assets"],
+        json!([{"type": "Asset", "id": 1, "name": "hero"}, {"type": "Asset", "id": 2, "name": "Villain"}])
+    );
+    assert_eq!(shots[0]["sg_sequence.Sequence.code"], json!("SEQ_A"));
+    assert_eq!(
+        shots[0]["sg_sequence.Sequence.project"],
+        json!({"type": "Project", "id": 1, "name": "Alpha"})
+    );
+    assert_eq!(shots[1]["users.HumanUser.login"], json!(["ann", "bob"]));
+    assert_eq!(shots[1]["assets"], json!([]), "the retired asset is hidden");
+
+    e.upsert_records("Sequence", &[obj(json!({"id": 1, "code": "SEQ_RENAMED"}))])
+        .unwrap();
+    e.upsert_records("Sequence", &[obj(json!({"id": 2, "__retired": true}))])
+        .unwrap();
+    e.upsert_records("Asset", &[obj(json!({"id": 2, "__retired": true}))])
+        .unwrap();
+    let shots = read(&e);
+    assert_eq!(shots[0]["sg_sequence"]["name"], json!("SEQ_RENAMED"));
+    assert_eq!(
+        shots[0]["assets"],
+        json!([{"type": "Asset", "id": 1, "name": "hero"}])
+    );
+    assert_eq!(
+        shots[1]["sg_sequence"],
+        Value::Null,
+        "a link to a retired record reads as null"
+    );
+    assert_eq!(shots[1]["sg_sequence.Sequence.code"], Value::Null);
+}
+
+/// Every data type renders in its wire shape.
+#[test]
+fn values_render_in_wire_shapes() {
+    let e = production();
+    e.upsert_records(
+        "Shot",
+        &[obj(
+            json!({"id": 9, "code": "shapes", "sg_rate": 2.0, "sg_budget": 10.5,
+        "sg_done": 50, "sg_length": 600, "src_in": 1000, "sg_kind": "Shot", "sg_color": "255,0,0",
+        "sg_uuid": "5d7f6b9e-0000-4000-8000-000000000000", "image": "http://x/t.png",
+        "sg_link": {"url": "http://x", "name": "x", "link_type": "web"}, "sg_data": {"a": [1]},
+        "created_at": "2024-01-02T03:04:05+00:00", "sg_due": "2024-01-02"}),
+        )],
+    )
+    .unwrap();
+    let fields = [
+        "sg_rate",
+        "sg_budget",
+        "sg_done",
+        "sg_length",
+        "src_in",
+        "sg_kind",
+        "sg_color",
+        "sg_uuid",
+        "image",
+        "sg_link",
+        "sg_data",
+        "created_at",
+        "sg_due",
+        "sg_hero",
+        "description",
+        "assets",
+        "sg_sequence",
+    ];
+    let shot = &entities(
+        &e,
+        json!({"type": "Shot", "return_fields": fields,
+        "filters": {"logical_operator": "and", "conditions": [cond("id", "is", json!([9]))]}}),
+    )[0];
+    assert_eq!(shot["sg_rate"], json!(2.0));
+    assert_eq!(shot["sg_budget"], json!(10.5));
+    assert_eq!(shot["sg_done"], json!(50));
+    assert_eq!(shot["sg_length"], json!(600));
+    assert_eq!(shot["src_in"], json!(1000));
+    assert_eq!(shot["sg_kind"], json!("Shot"));
+    assert_eq!(shot["sg_color"], json!("255,0,0"));
+    assert_eq!(shot["image"], json!("http://x/t.png"));
+    assert_eq!(
+        shot["sg_link"],
+        json!({"url": "http://x", "name": "x", "link_type": "web"})
+    );
+    assert_eq!(shot["sg_data"], json!({"a": [1]}));
+    assert_eq!(shot["created_at"], json!("2024-01-02T03:04:05Z"));
+    assert_eq!(shot["sg_due"], json!("2024-01-02"));
+    assert_eq!(shot["sg_hero"], json!(false));
+    assert_eq!(shot["description"], Value::Null);
+    assert_eq!(shot["assets"], json!([]));
+    assert_eq!(shot["sg_sequence"], Value::Null);
+    assert_eq!(shot["type"], json!("Shot"));
+}
+
+/// Sorts on several keys, links by name, nulls last going up; id breaks ties.
+#[test]
+fn sorting() {
+    let e = production();
+    let sorted = |sorts: Value| -> Vec<i64> {
+        entities(
+            &e,
+            json!({"type": "Shot", "return_fields": ["id"], "sorts": sorts}),
+        )
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap_or(-1))
+        .collect()
+    };
+    assert_eq!(sorted(json!([])), vec![1, 2, 3, 5]);
+    assert_eq!(
+        sorted(json!([{"field_name": "id", "direction": "desc"}])),
+        vec![5, 3, 2, 1]
+    );
+    assert_eq!(
+        sorted(json!([{"field_name": "sg_cut_in", "direction": "asc"}])),
+        vec![5, 1, 2, 3]
+    );
+    assert_eq!(
+        sorted(json!([{"field_name": "sg_cut_in", "direction": "desc"}])),
+        vec![3, 2, 1, 5]
+    );
+    assert_eq!(
+        sorted(
+            json!([{"field_name": "sg_status_list", "direction": "asc"}, {"field_name": "code", "direction": "desc"}])
+        ),
+        vec![3, 5, 1, 2]
+    );
+    assert_eq!(
+        sorted(json!([{"field_name": "sg_sequence", "direction": "asc"}])),
+        vec![5, 1, 2, 3]
+    );
+    assert_eq!(
+        sorted(json!([{"field_name": "sg_sequence.Sequence.code", "direction": "desc"}])),
+        vec![3, 2, 1, 5]
+    );
+    assert_eq!(
+        sorted(json!([{"field_name": "code", "direction": "asc"}])),
+        vec![1, 2, 3, 5],
+        "case-insensitive"
+    );
+}
+
+/// Paging: exact pages, `has_next_page`, and counts when asked.
+#[test]
+fn paging() {
+    let e = production();
+    let page = |n: u64, legacy: bool| {
+        e.read(&params(json!({"type": "Shot", "return_fields": ["id"], "paging": {"entities_per_page": 2, "current_page": n},
+            "return_paging_info": legacy, "return_paging_info_without_counts": !legacy}))).unwrap()
+    };
+    let p1 = page(1, false);
+    assert_eq!(p1["entities"].as_array().map(Vec::len), Some(2));
+    assert_eq!(p1["paging_info"], json!({"has_next_page": true}));
+    let p2 = page(2, false);
+    assert_eq!(p2["entities"][0]["id"], json!(3));
+    assert_eq!(p2["paging_info"]["has_next_page"], json!(false));
+    assert_eq!(page(3, false)["entities"], json!([]));
+    assert_eq!(page(1, true)["paging_info"]["entity_count"], json!(4));
+}
+
+/// Retired records are found only when asked for; archived projects can be left out.
+#[test]
+fn retired_and_archived() {
+    let e = production();
+    let retired = entities(
+        &e,
+        json!({"type": "Shot", "return_only": "retired", "return_fields": ["code"]}),
+    );
+    assert_eq!(
+        retired,
+        vec![json!({"type": "Shot", "id": 4, "code": "sh040"})]
+    );
+    let active = entities(
+        &e,
+        json!({"type": "Shot", "include_archived_projects": false}),
+    );
+    let ids: Vec<i64> = active.iter().filter_map(|r| r["id"].as_i64()).collect();
+    assert_eq!(ids, vec![1, 2, 5]);
+}
+
+fn fault_of(e: &Engine<SqliteStore>, v: Value) -> String {
+    match e.read(&params(v.clone())) {
+        Ok(r) => panic!("expected a fault for {v}, got {r}"),
+        Err(err) => {
+            let fault = err.to_fault();
+            assert_eq!(fault.code.as_i64(), 103, "{v}");
+            fault.message
+        }
+    }
+}
+
+/// Unknown names and bad values get fault 103 in the site's words.
+#[test]
+fn bad_requests_are_faults() {
+    let e = production();
+    let f = |conditions: Value| json!({"type": "Shot", "filters": {"logical_operator": "and", "conditions": conditions}});
+    assert_eq!(
+        fault_of(&e, f(one("foo", "is", json!([1])))),
+        "API read() Shot.foo doesn't exist"
+    );
+    assert_eq!(
+        fault_of(&e, json!({"type": "Shot", "return_fields": ["foo"]})),
+        "API read() Shot.foo doesn't exist"
+    );
+    assert_eq!(
+        fault_of(&e, json!({"type": "Nope"})),
+        "API read() entity type Nope doesn't exist"
+    );
+    fault_of(
+        &e,
+        json!({"type": "Shot", "sorts": [{"field_name": "nope", "direction": "asc"}]}),
+    );
+    fault_of(
+        &e,
+        json!({"type": "Shot", "sorts": [{"field_name": "assets", "direction": "asc"}]}),
+    );
+    fault_of(&e, f(one("sg_sequence.Nope.code", "is", json!(["x"]))));
+    fault_of(&e, f(one("code.Sequence.code", "is", json!(["x"]))));
+    fault_of(&e, f(one("sg_sequence.Sequence", "is", json!(["x"]))));
+    fault_of(&e, f(one("code; DROP TABLE \"Shot\"", "is", json!(["x"]))));
+    fault_of(&e, f(one("code", "is", json!(["a", "b"]))));
+    fault_of(&e, f(one("code", "is", json!([]))));
+    fault_of(&e, f(one("code", "is", json!([5]))));
+    fault_of(&e, f(one("sg_cut_in", "is", json!(["5"]))));
+    fault_of(&e, f(one("sg_cut_in", "between", json!([1]))));
+    fault_of(&e, f(one("sg_cut_in", "less_than", json!([null]))));
+    fault_of(&e, f(one("sg_due", "is", json!(["yesterday"]))));
+    fault_of(&e, f(one("created_at", "in_last", json!([1, "FORTNIGHT"]))));
+    fault_of(&e, f(one("created_at", "in_last", json!(["1", "DAY"]))));
+    fault_of(
+        &e,
+        f(one("sg_sequence", "is", json!([{"type": "Sequence"}]))),
+    );
+    fault_of(&e, f(one("sg_hero", "is", json!(["yes"]))));
+    fault_of(&e, f(one("image", "is", json!(["http://x"]))));
+    assert_eq!(
+        ids(&e, "Shot", json!([])),
+        vec![1, 2, 3, 5],
+        "the engine goes on answering"
+    );
+}
+
+/// A sample value for a relation on a field of a data type.
+fn sample(data_type: DataType, relation: Relation) -> Value {
+    use Relation::*;
+    let scalar = match data_type {
+        DataType::Number | DataType::Duration | DataType::Timecode | DataType::Percent => json!(1),
+        DataType::Float | DataType::Currency => json!(1.5),
+        DataType::Checkbox => json!(true),
+        DataType::Date => json!("2024-01-01"),
+        DataType::DateTime => json!("2024-01-01T00:00:00Z"),
+        DataType::Entity => json!({"type": "Sequence", "id": 1}),
+        DataType::MultiEntity | DataType::Addressing => json!({"type": "Asset", "id": 1}),
+        DataType::TagList => json!({"type": "Tag", "id": 1}),
+        DataType::Image => Value::Null,
+        _ => json!("x"),
+    };
+    match relation {
+        In | NotIn => json!([scalar.clone(), scalar]),
+        Between | NotBetween => json!([scalar.clone(), scalar]),
+        InLast | NotInLast | InNext | NotInNext => json!([1, "DAY"]),
+        InCalendarDay | InCalendarWeek | InCalendarMonth | InCalendarYear => json!([0]),
+        TypeIs | TypeIsNot => json!(["Sequence"]),
+        NameIs | NameContains | NameNotContains | NameStartsWith | NameEndsWith | Contains
+        | NotContains | StartsWith | EndsWith => json!(["x"]),
+        NameId => json!([1]),
+        _ => json!([scalar]),
+    }
+}
+
+/// Every relation the site supports on a data type compiles and runs; every
+/// other pair gets fault 103 naming the field and the relation.
+#[test]
+fn every_relation_on_every_data_type() {
+    let e = production();
+    let schema = common::schema();
+    let shot = schema.entity("Shot").expect("Shot");
+    let mut supported = 0;
+    let mut refused = 0;
+    for field in shot.fields.values() {
+        for relation in Relation::all() {
+            let values = sample(field.data_type, relation);
+            let request = json!({"type": "Shot", "filters": {"logical_operator": "and",
+                "conditions": [cond(&field.name, relation.name(), values.clone())]}});
+            let result = e.read(&params(request));
+            let expected = if field.name == "id" {
+                DataType::Number
+            } else {
+                field.data_type
+            };
+            if expected.supports(relation) {
+                if let Err(err) = result {
+                    panic!(
+                        "{} ({}) {} {values}: {err}",
+                        field.name, field.data_type, relation
+                    );
+                }
+                supported += 1;
+            } else {
+                let err = result.err().unwrap_or_else(|| {
+                    panic!("{} {} should be refused", field.data_type, relation)
+                });
+                let fault = err.to_fault();
+                assert_eq!(fault.code.as_i64(), 103);
+                assert!(fault.message.contains(relation.name()), "{}", fault.message);
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        supported > 150 && refused > 300,
+        "{supported} supported, {refused} refused"
+    );
+}
