@@ -33,6 +33,7 @@ pub mod summarize;
 pub mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock};
 
 use serde_json::{Map, Value};
 
@@ -43,11 +44,19 @@ pub use layout::Layout;
 pub use sqlite::SqliteStore;
 pub use store::{Connection, Store};
 
-/// A schema, its tables, and the store that holds them.
+/// A schema and the tables laid out for it: what the engine answers from.
+/// Replaced whole when the schema changes, so a query sees one consistent catalog.
+#[derive(Debug)]
+pub struct Catalog {
+    pub schema: Schema,
+    pub layout: Layout,
+}
+
+/// A catalog and the store that holds its tables.
 pub struct Engine<S: Store> {
     store: S,
-    schema: Schema,
-    layout: Layout,
+    catalog: RwLock<Arc<Catalog>>,
+    selection: Option<BTreeMap<String, BTreeSet<String>>>,
 }
 
 impl<S: Store> Engine<S> {
@@ -60,9 +69,9 @@ impl<S: Store> Engine<S> {
     pub fn with_selection(
         store: S,
         schema: Schema,
-        selection: Option<&BTreeMap<String, BTreeSet<String>>>,
+        selection: Option<BTreeMap<String, BTreeSet<String>>>,
     ) -> Result<Engine<S>, EngineError> {
-        let layout = Layout::from_schema(&schema, selection);
+        let layout = Layout::from_schema(&schema, selection.as_ref());
         let dialect = store.dialect();
         store.with_transaction(&mut |conn| {
             for table in layout.tables.values() {
@@ -72,17 +81,42 @@ impl<S: Store> Engine<S> {
         })?;
         Ok(Engine {
             store,
-            schema,
-            layout,
+            catalog: RwLock::new(Arc::new(Catalog { schema, layout })),
+            selection,
         })
     }
 
-    pub fn schema(&self) -> &Schema {
-        &self.schema
+    /// The current schema and layout.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        match self.catalog.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
-    pub fn layout(&self) -> &Layout {
-        &self.layout
+    /// Switches to a new schema: creates the tables, columns and link tables
+    /// it adds (existing data stays; columns of removed fields are left in place).
+    pub fn set_schema(&self, schema: Schema) -> Result<(), EngineError> {
+        let old = self.catalog();
+        let layout = Layout::from_schema(&schema, self.selection.as_ref());
+        let dialect = self.store.dialect();
+        self.store.with_transaction(&mut |conn| {
+            for table in layout.tables.values() {
+                match old.layout.table(&table.entity_type) {
+                    None => conn.execute_batch(&ddl::create_table_sql(table, dialect))?,
+                    Some(existing) => {
+                        conn.execute_batch(&ddl::add_fields_sql(existing, table, dialect))?
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        let mut guard = match self.catalog.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard = Arc::new(Catalog { schema, layout });
+        Ok(())
     }
 
     pub fn store(&self) -> &S {
@@ -91,14 +125,16 @@ impl<S: Store> Engine<S> {
 
     /// Answers a `read`: the `results` value, `{entities, paging_info}`.
     pub fn read(&self, params: &ReadParams) -> Result<Value, EngineError> {
+        let catalog = self.catalog();
         self.store
-            .with_reader(&mut |conn| read::read(conn, &self.layout, params))
+            .with_reader(&mut |conn| read::read(conn, &catalog.layout, params))
     }
 
     /// Answers a `summarize`: the `results` value, `{summaries, groups}`.
     pub fn summarize(&self, params: &SummarizeParams) -> Result<Value, EngineError> {
+        let catalog = self.catalog();
         self.store
-            .with_reader(&mut |conn| summarize::summarize(conn, &self.layout, params))
+            .with_reader(&mut |conn| summarize::summarize(conn, &catalog.layout, params))
     }
 
     /// Inserts or updates records of one type in one transaction.
@@ -107,7 +143,8 @@ impl<S: Store> Engine<S> {
         entity_type: &str,
         records: &[Map<String, Value>],
     ) -> Result<(), EngineError> {
-        let table = self.layout.table(entity_type).ok_or_else(|| {
+        let catalog = self.catalog();
+        let table = catalog.layout.table(entity_type).ok_or_else(|| {
             error::bad_request(format!("entity type {entity_type} is not cached"))
         })?;
         self.store.with_transaction(&mut |conn| {
@@ -124,10 +161,11 @@ impl<S: Store> Engine<S> {
         let types = dataset
             .as_object()
             .ok_or_else(|| error::bad_request("a dataset must be a dictionary of entity types"))?;
+        let catalog = self.catalog();
         self.store.with_transaction(&mut |conn| {
             let mut count = 0;
             for (entity_type, records) in types {
-                let table = self.layout.table(entity_type).ok_or_else(|| {
+                let table = catalog.layout.table(entity_type).ok_or_else(|| {
                     error::bad_request(format!("entity type {entity_type} is not in the schema"))
                 })?;
                 let records = records.as_array().ok_or_else(|| {

@@ -41,8 +41,10 @@ impl Site {
                     .map(Reply::Results)
                     .map_err(engine_fault)
             }
-            "schema_read" => Ok(Reply::Results(self.engine.schema().to_fields_json())),
-            "schema_entity_read" => Ok(Reply::Results(self.engine.schema().to_entities_json())),
+            "schema_read" => Ok(Reply::Results(self.engine.catalog().schema.to_fields_json())),
+            "schema_entity_read" => {
+                Ok(Reply::Results(self.engine.catalog().schema.to_entities_json()))
+            }
             "schema_field_read" => self
                 .schema_field_read(request.params_object()?)
                 .map(Reply::Results),
@@ -55,7 +57,8 @@ impl Site {
             .get("type")
             .and_then(Value::as_str)
             .ok_or_else(|| Fault::bad_request("API schema_field_read() 'type' is required"))?;
-        let entity = self.engine.schema().entity(entity_type).ok_or_else(|| {
+        let catalog = self.engine.catalog();
+        let entity = catalog.schema.entity(entity_type).ok_or_else(|| {
             Fault::bad_request(format!(
                 "API schema_field_read() entity type {entity_type} doesn't exist"
             ))
