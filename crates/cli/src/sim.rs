@@ -1,15 +1,16 @@
 //! `shotgun-cache sim`: start a simulated site.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use sg_engine::{Engine, SqliteStore};
 use sg_protocol::Schema;
-use sg_sim::{Credential, Logins, ServerOptions, Site};
+use sg_sim::{Credential, EventFaults, Logins, ServerOptions, Site};
 
 #[derive(Args, Debug)]
 pub struct SimArgs {
@@ -30,48 +31,120 @@ pub struct SimArgs {
     #[arg(long, value_name = "PATH")]
     load: Option<PathBuf>,
 
-    /// An API script allowed in, as NAME:KEY (repeatable).
-    #[arg(long = "script", value_name = "NAME:KEY", value_parser = Credential::parse_script)]
+    /// Keep the site in this SQLite file, so it survives restarts (in a
+    /// throwaway file without it). The schema is kept beside it, in PATH.schema.json.
+    #[arg(long, value_name = "PATH")]
+    state: Option<PathBuf>,
+
+    /// An API script allowed in, as NAME:KEY, or NAME:KEY:no-events for a script
+    /// whose writes log no events (the site's "Generate Events" switch off). Repeatable.
+    #[arg(long = "script", value_name = "NAME:KEY[:no-events]", value_parser = Credential::parse_script)]
     scripts: Vec<Credential>,
 
     /// A user allowed in, as LOGIN:PASSWORD (repeatable).
     #[arg(long = "user", value_name = "LOGIN:PASSWORD", value_parser = Credential::parse_user)]
     users: Vec<Credential>,
 
+    /// Delay every call by this many milliseconds, or by a random amount in
+    /// N-M, as a hosted site does (100-500 is typical).
+    #[arg(long, value_name = "N[-M]", value_parser = parse_latency)]
+    latency_ms: Option<(Duration, Duration)>,
+
+    /// Fail this fraction of calls as real sites fail: HTTP 502/503/504, a
+    /// reset connection, or a stalled reply. A failed call changes nothing.
+    #[arg(long, default_value_t = 0.0, value_name = "F", value_parser = parse_fraction)]
+    fault_rate: f64,
+
+    /// How long a stalled reply stalls, in milliseconds.
+    #[arg(long, default_value_t = 30_000, value_name = "MS")]
+    stall_ms: u64,
+
+    /// Make the event rows of some writes visible late, up to this many
+    /// milliseconds, so ids appear out of order as on real sites.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    late_commit_ms: u64,
+
+    /// Leave this fraction of event ids never visible.
+    #[arg(long, default_value_t = 0.0, value_name = "F", value_parser = parse_fraction)]
+    lost_event_rate: f64,
+
     /// Request bodies larger than this many bytes get a fault.
     #[arg(long, default_value_t = 50 * 1024 * 1024, value_name = "BYTES")]
     max_body_bytes: usize,
 }
 
-fn read_json(path: &PathBuf) -> Result<serde_json::Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("can't read {}", path.display()))?;
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("expected a fraction between 0 and 1, got '{text}'")),
+    }
+}
+
+fn parse_latency(text: &str) -> Result<(Duration, Duration), String> {
+    let ms = |s: &str| s.trim().parse::<u64>().map_err(|_| format!("expected N or N-M milliseconds, got '{text}'"));
+    let (low, high) = match text.split_once('-') {
+        Some((a, b)) => (ms(a)?, ms(b)?),
+        None => (ms(text)?, ms(text)?),
+    };
+    if high < low {
+        return Err(format!("the range {text} goes backwards"));
+    }
+    Ok((Duration::from_millis(low), Duration::from_millis(high)))
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("can't read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
 }
 
+fn schema_file_of(state: &Path) -> PathBuf {
+    let mut name = state.as_os_str().to_owned();
+    name.push(".schema.json");
+    PathBuf::from(name)
+}
+
 pub fn run(args: SimArgs) -> Result<()> {
-    let fields = read_json(&args.schema)?;
-    let entities = args.entity_schema.as_ref().map(read_json).transpose()?;
-    let schema = Schema::from_json(&fields, entities.as_ref())
-        .map_err(|f| anyhow::anyhow!("{}: {}", args.schema.display(), f.message))?;
-    let store = SqliteStore::open_temporary().context("can't create the site's database")?;
+    let saved_schema = args.state.as_deref().map(schema_file_of).filter(|p| p.exists());
+    let schema = match &saved_schema {
+        Some(path) => {
+            let saved = read_json(path)?;
+            Schema::from_json(&saved["fields"], Some(&saved["entities"]))
+                .map_err(|f| anyhow::anyhow!("{}: {}", path.display(), f.message))?
+        }
+        None => {
+            let fields = read_json(&args.schema)?;
+            let entities = args.entity_schema.as_deref().map(read_json).transpose()?;
+            Schema::from_json(&fields, entities.as_ref())
+                .map_err(|f| anyhow::anyhow!("{}: {}", args.schema.display(), f.message))?
+        }
+    };
+    let store = match &args.state {
+        Some(path) => SqliteStore::open(path).with_context(|| format!("can't open {}", path.display()))?,
+        None => SqliteStore::open_temporary().context("can't create the site's database")?,
+    };
     let engine = Engine::new(store, schema).context("can't create the site's tables")?;
     if let Some(path) = &args.load {
         let dataset = read_json(path)?;
-        let count = engine
-            .load_dataset(&dataset)
-            .with_context(|| format!("can't load {}", path.display()))?;
+        let count = engine.load_dataset(&dataset).with_context(|| format!("can't load {}", path.display()))?;
         tracing::info!(records = count, "dataset loaded");
     }
     let mut allowed = args.scripts;
     allowed.extend(args.users);
     if allowed.is_empty() {
-        tracing::warn!("no --script or --user given: every authenticated call will be refused");
+        bail!("give at least one --script NAME:KEY or --user LOGIN:PASSWORD, or no call could authenticate");
     }
-    let site = Arc::new(Site {
-        engine,
-        logins: Logins { allowed },
-    });
+    let faults = EventFaults { late_commit: Duration::from_millis(args.late_commit_ms), lost_rate: args.lost_event_rate };
+    let mut site = Site::new(engine, Logins { allowed }, faults).map_err(|f| anyhow::anyhow!("{}", f.message))?;
+    if let Some(state) = &args.state {
+        site.persist_schema_to(schema_file_of(state)).context("can't save the schema beside the state")?;
+    }
+    let site = Arc::new(site);
+    let options = ServerOptions {
+        max_body_bytes: args.max_body_bytes,
+        latency: args.latency_ms,
+        fault_rate: args.fault_rate,
+        stall: Duration::from_millis(args.stall_ms),
+    };
 
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
@@ -84,15 +157,26 @@ pub fn run(args: SimArgs) -> Result<()> {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        sg_sim::serve(
-            site,
-            listener,
-            ServerOptions {
-                max_body_bytes: args.max_body_bytes,
-            },
-            shutdown,
-        )
-        .await
-        .context("server failed")
+        sg_sim::serve(site, listener, options, shutdown).await.context("server failed")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_takes_a_value_or_a_range() {
+        assert_eq!(parse_latency("150").unwrap(), (Duration::from_millis(150), Duration::from_millis(150)));
+        assert_eq!(parse_latency("100-500").unwrap(), (Duration::from_millis(100), Duration::from_millis(500)));
+        assert!(parse_latency("500-100").is_err());
+        assert!(parse_latency("fast").is_err());
+    }
+
+    #[test]
+    fn fractions_are_between_zero_and_one() {
+        assert_eq!(parse_fraction("0.2").unwrap(), 0.2);
+        assert!(parse_fraction("1.5").is_err());
+        assert!(parse_fraction("-0.1").is_err());
+    }
 }

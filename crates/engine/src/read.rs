@@ -555,3 +555,16 @@ pub(crate) fn resolve_link_names(
     }
     Ok(())
 }
+
+/// Each link with its display name, as a result would show it; links to
+/// retired or missing records are dropped.
+pub fn named_links(
+    conn: &mut dyn Connection,
+    layout: &Layout,
+    links: &[EntityLink],
+) -> Result<Vec<Value>, EngineError> {
+    let list: Vec<Value> = links.iter().map(|l| json!({"type": l.entity_type, "id": l.id})).collect();
+    let mut records = vec![Map::from_iter([("links".to_string(), Value::Array(list))])];
+    resolve_link_names(conn, layout, &mut records)?;
+    Ok(records[0].remove("links").and_then(|v| v.as_array().cloned()).unwrap_or_default())
+}

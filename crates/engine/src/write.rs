@@ -118,3 +118,50 @@ pub fn set_links(
     }
     Ok(())
 }
+
+/// The next unused id of a type.
+pub fn next_id(conn: &mut dyn Connection, table: &TableLayout) -> Result<i64, EngineError> {
+    let rows = conn.query(&format!("SELECT COALESCE(MAX(\"id\"), 0) + 1 FROM {}", table.table()), &[])?;
+    Ok(rows.first().and_then(|r| r[0].as_i64()).unwrap_or(1))
+}
+
+/// Sets or clears the retired flag of a record; returns whether it changed.
+pub fn set_retired(
+    conn: &mut dyn Connection,
+    table: &TableLayout,
+    id: i64,
+    retired: bool,
+) -> Result<bool, EngineError> {
+    let mut sql = Fragment::text(format!("UPDATE {} SET \"__retired\" = ", table.table()));
+    sql.bind(SqlValue::Int(retired as i64));
+    sql.push(" WHERE \"id\" = ").bind(SqlValue::Int(id));
+    sql.push(" AND \"__retired\" = ").bind(SqlValue::Int(!retired as i64));
+    let (text, params) = sql.finish(conn.dialect());
+    Ok(conn.execute(&text, &params)? > 0)
+}
+
+/// One record as stored, with every field of its table in wire form and link
+/// names resolved, and whether it is retired. `None` if there is no such id.
+pub fn fetch_record(
+    conn: &mut dyn Connection,
+    layout: &crate::layout::Layout,
+    table: &TableLayout,
+    id: i64,
+) -> Result<Option<(Map<String, Value>, bool)>, EngineError> {
+    let fields: Vec<String> = table.fields.keys().cloned().collect();
+    for (return_only, retired) in [(sg_protocol::ReturnOnly::Active, false), (sg_protocol::ReturnOnly::Retired, true)] {
+        let mut params = sg_protocol::ReadParams::new(&table.entity_type, &[]);
+        params.return_fields = fields.clone();
+        params.return_only = return_only;
+        params.filters = sg_protocol::FilterNode::Condition(sg_protocol::Condition {
+            path: "id".into(),
+            relation: sg_protocol::Relation::Is,
+            values: vec![Value::from(id)],
+        });
+        let result = crate::read::read(conn, layout, &params)?;
+        if let Some(Value::Object(record)) = result["entities"].as_array().and_then(|e| e.first()).cloned() {
+            return Ok(Some((record, retired)));
+        }
+    }
+    Ok(None)
+}

@@ -7,19 +7,25 @@ use sg_protocol::{Auth, Fault};
 /// One allowed credential, as given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
-    Script { name: String, key: String },
+    /// An API script; `generate_events` is the site's "Generate Events" switch.
+    Script { name: String, key: String, generate_events: bool },
     User { login: String, password: String },
 }
 
 impl Credential {
-    /// Reads `NAME:KEY`; the key may itself contain colons.
+    /// Reads `NAME:KEY` or `NAME:KEY:no-events`; the key may itself contain colons.
     pub fn parse_script(text: &str) -> Result<Credential, String> {
-        match text.split_once(':') {
+        let (rest, generate_events) = match text.strip_suffix(":no-events") {
+            Some(rest) => (rest, false),
+            None => (text, true),
+        };
+        match rest.split_once(':') {
             Some((name, key)) if !name.is_empty() && !key.is_empty() => Ok(Credential::Script {
                 name: name.to_string(),
                 key: key.to_string(),
+                generate_events,
             }),
-            _ => Err(format!("expected NAME:KEY, got '{text}'")),
+            _ => Err(format!("expected NAME:KEY[:no-events], got '{text}'")),
         }
     }
 
@@ -42,48 +48,28 @@ pub struct Logins {
 }
 
 impl Logins {
-    /// Checks an auth block; the fault is the site's 102 in its own words.
-    pub fn check(&self, auth: Option<&Auth>) -> Result<(), Fault> {
+    /// Checks an auth block and returns the credential it matched; the fault
+    /// is the site's 102 in its own words. Session tokens are checked by the site.
+    pub fn check(&self, auth: Option<&Auth>) -> Result<&Credential, Fault> {
         let Some(credentials) = auth.and_then(Auth::credentials) else {
-            return Err(Fault::authentication(
-                "No authentication credentials were given",
-            ));
+            return Err(Fault::authentication("No authentication credentials were given"));
         };
         match credentials {
-            Credentials::Script {
-                script_name,
-                script_key,
-            } => {
-                let ok = self.allowed.iter().any(|c| {
-                    matches!(c, Credential::Script { name, key } if *name == script_name && *key == script_key)
-                });
-                if ok {
-                    Ok(())
-                } else {
-                    Err(Fault::authentication(format!(
-                        "Can't authenticate script '{script_name}'"
-                    )))
-                }
-            }
-            Credentials::User {
-                login,
-                password: given,
-                ..
-            } => {
-                let ok = self.allowed.iter().any(|c| {
+            Credentials::Script { script_name, script_key } => self
+                .allowed
+                .iter()
+                .find(|c| {
+                    matches!(c, Credential::Script { name, key, .. } if *name == script_name && *key == script_key)
+                })
+                .ok_or_else(|| Fault::authentication(format!("Can't authenticate script '{script_name}'"))),
+            Credentials::User { login, password: given, .. } => self
+                .allowed
+                .iter()
+                .find(|c| {
                     matches!(c, Credential::User { login: l, password } if *l == login && *password == given)
-                });
-                if ok {
-                    Ok(())
-                } else {
-                    Err(Fault::authentication(format!(
-                        "Can't authenticate user '{login}'"
-                    )))
-                }
-            }
-            Credentials::Session { .. } => {
-                Err(Fault::authentication("Invalid or expired session token"))
-            }
+                })
+                .ok_or_else(|| Fault::authentication(format!("Can't authenticate user '{login}'"))),
+            Credentials::Session { .. } => Err(Fault::authentication("Invalid or expired session token")),
         }
     }
 }
@@ -114,5 +100,9 @@ mod tests {
         }
         assert_eq!(logins.check(None).unwrap_err().code.as_i64(), 102);
         assert!(Credential::parse_script("nokey").is_err());
+        assert_eq!(
+            Credential::parse_script("quiet:k:no-events").unwrap(),
+            Credential::Script { name: "quiet".into(), key: "k".into(), generate_events: false }
+        );
     }
 }

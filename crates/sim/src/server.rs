@@ -5,6 +5,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -22,14 +25,80 @@ use crate::methods::Site;
 pub struct ServerOptions {
     /// Bodies larger than this get a fault (default 50 MB).
     pub max_body_bytes: usize,
+    /// Every call waits this long, picked uniformly in the range, as a hosted site's calls do.
+    pub latency: Option<(Duration, Duration)>,
+    /// This fraction of calls fails as real sites fail: HTTP 502/503/504, a
+    /// reset connection, or a reply that stalls. The call is not carried out.
+    pub fault_rate: f64,
+    /// How long a stalled reply stalls before it is answered.
+    pub stall: Duration,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             max_body_bytes: 50 * 1024 * 1024,
+            latency: None,
+            fault_rate: 0.0,
+            stall: Duration::from_secs(30),
         }
     }
+}
+
+/// A failure injected in place of an answer.
+#[derive(Debug, Clone, Copy)]
+enum InjectedFault {
+    Status(StatusCode),
+    Reset,
+    Stall,
+}
+
+fn pick_fault(rate: f64) -> Option<InjectedFault> {
+    let mut rng = rand::thread_rng();
+    if rate <= 0.0 || !rng.gen_bool(rate.min(1.0)) {
+        return None;
+    }
+    Some(match rng.gen_range(0..5) {
+        0 => InjectedFault::Status(StatusCode::BAD_GATEWAY),
+        1 => InjectedFault::Status(StatusCode::SERVICE_UNAVAILABLE),
+        2 => InjectedFault::Status(StatusCode::GATEWAY_TIMEOUT),
+        3 => InjectedFault::Reset,
+        _ => InjectedFault::Stall,
+    })
+}
+
+async fn inject(fault: InjectedFault, stall: Duration) -> Response {
+    match fault {
+        InjectedFault::Status(code) => (
+            code,
+            [(header::CONTENT_TYPE, "text/html")],
+            "<html><body>Bad gateway</body></html>",
+        )
+            .into_response(),
+        InjectedFault::Reset => {
+            // A body that fails makes the server drop the connection mid-reply.
+            let failing = futures_util::stream::once(async {
+                Err::<Bytes, std::io::Error>(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "injected reset",
+                ))
+            });
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from_stream(failing))
+                .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+        }
+        InjectedFault::Stall => {
+            tokio::time::sleep(stall).await;
+            (StatusCode::GATEWAY_TIMEOUT, "stalled").into_response()
+        }
+    }
+}
+
+struct AppState {
+    site: Arc<Site>,
+    options: ServerOptions,
 }
 
 fn json_response(body: &serde_json::Value) -> Response {
@@ -41,13 +110,21 @@ fn json_response(body: &serde_json::Value) -> Response {
         .into_response()
 }
 
-async fn api(State(site): State<Arc<Site>>, method: Method, uri: Uri, body: Bytes) -> Response {
+async fn api(State(state): State<Arc<AppState>>, method: Method, uri: Uri, body: Bytes) -> Response {
     if !uri.path().trim_end_matches('/').ends_with("/api3/json") {
         return (StatusCode::NOT_FOUND, "not found").into_response();
     }
     if method != Method::POST {
         return (StatusCode::METHOD_NOT_ALLOWED, "POST only").into_response();
     }
+    if let Some((low, high)) = state.options.latency {
+        let wait = if high > low { rand::thread_rng().gen_range(low..=high) } else { low };
+        tokio::time::sleep(wait).await;
+    }
+    if let Some(fault) = pick_fault(state.options.fault_rate) {
+        return inject(fault, state.options.stall).await;
+    }
+    let site = state.site.clone();
     let answer = tokio::task::spawn_blocking(move || {
         Request::from_slice(&body).and_then(|request| site.handle(&request))
     })
@@ -79,15 +156,27 @@ pub async fn serve(
     options: ServerOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let committer = site.clone();
+    let late_rows = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            tick.tick().await;
+            let site = committer.clone();
+            let _ = tokio::task::spawn_blocking(move || site.commit_late_events()).await;
+        }
+    });
+    let limit = options.max_body_bytes;
     let app = Router::new()
         .fallback(api)
         .layer(axum::middleware::map_response(too_large))
-        .layer(DefaultBodyLimit::max(options.max_body_bytes))
-        .with_state(site);
-    axum::serve(
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(Arc::new(AppState { site, options }));
+    let result = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-    .await
+    .await;
+    late_rows.abort();
+    result
 }

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use sg_client::{Client, ClientError};
 use sg_engine::{Engine, SqliteStore};
 use sg_protocol::{Auth, Schema};
-use sg_sim::{Credential, Logins, ServerOptions, Site};
+use sg_sim::{Credential, EventFaults, Logins, ServerOptions, Site};
 
 fn schema() -> Schema {
     let f = |t: &str| json!({"data_type": {"value": t, "editable": false}, "properties": {"default_value": {"value": null, "editable": false}}});
@@ -26,14 +26,12 @@ async fn start(shots: usize, max_body_bytes: usize) -> (String, tokio::sync::one
     let engine = Engine::new(SqliteStore::open_temporary().expect("db"), schema()).expect("engine");
     let records: Vec<Value> = (1..=shots).map(|i| json!({"id": i, "code": format!("sh{i:04}"), "sg_cut_in": i % 7})).collect();
     engine.load_dataset(&json!({ "Shot": records })).expect("load");
-    let site = Arc::new(Site {
-        engine,
-        logins: Logins { allowed: vec![Credential::parse_script("tests:key").expect("script")] },
-    });
+    let logins = Logins { allowed: vec![Credential::parse_script("tests:key").expect("script")] };
+    let site = Arc::new(Site::new(engine, logins, EventFaults::default()).expect("site"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(sg_sim::serve(site, listener, ServerOptions { max_body_bytes }, async {
+    tokio::spawn(sg_sim::serve(site, listener, ServerOptions { max_body_bytes, ..ServerOptions::default() }, async {
         let _ = stopped.await;
     }));
     (url, stop)

@@ -1,0 +1,668 @@
+//! Writes on the simulated site: `create`, `update`, `delete` and `revive`,
+//! each inside the caller's transaction, with the site's validation, defaults,
+//! audit fields, mirrored inverse links and event rows.
+//!
+//! A [`WriteTx`] lives for one transaction (one call, or one whole `batch`):
+//! it collects the event rows, which are written at the end of the
+//! transaction, so a failing batch item rolls back data and events alike.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use sg_engine::layout::{Storage, TableLayout};
+use sg_engine::{Catalog, Connection, EngineError};
+use sg_protocol::value::{format_date_time, EntityLink};
+use sg_protocol::{Condition, DataType, Fault, FilterNode, ReadParams, Relation, ReturnOnly};
+
+use crate::events::{retirement_stamp, EventRow};
+use crate::inverse::inverse_field;
+
+/// Who is writing.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The ApiUser of a script or the HumanUser of a login.
+    pub user: EntityLink,
+    /// False for a script whose "Generate Events" switch is off.
+    pub generate_events: bool,
+    pub session_uuid: Option<String>,
+}
+
+/// How a multi_entity value in an update combines with the current list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateMode {
+    Set,
+    Add,
+    Remove,
+}
+
+/// One field of an update.
+#[derive(Debug, Clone)]
+pub struct FieldWrite {
+    pub field: String,
+    pub value: Value,
+    pub mode: UpdateMode,
+}
+
+/// Fields a site sets itself; writes to them are refused and they log no events.
+const AUDIT_FIELDS: &[&str] = &["created_at", "updated_at", "created_by", "updated_by"];
+
+fn fault(message: String) -> EngineError {
+    EngineError::Fault(Fault::bad_request(message))
+}
+
+fn link_of(value: &Value) -> Option<EntityLink> {
+    EntityLink::from_json(value)
+}
+
+fn links_of(value: &Value) -> Vec<EntityLink> {
+    value.as_array().map(|items| items.iter().filter_map(link_of).collect()).unwrap_or_default()
+}
+
+fn bare(link: &EntityLink) -> Value {
+    json!({"type": link.entity_type, "id": link.id})
+}
+
+/// One transaction's worth of writes.
+pub struct WriteTx<'a> {
+    pub conn: &'a mut dyn Connection,
+    pub catalog: &'a Catalog,
+    pub caller: &'a Caller,
+    pub now: i64,
+    pub method: &'static str,
+    /// Rows to log when the transaction ends; ids come from `allocate`.
+    pub rows: Vec<EventRow>,
+    pub allocate: &'a dyn Fn() -> i64,
+}
+
+impl<'a> WriteTx<'a> {
+    fn table(&self, entity_type: &str) -> Result<&'a TableLayout, EngineError> {
+        let catalog: &'a Catalog = self.catalog;
+        catalog.layout.table(entity_type).ok_or_else(|| {
+            fault(format!("API {}() entity type {entity_type} doesn't exist", self.method))
+        })
+    }
+
+    fn fetch(&mut self, entity_type: &str, id: i64) -> Result<Option<(Map<String, Value>, bool)>, EngineError> {
+        let table = self.table(entity_type)?;
+        sg_engine::write::fetch_record(self.conn, &self.catalog.layout, table, id)
+    }
+
+    fn named(&mut self, links: &[EntityLink]) -> Result<Vec<Value>, EngineError> {
+        sg_engine::read::named_links(self.conn, &self.catalog.layout, links)
+    }
+
+    /// A link as event rows show it in `added`/`removed`.
+    fn event_items(&mut self, links: &[EntityLink]) -> Result<Vec<Value>, EngineError> {
+        let mut items = self.named(links)?;
+        for item in items.iter_mut() {
+            if let Some(obj) = item.as_object_mut() {
+                obj.insert("valid".into(), json!("valid"));
+            }
+        }
+        Ok(items)
+    }
+
+    fn log(&mut self, mut row: EventRow) -> i64 {
+        let id = (self.allocate)();
+        row.id = id;
+        self.rows.push(row);
+        id
+    }
+
+    /// Checks a value against the field's data type, valid types and valid
+    /// values; returns it in stored form (links as bare `{type, id}`).
+    fn validate(&mut self, entity_type: &str, field: &str, value: &Value) -> Result<Value, EngineError> {
+        let m = self.method;
+        let schema_field = self
+            .catalog
+            .schema
+            .entity(entity_type)
+            .and_then(|e| e.field(field))
+            .ok_or_else(|| fault(format!("API {m}() {entity_type}.{field} doesn't exist")))?;
+        let editable = schema_field.raw.get("editable").and_then(|e| e.get("value")).and_then(Value::as_bool);
+        if field == "id" || AUDIT_FIELDS.contains(&field) || editable == Some(false) {
+            return Err(fault(format!("API {m}() {entity_type}.{field} is not editable")));
+        }
+        let table = self.table(entity_type)?;
+        let layout_field = table
+            .field(field)
+            .ok_or_else(|| fault(format!("API {m}() {entity_type}.{field} can't be written")))?
+            .clone();
+        let bad = |why: &str| fault(format!("API {m}() {entity_type}.{field}: {value} is not valid: {why}"));
+        let check_link = |tx: &mut Self, link: &EntityLink| -> Result<(), EngineError> {
+            if !schema_field.valid_types.is_empty() && !schema_field.valid_types.contains(&link.entity_type) {
+                return Err(fault(format!(
+                    "API {m}() {entity_type}.{field} can't link to a {} (valid types: {})",
+                    link.entity_type,
+                    schema_field.valid_types.join(", ")
+                )));
+            }
+            if tx.catalog.layout.table(&link.entity_type).is_some() {
+                match tx.fetch(&link.entity_type, link.id)? {
+                    Some((_, false)) => {}
+                    _ => {
+                        return Err(fault(format!(
+                            "API {m}() {entity_type}.{field}: {} {} doesn't exist",
+                            link.entity_type, link.id
+                        )))
+                    }
+                }
+            }
+            Ok(())
+        };
+        match layout_field.storage {
+            Storage::Entity => {
+                if value.is_null() {
+                    return Ok(Value::Null);
+                }
+                let link = link_of(value).ok_or_else(|| bad("expected {\"type\", \"id\"}"))?;
+                check_link(self, &link)?;
+                Ok(bare(&link))
+            }
+            Storage::Links => {
+                let items = match value {
+                    Value::Null => Vec::new(),
+                    Value::Array(items) => items.clone(),
+                    _ => return Err(bad("expected a list of entities")),
+                };
+                let mut links = Vec::new();
+                for item in &items {
+                    let link = link_of(item).ok_or_else(|| bad("expected a list of {\"type\", \"id\"}"))?;
+                    check_link(self, &link)?;
+                    links.push(bare(&link));
+                }
+                Ok(Value::Array(links))
+            }
+            _ => {
+                let checked = match (schema_field.data_type, value) {
+                    (_, Value::Null) => Value::Null,
+                    (DataType::Number | DataType::Duration | DataType::Timecode | DataType::Percent, v) if v.is_i64() => v.clone(),
+                    (DataType::Number | DataType::Duration | DataType::Timecode | DataType::Percent, _) => {
+                        return Err(bad("expected a whole number"))
+                    }
+                    (DataType::Float | DataType::Currency, v) if v.is_number() => v.clone(),
+                    (DataType::Float | DataType::Currency, _) => return Err(bad("expected a number")),
+                    (DataType::Url, v) if v.is_object() => v.clone(),
+                    (DataType::Url, _) => return Err(bad("expected a url dictionary")),
+                    (DataType::Summary | DataType::PivotColumn, _) => return Err(bad("the field is computed")),
+                    (DataType::List | DataType::StatusList, Value::String(s)) => {
+                        if !schema_field.valid_values.is_empty() && !schema_field.valid_values.contains(s) {
+                            return Err(bad(&format!("valid values are {}", schema_field.valid_values.join(", "))));
+                        }
+                        value.clone()
+                    }
+                    (DataType::EntityType, Value::String(s)) => {
+                        if self.catalog.schema.entity(s).is_none() {
+                            return Err(bad("not an entity type of this site"));
+                        }
+                        value.clone()
+                    }
+                    (_, v) => v.clone(),
+                };
+                // The stored form's own checks (dates, date-times, text, booleans).
+                sg_engine::codec::encode_scalar(&layout_field, &checked).map_err(|e| match e {
+                    EngineError::Fault(f) => fault(format!("API {m}() {entity_type}.{field}: {}", f.message)),
+                    other => other,
+                })?;
+                Ok(checked)
+            }
+        }
+    }
+
+    fn project_of(record: &Map<String, Value>) -> Option<Value> {
+        record.get("project").filter(|p| p.is_object()).map(|p| {
+            json!({"type": p["type"], "id": p["id"]})
+        })
+    }
+
+    fn display_name(&self, entity_type: &str, record: &Map<String, Value>) -> Value {
+        let display = self.catalog.layout.table(entity_type).and_then(|t| t.display_field.clone());
+        display.and_then(|d| record.get(&d).cloned()).unwrap_or(Value::Null)
+    }
+
+    fn audit(&self, record: &mut Map<String, Value>, table: &TableLayout, created: bool) {
+        let stamp = json!(format_date_time(self.now));
+        let user = bare(&self.caller.user);
+        let mut set = |k: &str, v: &Value| {
+            if table.field(k).is_some() {
+                record.insert(k.into(), v.clone());
+            }
+        };
+        if created {
+            set("created_at", &stamp);
+            set("created_by", &user);
+        }
+        set("updated_at", &stamp);
+        set("updated_by", &user);
+    }
+
+    fn change_row(
+        &self,
+        entity_type: &str,
+        id: i64,
+        field: &str,
+        data_type: Option<DataType>,
+        change: Map<String, Value>,
+        project: Option<Value>,
+    ) -> EventRow {
+        let mut meta = Map::new();
+        meta.insert("type".into(), json!("attribute_change"));
+        meta.insert("attribute_name".into(), json!(field));
+        meta.insert("entity_type".into(), json!(entity_type));
+        meta.insert("entity_id".into(), json!(id));
+        if let Some(dt) = data_type {
+            meta.insert("field_data_type".into(), json!(dt.name()));
+        }
+        meta.extend(change);
+        EventRow {
+            id: 0,
+            event_type: format!("Shotgun_{entity_type}_Change"),
+            attribute_name: Some(field.to_string()),
+            entity: Some(EntityLink { entity_type: entity_type.to_string(), id }),
+            meta: Value::Object(meta),
+            project,
+            description: format!("{} changed {field} on {entity_type} {id}", self.caller.user.entity_type),
+        }
+    }
+
+    fn data_type(&self, entity_type: &str, field: &str) -> Option<DataType> {
+        self.catalog.schema.entity(entity_type)?.field(field).map(|f| f.data_type)
+    }
+
+    /// `create`: returns the new record's fields, as the site does.
+    pub fn create(
+        &mut self,
+        entity_type: &str,
+        fields: &[(String, Value)],
+        return_fields: &[String],
+    ) -> Result<Value, EngineError> {
+        let table = self.table(entity_type)?.clone();
+        let mut record = Map::new();
+        let mut given = BTreeMap::new();
+        for (field, value) in fields {
+            let stored = self.validate(entity_type, field, value)?;
+            given.insert(field.clone(), stored);
+        }
+        let id = sg_engine::write::next_id(self.conn, &table)?;
+        record.insert("id".into(), json!(id));
+        let mut set_fields: Vec<String> = given.keys().cloned().collect();
+        if let Some(schema) = self.catalog.schema.entity(entity_type) {
+            for (name, f) in &schema.fields {
+                let wanted = !given.contains_key(name)
+                    && !f.default_value.is_null()
+                    && !AUDIT_FIELDS.contains(&name.as_str())
+                    && table.field(name).is_some_and(|l| !matches!(l.storage, Storage::Links | Storage::Entity | Storage::Id));
+                if wanted {
+                    record.insert(name.clone(), f.default_value.clone());
+                    set_fields.push(name.clone());
+                }
+            }
+        }
+        record.extend(given.clone());
+        self.audit(&mut record, &table, true);
+        sg_engine::write::upsert_record(self.conn, &table, &record)?;
+        let (stored, _) = self
+            .fetch(entity_type, id)?
+            .ok_or_else(|| fault(format!("API create() the new {entity_type} could not be read back")))?;
+
+        if entity_type != "EventLogEntry" {
+            let project = Self::project_of(&stored);
+            let name = self.display_name(entity_type, &stored);
+            self.log(EventRow {
+                id: 0,
+                event_type: format!("Shotgun_{entity_type}_New"),
+                attribute_name: None,
+                entity: Some(EntityLink { entity_type: entity_type.into(), id }),
+                meta: json!({"type": "new_entity", "entity_type": entity_type, "entity_id": id}),
+                project: project.clone(),
+                description: format!("{} created new {entity_type} {}", self.caller.user.entity_type, name),
+            });
+            set_fields.sort();
+            for field in &set_fields {
+                let dt = self.data_type(entity_type, field);
+                let new_value = stored.get(field).cloned().unwrap_or(Value::Null);
+                let mut change = Map::new();
+                let is_multi = table.field(field).is_some_and(|f| f.storage == Storage::Links);
+                let added_links = if is_multi { links_of(&new_value) } else { Vec::new() };
+                if is_multi {
+                    change.insert("added".into(), Value::Array(self.event_items(&added_links)?));
+                    change.insert("removed".into(), json!([]));
+                } else {
+                    change.insert("old_value".into(), Value::Null);
+                    change.insert("new_value".into(), new_value.clone());
+                }
+                change.insert("in_create".into(), json!(true));
+                let row = self.change_row(entity_type, id, field, dt, change, project.clone());
+                let forward = self.log(row);
+                let added = if is_multi { added_links } else { link_of(&new_value).into_iter().collect() };
+                self.mirror(entity_type, id, field, &added, &[], forward, true)?;
+            }
+        }
+
+        let mut result = Map::new();
+        result.insert("type".into(), json!(entity_type));
+        result.insert("id".into(), json!(id));
+        for field in given.keys().chain(return_fields.iter()) {
+            if let Some(v) = stored.get(field) {
+                result.insert(field.clone(), v.clone());
+            }
+        }
+        Ok(Value::Object(result))
+    }
+
+    /// `update`: returns `{type, id, <updated fields>}`.
+    pub fn update(&mut self, entity_type: &str, id: i64, writes: &[FieldWrite]) -> Result<Value, EngineError> {
+        let table = self.table(entity_type)?.clone();
+        let (before, retired) = self
+            .fetch(entity_type, id)?
+            .ok_or_else(|| fault(format!("API update() {entity_type} {id} doesn't exist")))?;
+        if retired {
+            return Err(fault(format!("API update() {entity_type} {id} is retired")));
+        }
+        let mut record = Map::new();
+        record.insert("id".into(), json!(id));
+        let mut changes: Vec<(String, Vec<EntityLink>, Vec<EntityLink>, bool)> = Vec::new();
+        for w in writes {
+            let stored = self.validate(entity_type, &w.field, &w.value)?;
+            let storage = table.field(&w.field).map(|f| f.storage);
+            let old = before.get(&w.field).cloned().unwrap_or(Value::Null);
+            match storage {
+                Some(Storage::Links) => {
+                    let current = links_of(&old);
+                    let given = links_of(&stored);
+                    let next: Vec<EntityLink> = match w.mode {
+                        UpdateMode::Set => given.clone(),
+                        UpdateMode::Add => {
+                            let mut list = current.clone();
+                            for l in &given {
+                                if !list.contains(l) {
+                                    list.push(l.clone());
+                                }
+                            }
+                            list
+                        }
+                        UpdateMode::Remove => current.iter().filter(|l| !given.contains(l)).cloned().collect(),
+                    };
+                    let added: Vec<EntityLink> = next.iter().filter(|l| !current.contains(l)).cloned().collect();
+                    let removed: Vec<EntityLink> = current.iter().filter(|l| !next.contains(l)).cloned().collect();
+                    if next != current {
+                        record.insert(w.field.clone(), Value::Array(next.iter().map(bare).collect()));
+                        changes.push((w.field.clone(), added, removed, true));
+                    }
+                }
+                Some(Storage::Entity) => {
+                    let old_link = link_of(&old);
+                    let new_link = link_of(&stored);
+                    if old_link != new_link {
+                        record.insert(w.field.clone(), stored.clone());
+                        changes.push((w.field.clone(), new_link.into_iter().collect(), old_link.into_iter().collect(), false));
+                    }
+                }
+                _ => {
+                    let same = match (&old, &stored) {
+                        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+                        (a, b) => a == b,
+                    };
+                    if !same {
+                        record.insert(w.field.clone(), stored.clone());
+                        changes.push((w.field.clone(), Vec::new(), Vec::new(), false));
+                    }
+                }
+            }
+        }
+        if !changes.is_empty() {
+            self.audit(&mut record, &table, false);
+            sg_engine::write::upsert_record(self.conn, &table, &record)?;
+        }
+        let (after, _) = self
+            .fetch(entity_type, id)?
+            .ok_or_else(|| fault(format!("API update() {entity_type} {id} could not be read back")))?;
+        let project = Self::project_of(&after);
+        for (field, added, removed, is_multi) in &changes {
+            let dt = self.data_type(entity_type, field);
+            let mut change = Map::new();
+            if *is_multi {
+                change.insert("added".into(), Value::Array(self.event_items(added)?));
+                change.insert("removed".into(), Value::Array(self.event_items(removed)?));
+            } else {
+                change.insert("old_value".into(), before.get(field).cloned().unwrap_or(Value::Null));
+                change.insert("new_value".into(), after.get(field).cloned().unwrap_or(Value::Null));
+            }
+            let row = self.change_row(entity_type, id, field, dt, change, project.clone());
+            let forward = self.log(row);
+            self.mirror(entity_type, id, field, added, removed, forward, false)?;
+        }
+        let mut result = Map::new();
+        result.insert("type".into(), json!(entity_type));
+        result.insert("id".into(), json!(id));
+        for w in writes {
+            result.insert(w.field.clone(), after.get(&w.field).cloned().unwrap_or(Value::Null));
+        }
+        Ok(Value::Object(result))
+    }
+
+    /// Keeps the inverse side of a link field in step, with back-reference rows.
+    #[allow(clippy::too_many_arguments)]
+    fn mirror(
+        &mut self,
+        source_type: &str,
+        source_id: i64,
+        field: &str,
+        added: &[EntityLink],
+        removed: &[EntityLink],
+        forward_event: i64,
+        in_create: bool,
+    ) -> Result<(), EngineError> {
+        let source = EntityLink { entity_type: source_type.to_string(), id: source_id };
+        let source_dt = self.data_type(source_type, field);
+        let targets = added.iter().map(|l| (l, true)).chain(removed.iter().map(|l| (l, false)));
+        for (target, adding) in targets.collect::<Vec<_>>() {
+            let Some(inverse) = inverse_field(&self.catalog.schema, source_type, field, &target.entity_type) else {
+                continue;
+            };
+            let Some(target_table) = self.catalog.layout.table(&target.entity_type).cloned() else { continue };
+            let Some(inverse_layout) = target_table.field(&inverse).cloned() else { continue };
+            let Some((target_record, false)) = self.fetch(&target.entity_type, target.id)? else { continue };
+            let mut record = Map::new();
+            record.insert("id".into(), json!(target.id));
+            let mut change = Map::new();
+            match inverse_layout.storage {
+                Storage::Links => {
+                    let current = links_of(target_record.get(&inverse).unwrap_or(&Value::Null));
+                    let present = current.contains(&source);
+                    if adding == present {
+                        continue;
+                    }
+                    let next: Vec<Value> = if adding {
+                        current.iter().chain(std::iter::once(&source)).map(bare).collect()
+                    } else {
+                        current.iter().filter(|l| **l != source).map(bare).collect()
+                    };
+                    record.insert(inverse.clone(), Value::Array(next));
+                    let items = self.event_items(std::slice::from_ref(&source))?;
+                    let (a, r) = if adding { (items, vec![]) } else { (vec![], items) };
+                    change.insert("added".into(), Value::Array(a));
+                    change.insert("removed".into(), Value::Array(r));
+                }
+                Storage::Entity => {
+                    let current = link_of(target_record.get(&inverse).unwrap_or(&Value::Null));
+                    let next = if adding { Some(source.clone()) } else if current.as_ref() == Some(&source) { None } else { continue };
+                    if next == current {
+                        continue;
+                    }
+                    // The target moves away from its previous owner, whose list loses it.
+                    if let (true, Some(previous)) = (adding, current.clone()) {
+                        self.detach(&previous, field, target, source_type, forward_event)?;
+                    }
+                    record.insert(inverse.clone(), next.as_ref().map(bare).unwrap_or(Value::Null));
+                    change.insert("old_value".into(), target_record.get(&inverse).cloned().unwrap_or(Value::Null));
+                    change.insert("new_value".into(), match &next {
+                        Some(l) => self.named(std::slice::from_ref(l))?.into_iter().next().unwrap_or(Value::Null),
+                        None => Value::Null,
+                    });
+                }
+                _ => continue,
+            }
+            self.audit(&mut record, &target_table, false);
+            sg_engine::write::upsert_record(self.conn, &target_table, &record)?;
+            change.insert("actual_attribute_changed".into(), json!(format!("{source_type}.{field}")));
+            change.insert("original_event_log_entry_id".into(), json!(forward_event));
+            if in_create {
+                change.insert("in_create".into(), json!(true));
+            }
+            // Back-reference rows describe the forward side in entity_type and entity_id.
+            let mut row = self.change_row(source_type, source_id, &inverse, source_dt, change, Self::project_of(&target_record));
+            row.event_type = format!("Shotgun_{}_Change", target.entity_type);
+            row.entity = Some(target.clone());
+            self.log(row);
+        }
+        Ok(())
+    }
+
+    /// Removes `child` from `owner.field` after the child's inverse link moved elsewhere.
+    fn detach(
+        &mut self,
+        owner: &EntityLink,
+        field: &str,
+        child: &EntityLink,
+        source_type: &str,
+        forward_event: i64,
+    ) -> Result<(), EngineError> {
+        if owner.entity_type != source_type {
+            return Ok(());
+        }
+        let Some(table) = self.catalog.layout.table(&owner.entity_type).cloned() else { return Ok(()) };
+        let Some((owner_record, false)) = self.fetch(&owner.entity_type, owner.id)? else { return Ok(()) };
+        let current = links_of(owner_record.get(field).unwrap_or(&Value::Null));
+        if !current.contains(child) {
+            return Ok(());
+        }
+        let mut record = Map::new();
+        record.insert("id".into(), json!(owner.id));
+        record.insert(field.into(), Value::Array(current.iter().filter(|l| *l != child).map(bare).collect()));
+        self.audit(&mut record, &table, false);
+        sg_engine::write::upsert_record(self.conn, &table, &record)?;
+        let mut change = Map::new();
+        change.insert("added".into(), json!([]));
+        change.insert("removed".into(), Value::Array(self.event_items(std::slice::from_ref(child))?));
+        change.insert("actual_attribute_changed".into(), json!(format!("{}.{}", owner.entity_type, field)));
+        change.insert("original_event_log_entry_id".into(), json!(forward_event));
+        let row = self.change_row(&owner.entity_type, owner.id, field, self.data_type(&owner.entity_type, field), change, Self::project_of(&owner_record));
+        self.log(row);
+        Ok(())
+    }
+
+    /// The Tasks whose `entity` is this record, active or retired.
+    fn child_tasks(&mut self, entity_type: &str, id: i64, return_only: ReturnOnly) -> Result<Vec<(i64, Value)>, EngineError> {
+        if entity_type == "Task" || self.catalog.layout.table("Task").and_then(|t| t.field("entity")).is_none() {
+            return Ok(Vec::new());
+        }
+        let mut params = ReadParams::new("Task", &["updated_at"]);
+        params.return_only = return_only;
+        params.paging.entities_per_page = 100_000;
+        params.filters = FilterNode::Condition(Condition {
+            path: "entity".into(),
+            relation: Relation::Is,
+            values: vec![json!({"type": entity_type, "id": id})],
+        });
+        let result = sg_engine::read::read(self.conn, &self.catalog.layout, &params)?;
+        Ok(result["entities"]
+            .as_array()
+            .map(|e| e.iter().filter_map(|r| Some((r["id"].as_i64()?, r["updated_at"].clone()))).collect())
+            .unwrap_or_default())
+    }
+
+    /// `delete`: retires the record (and its Tasks); false if it already was.
+    pub fn delete(&mut self, entity_type: &str, id: i64) -> Result<bool, EngineError> {
+        let (_, retired) = self
+            .fetch(entity_type, id)?
+            .ok_or_else(|| fault(format!("API delete() {entity_type} {id} doesn't exist")))?;
+        if retired {
+            return Ok(false);
+        }
+        for (task, _) in self.child_tasks(entity_type, id, ReturnOnly::Active)? {
+            self.retire_one("Task", task)?;
+        }
+        self.retire_one(entity_type, id)?;
+        Ok(true)
+    }
+
+    fn retire_one(&mut self, entity_type: &str, id: i64) -> Result<(), EngineError> {
+        let table = self.table(entity_type)?.clone();
+        let Some((record, false)) = self.fetch(entity_type, id)? else { return Ok(()) };
+        let mut stamp = Map::new();
+        stamp.insert("id".into(), json!(id));
+        self.audit(&mut stamp, &table, false);
+        sg_engine::write::upsert_record(self.conn, &table, &stamp)?;
+        sg_engine::write::set_retired(self.conn, &table, id, true)?;
+        let project = Self::project_of(&record);
+        let when = retirement_stamp(self.now);
+        let mut change = Map::new();
+        change.insert("old_value".into(), Value::Null);
+        change.insert("new_value".into(), json!(when));
+        let row = self.change_row(entity_type, id, "retirement_date", None, change, project.clone());
+        self.log(row);
+        let name = self.display_name(entity_type, &record);
+        self.log(EventRow {
+            id: 0,
+            event_type: format!("Shotgun_{entity_type}_Retirement"),
+            attribute_name: None,
+            entity: Some(EntityLink { entity_type: entity_type.into(), id }),
+            meta: json!({"type": "entity_retirement", "entity_type": entity_type, "entity_id": id, "id": id,
+                         "class_name": entity_type, "display_name": name, "retirement_date": when}),
+            project,
+            description: format!("{} retired {entity_type} {id}", self.caller.user.entity_type),
+        });
+        Ok(())
+    }
+
+    /// `revive`: brings a retired record back (and the Tasks retired with it);
+    /// false if it was not retired.
+    pub fn revive(&mut self, entity_type: &str, id: i64) -> Result<bool, EngineError> {
+        let (record, retired) = self
+            .fetch(entity_type, id)?
+            .ok_or_else(|| fault(format!("API revive() {entity_type} {id} doesn't exist")))?;
+        if !retired {
+            return Ok(false);
+        }
+        // Tasks retired by the same delete carry the same updated_at stamp.
+        let stamp = record.get("updated_at").cloned().unwrap_or(Value::Null);
+        for (task, task_stamp) in self.child_tasks(entity_type, id, ReturnOnly::Retired)? {
+            if !stamp.is_null() && task_stamp == stamp {
+                self.revive_one("Task", task)?;
+            }
+        }
+        self.revive_one(entity_type, id)?;
+        Ok(true)
+    }
+
+    fn revive_one(&mut self, entity_type: &str, id: i64) -> Result<(), EngineError> {
+        let table = self.table(entity_type)?.clone();
+        let Some((record, true)) = self.fetch(entity_type, id)? else { return Ok(()) };
+        // A retirement stamps updated_at, so that is when the record was retired.
+        let retired_at = record.get("updated_at").and_then(Value::as_str).and_then(sg_protocol::value::parse_date_time);
+        sg_engine::write::set_retired(self.conn, &table, id, false)?;
+        let mut stamp = Map::new();
+        stamp.insert("id".into(), json!(id));
+        self.audit(&mut stamp, &table, false);
+        sg_engine::write::upsert_record(self.conn, &table, &stamp)?;
+        let project = Self::project_of(&record);
+        let mut change = Map::new();
+        change.insert("old_value".into(), json!(retired_at.map(retirement_stamp)));
+        change.insert("new_value".into(), Value::Null);
+        let row = self.change_row(entity_type, id, "retirement_date", None, change, project.clone());
+        self.log(row);
+        let name = self.display_name(entity_type, &record);
+        self.log(EventRow {
+            id: 0,
+            event_type: format!("Shotgun_{entity_type}_Revival"),
+            attribute_name: None,
+            entity: Some(EntityLink { entity_type: entity_type.into(), id }),
+            meta: json!({"class_name": entity_type, "display_name": name, "entity_id": id, "entity_type": entity_type, "id": id}),
+            project,
+            description: format!("{} revived {entity_type} {id}", self.caller.user.entity_type),
+        });
+        Ok(())
+    }
+}
