@@ -70,6 +70,8 @@ pub struct Client {
     endpoint: String,
     auth: Auth,
     retry: RetryPolicy,
+    /// How long one attempt may take before it counts as a transient failure.
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Client {
@@ -93,18 +95,29 @@ impl Client {
     /// A client of the site at `base_url` (e.g. `https://studio.shotgrid.autodesk.com`).
     pub fn new(base_url: &str, auth: Auth) -> Result<Client, ClientError> {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
             .connect_timeout(Duration::from_secs(15))
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("shotgun-cache/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ClientError::Transport { method: "connect".into(), source: e })?;
-        Ok(Client { http, endpoint: endpoint_url(base_url)?, auth, retry: RetryPolicy::default() })
+        Ok(Client {
+            http,
+            endpoint: endpoint_url(base_url)?,
+            auth,
+            retry: RetryPolicy::default(),
+            timeout: Duration::from_secs(120),
+        })
     }
 
     /// The same client with another retry policy.
     pub fn with_retry(mut self, retry: RetryPolicy) -> Client {
         self.retry = retry;
+        self
+    }
+
+    /// The same client with another per-attempt timeout (default 120 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Client {
+        self.timeout = timeout;
         self
     }
 
@@ -137,6 +150,7 @@ impl Client {
         let response = self
             .http
             .post(&self.endpoint)
+            .timeout(self.timeout)
             .header("content-type", "application/json; charset=utf-8")
             .body(body.to_string())
             .send()
