@@ -16,7 +16,9 @@ fn column_definitions(table: &TableLayout, dialect: Dialect) -> Vec<(String, Str
         let name = &field.name;
         match field.storage {
             Storage::Id | Storage::Links => {}
-            Storage::Integer | Storage::Bool | Storage::DateTime => columns.push((name.clone(), int.clone())),
+            Storage::Integer | Storage::Bool | Storage::DateTime => {
+                columns.push((name.clone(), int.clone()))
+            }
             Storage::Real => columns.push((name.clone(), dialect.real_column().to_string())),
             Storage::Text | Storage::Date => columns.push((name.clone(), text.clone())),
             Storage::Json => columns.push((name.clone(), "TEXT".to_string())),
@@ -46,9 +48,13 @@ fn link_tables_and_indexes(table: &TableLayout, dialect: Dialect) -> Vec<String>
                 if table.display_field.as_deref() == Some(name.as_str())
                     || matches!(field.data_type, DataType::StatusList | DataType::List) =>
             {
-                statements.push(index(&format!("\"{name}\"")))
+                // With the retired flag in the index, counts and filters on
+                // statuses never touch the table itself.
+                statements.push(index(&format!("\"{name}\", \"__retired\"")))
             }
-            Storage::Entity => statements.push(index(&format!("\"{name}__id\", \"{name}__type\""))),
+            Storage::Entity => statements.push(index(&format!(
+                "\"{name}__id\", \"{name}__type\", \"__retired\""
+            ))),
             Storage::Links => {
                 statements.push(format!(
                     "CREATE TABLE IF NOT EXISTS \"{t}__{name}\" (\"src_id\" {int} NOT NULL, \"pos\" {int} NOT NULL, \
@@ -72,8 +78,16 @@ pub fn create_table_sql(table: &TableLayout, dialect: Dialect) -> String {
         format!("\"id\" {int} PRIMARY KEY"),
         format!("\"__retired\" {int} NOT NULL DEFAULT 0"),
     ];
-    columns.extend(column_definitions(table, dialect).into_iter().map(|(n, d)| format!("\"{n}\" {d}")));
-    let mut sql = format!("CREATE TABLE IF NOT EXISTS \"{}\" ({});\n", table.entity_type, columns.join(", "));
+    columns.extend(
+        column_definitions(table, dialect)
+            .into_iter()
+            .map(|(n, d)| format!("\"{n}\" {d}")),
+    );
+    let mut sql = format!(
+        "CREATE TABLE IF NOT EXISTS \"{}\" ({});\n",
+        table.entity_type,
+        columns.join(", ")
+    );
     for stmt in link_tables_and_indexes(table, dialect) {
         sql.push_str(&stmt);
         sql.push_str(";\n");
@@ -96,7 +110,9 @@ pub fn add_fields_sql(old: &TableLayout, new: &TableLayout, dialect: Dialect) ->
     let t = &new.entity_type;
     let mut sql = String::new();
     for (column, definition) in column_definitions(&added, dialect) {
-        sql.push_str(&format!("ALTER TABLE \"{t}\" ADD COLUMN \"{column}\" {definition};\n"));
+        sql.push_str(&format!(
+            "ALTER TABLE \"{t}\" ADD COLUMN \"{column}\" {definition};\n"
+        ));
     }
     for stmt in link_tables_and_indexes(&added, dialect) {
         sql.push_str(&stmt);

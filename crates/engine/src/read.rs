@@ -563,8 +563,14 @@ pub fn named_links(
     layout: &Layout,
     links: &[EntityLink],
 ) -> Result<Vec<Value>, EngineError> {
-    let list: Vec<Value> = links.iter().map(|l| json!({"type": l.entity_type, "id": l.id})).collect();
+    let list: Vec<Value> = links
+        .iter()
+        .map(|l| json!({"type": l.entity_type, "id": l.id}))
+        .collect();
     let mut records = vec![Map::from_iter([("links".to_string(), Value::Array(list))])];
     resolve_link_names(conn, layout, &mut records)?;
-    Ok(records[0].remove("links").and_then(|v| v.as_array().cloned()).unwrap_or_default())
+    Ok(records[0]
+        .remove("links")
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default())
 }

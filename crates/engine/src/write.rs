@@ -121,7 +121,10 @@ pub fn set_links(
 
 /// The next unused id of a type.
 pub fn next_id(conn: &mut dyn Connection, table: &TableLayout) -> Result<i64, EngineError> {
-    let rows = conn.query(&format!("SELECT COALESCE(MAX(\"id\"), 0) + 1 FROM {}", table.table()), &[])?;
+    let rows = conn.query(
+        &format!("SELECT COALESCE(MAX(\"id\"), 0) + 1 FROM {}", table.table()),
+        &[],
+    )?;
     Ok(rows.first().and_then(|r| r[0].as_i64()).unwrap_or(1))
 }
 
@@ -135,10 +138,14 @@ pub fn set_retired(
     let mut sql = Fragment::text(format!("UPDATE {} SET \"__retired\" = ", table.table()));
     sql.bind(SqlValue::Int(retired as i64));
     sql.push(" WHERE \"id\" = ").bind(SqlValue::Int(id));
-    sql.push(" AND \"__retired\" = ").bind(SqlValue::Int(!retired as i64));
+    sql.push(" AND \"__retired\" = ")
+        .bind(SqlValue::Int(!retired as i64));
     let (text, params) = sql.finish(conn.dialect());
     Ok(conn.execute(&text, &params)? > 0)
 }
+
+/// A record in wire form and whether it is retired.
+pub type FetchedRecord = (Map<String, Value>, bool);
 
 /// One record as stored, with every field of its table in wire form and link
 /// names resolved, and whether it is retired. `None` if there is no such id.
@@ -147,9 +154,12 @@ pub fn fetch_record(
     layout: &crate::layout::Layout,
     table: &TableLayout,
     id: i64,
-) -> Result<Option<(Map<String, Value>, bool)>, EngineError> {
+) -> Result<Option<FetchedRecord>, EngineError> {
     let fields: Vec<String> = table.fields.keys().cloned().collect();
-    for (return_only, retired) in [(sg_protocol::ReturnOnly::Active, false), (sg_protocol::ReturnOnly::Retired, true)] {
+    for (return_only, retired) in [
+        (sg_protocol::ReturnOnly::Active, false),
+        (sg_protocol::ReturnOnly::Retired, true),
+    ] {
         let mut params = sg_protocol::ReadParams::new(&table.entity_type, &[]);
         params.return_fields = fields.clone();
         params.return_only = return_only;
@@ -159,7 +169,11 @@ pub fn fetch_record(
             values: vec![Value::from(id)],
         });
         let result = crate::read::read(conn, layout, &params)?;
-        if let Some(Value::Object(record)) = result["entities"].as_array().and_then(|e| e.first()).cloned() {
+        if let Some(Value::Object(record)) = result["entities"]
+            .as_array()
+            .and_then(|e| e.first())
+            .cloned()
+        {
             return Ok(Some((record, retired)));
         }
     }

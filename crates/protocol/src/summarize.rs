@@ -22,6 +22,8 @@ pub enum SummaryType {
     StatusList,
     Checked,
     Unchecked,
+    /// The number of distinct non-null values.
+    CountDistinct,
 }
 
 const SUMMARY_TYPES: &[(&str, SummaryType)] = &[
@@ -38,6 +40,7 @@ const SUMMARY_TYPES: &[(&str, SummaryType)] = &[
     ("status_list", SummaryType::StatusList),
     ("checked", SummaryType::Checked),
     ("unchecked", SummaryType::Unchecked),
+    ("count_distinct", SummaryType::CountDistinct),
 ];
 
 impl SummaryType {
@@ -185,9 +188,11 @@ impl SummarizeParams {
                 let direction = match item.get("direction").and_then(Value::as_str) {
                     None | Some("asc") => SortDirection::Asc,
                     Some("desc") => SortDirection::Desc,
-                    Some(other) => return Err(Fault::bad_request(format!(
+                    Some(other) => {
+                        return Err(Fault::bad_request(format!(
                         "API summarize() grouping direction must be 'asc' or 'desc', got '{other}'"
-                    ))),
+                    )))
+                    }
                 };
                 Ok(GroupingSpec {
                     field,

@@ -83,7 +83,7 @@ impl<'a> WriteTx<'a> {
         })
     }
 
-    fn fetch(&mut self, entity_type: &str, id: i64) -> Result<Option<(Map<String, Value>, bool)>, EngineError> {
+    fn fetch(&mut self, entity_type: &str, id: i64) -> Result<Option<sg_engine::write::FetchedRecord>, EngineError> {
         let table = self.table(entity_type)?;
         sg_engine::write::fetch_record(self.conn, &self.catalog.layout, table, id)
     }
