@@ -68,6 +68,11 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 0.0, value_name = "F", value_parser = parse_fraction)]
     lost_event_rate: f64,
 
+    /// Every this many writes, also log event rows a follower must skip (a
+    /// `Toolkit_*` row, and `Shotgun_Reading_Change` for Notes). 0 turns it off.
+    #[arg(long, default_value_t = 25, value_name = "N")]
+    noise_every: u64,
+
     /// Request bodies larger than this many bytes get a fault.
     #[arg(long, default_value_t = 50 * 1024 * 1024, value_name = "BYTES")]
     max_body_bytes: usize,
@@ -133,7 +138,11 @@ pub fn run(args: SimArgs) -> Result<()> {
     if allowed.is_empty() {
         bail!("give at least one --script NAME:KEY or --user LOGIN:PASSWORD, or no call could authenticate");
     }
-    let faults = EventFaults { late_commit: Duration::from_millis(args.late_commit_ms), lost_rate: args.lost_event_rate };
+    let faults = EventFaults {
+        late_commit: Duration::from_millis(args.late_commit_ms),
+        lost_rate: args.lost_event_rate,
+        noise_every: args.noise_every,
+    };
     let mut site = Site::new(engine, Logins { allowed }, faults).map_err(|f| anyhow::anyhow!("{}", f.message))?;
     if let Some(state) = &args.state {
         site.persist_schema_to(schema_file_of(state)).context("can't save the schema beside the state")?;

@@ -20,6 +20,10 @@ pub struct EventFaults {
     pub late_commit: Duration,
     /// This fraction of ids is used but never becomes visible.
     pub lost_rate: f64,
+    /// Every this many logged transactions, also log rows a consumer must
+    /// skip: a `Toolkit_*` row, and `Shotgun_Reading_Change` when a Note was
+    /// written. 0 turns this off.
+    pub noise_every: u64,
 }
 
 /// One row about to be logged.
@@ -69,6 +73,7 @@ struct LateRows {
 /// Gives out event ids and writes rows.
 pub struct EventLog {
     next_id: AtomicI64,
+    transactions: std::sync::atomic::AtomicU64,
     faults: EventFaults,
     late: Mutex<Vec<LateRows>>,
 }
@@ -79,7 +84,12 @@ const LATE_TRANSACTION_RATE: f64 = 0.2;
 impl EventLog {
     /// A log whose next id follows `last_id`.
     pub fn new(last_id: i64, faults: EventFaults) -> EventLog {
-        EventLog { next_id: AtomicI64::new(last_id + 1), faults, late: Mutex::new(Vec::new()) }
+        EventLog {
+            next_id: AtomicI64::new(last_id + 1),
+            transactions: std::sync::atomic::AtomicU64::new(0),
+            faults,
+            late: Mutex::new(Vec::new()),
+        }
     }
 
     /// Takes the next id. Ids of rows never written (a rolled-back call, a lost
@@ -118,6 +128,36 @@ impl EventLog {
             sg_engine::write::upsert_record(conn, table, record)?;
         }
         Ok(())
+    }
+
+    /// The noise rows to log after `rows`, when this transaction's turn has come.
+    pub fn noise(&self, rows: &[EventRow]) -> Vec<EventRow> {
+        let n = self.faults.noise_every;
+        if n == 0 || (self.transactions.fetch_add(1, Ordering::Relaxed) + 1) % n != 0 {
+            return Vec::new();
+        }
+        let mut noise = Vec::new();
+        if let Some(note) = rows.iter().filter_map(|r| r.entity.clone()).find(|e| e.entity_type == "Note") {
+            noise.push(EventRow {
+                id: self.allocate(),
+                event_type: "Shotgun_Reading_Change".into(),
+                attribute_name: Some("read_by_current_user".into()),
+                entity: Some(note),
+                meta: json!({"type": "attribute_change", "attribute_name": "read_by_current_user", "new_value": "read"}),
+                project: None,
+                description: "Note marked as read".into(),
+            });
+        }
+        noise.push(EventRow {
+            id: self.allocate(),
+            event_type: "Toolkit_App_Startup".into(),
+            attribute_name: None,
+            entity: None,
+            meta: json!({"core": "v0.20.0", "app": "tk-multi-launchapp", "engine": "tk-shell"}),
+            project: None,
+            description: "Toolkit app started".into(),
+        });
+        noise
     }
 
     /// Takes the held-back rows that are due.

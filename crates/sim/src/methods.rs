@@ -232,7 +232,9 @@ impl Site {
             return Ok(());
         }
         let ctx = EventContext { user: caller.user.clone(), session_uuid: caller.session_uuid.clone(), created_at: now };
-        self.events.write(conn, catalog, &ctx, rows)
+        let mut all = rows.to_vec();
+        all.extend(self.events.noise(rows));
+        self.events.write(conn, catalog, &ctx, &all)
     }
 
     /// `batch`: every item in one transaction; a failing item undoes them all.
