@@ -164,6 +164,50 @@ impl<'a> FilterCompiler<'a> {
         }
     }
 
+    /// Whether one given record exists and is not retired: a constant the
+    /// database evaluates once. Records of types not stored count as live.
+    pub fn record_is_live(&self, link: &EntityLink) -> Fragment {
+        match self.layout.table(&link.entity_type) {
+            None => Fragment::text("1 = 1"),
+            Some(t) => {
+                let mut f = Fragment::text(format!(
+                    "EXISTS (SELECT 1 FROM {} WHERE \"id\" = ",
+                    t.table()
+                ));
+                f.bind(SqlValue::Int(link.id))
+                    .push(" AND \"__retired\" = 0)");
+                f
+            }
+        }
+    }
+
+    /// Whether the (non-null) link in `type_col`/`id_col` points at a live
+    /// record; links to types not stored count as live.
+    pub fn link_is_live(&self, valid_types: &[String], type_col: &str, id_col: &str) -> Fragment {
+        let candidates: Vec<&TableLayout> = if valid_types.is_empty() {
+            self.layout.tables.values().collect()
+        } else {
+            valid_types
+                .iter()
+                .filter_map(|t| self.layout.table(t))
+                .collect()
+        };
+        if candidates.is_empty() {
+            return Fragment::text("1 = 1");
+        }
+        let mut f = Fragment::text("(CASE");
+        for t in candidates {
+            f.push(&format!(" WHEN {type_col} = "))
+                .bind(SqlValue::Text(t.entity_type.clone()));
+            f.push(&format!(
+                " THEN {id_col} IN (SELECT \"id\" FROM {} WHERE \"__retired\" = 0)",
+                t.table()
+            ));
+        }
+        f.push(" ELSE 1 = 1 END)");
+        f
+    }
+
     /// The display name of the record a `(type, id)` pair points at, as SQL;
     /// `valid_types` narrows the types to look in (all cached types when empty).
     pub fn name_expr(&self, valid_types: &[String], type_col: &str, id_col: &str) -> Fragment {
@@ -341,7 +385,8 @@ impl LeafContext<'_, '_> {
         let col = self.column();
         let mut f = Fragment::text(format!("({col} IS NOT NULL AND "));
         if op == "=" && self.field.storage == Storage::Text {
-            f.push(&self.compiler.dialect.text_equals(&col, "?"));
+            let text = value.as_str().unwrap_or_default().to_string();
+            f.push(&self.compiler.dialect.text_equals(&col, "?", &text));
             f.params.push(value);
         } else {
             f.push(&format!("{col} {op} ")).bind(value);
@@ -368,19 +413,18 @@ impl LeafContext<'_, '_> {
         let col = self.column();
         let storage = self.field.storage;
         if storage == Storage::Bool {
-            // A checkbox is never null on a site: unset reads as false.
-            let v = self.one()?;
-            let b = if v.is_null() {
-                false
-            } else {
-                v.as_bool()
-                    .ok_or_else(|| self.fail("expects true or false"))?
-            };
+            // A checkbox is never null on a site (unset reads as false), and
+            // filtering one with None is an API error there.
+            let b = self
+                .one()?
+                .as_bool()
+                .ok_or_else(|| self.fail("a checkbox compares with true or false, not None"))?;
             let mut f = Fragment::text(format!("COALESCE({col}, 0) = "));
             f.bind(SqlValue::Int(b as i64));
+            // Through a null link there is no checkbox at all: `is` matches nothing there.
             return Ok(Compiled {
                 sql: f,
-                matches_null: !b,
+                matches_null: false,
             });
         }
         match relation {
@@ -417,12 +461,29 @@ impl LeafContext<'_, '_> {
                 if items.is_empty() {
                     f.push("1 = 0");
                 } else {
-                    f.push(&format!("({col} IS NOT NULL AND {col} IN ("));
+                    // Text compares case-insensitively; see Dialect::text_equals.
+                    let dialect = self.compiler.dialect;
+                    let fold = storage == Storage::Text
+                        && (dialect == Dialect::Postgres
+                            || items
+                                .iter()
+                                .any(|v| v.as_str().is_some_and(|t| !t.is_ascii())));
+                    let target = if fold {
+                        dialect.fold(&col)
+                    } else {
+                        col.clone()
+                    };
+                    f.push(&format!("({col} IS NOT NULL AND {target} IN ("));
                     for (i, item) in items.into_iter().enumerate() {
                         if i > 0 {
                             f.push(", ");
                         }
-                        f.bind(item);
+                        if fold {
+                            f.push(&dialect.fold("?"));
+                            f.params.push(item);
+                        } else {
+                            f.bind(item);
+                        }
                     }
                     f.push("))");
                 }
@@ -478,7 +539,7 @@ impl LeafContext<'_, '_> {
                         "IS NOT NULL AND"
                     }
                 ));
-                f.push(&self.compiler.dialect.text_like(&col, "?"));
+                f.push(&self.compiler.dialect.text_like(&col, "?", &pattern));
                 f.params.push(SqlValue::Text(pattern));
                 f.push(")");
                 Ok(Compiled {
@@ -586,7 +647,7 @@ impl LeafContext<'_, '_> {
         let name = self
             .compiler
             .name_expr(&self.field.valid_types, type_col, id_col);
-        let like = self.compiler.dialect.text_like("§", "?");
+        let like = self.compiler.dialect.text_like("§", "?", &pattern);
         let (before, after) = like.split_once('§').unwrap_or(("", ""));
         f.push(before).append(name).push(after);
         f.params.push(SqlValue::Text(pattern));
@@ -602,9 +663,12 @@ impl LeafContext<'_, '_> {
             f.push(&format!(
                 "({id_col} IS NOT NULL AND {type_col} IS NOT NULL AND {id_col} = "
             ));
+            let live = self.compiler.record_is_live(&link);
             f.bind(SqlValue::Int(link.id))
                 .push(&format!(" AND {type_col} = "))
                 .bind(SqlValue::Text(link.entity_type))
+                .push(" AND ")
+                .append(live)
                 .push(")");
         };
         match relation {
@@ -618,8 +682,16 @@ impl LeafContext<'_, '_> {
                 let mut with_null = false;
                 for v in values {
                     if v.is_null() {
+                        // A link to a retired record reads as null, so it matches None too.
                         with_null = true;
-                        parts.push(Fragment::text(format!("{id_col} IS NULL")));
+                        let mut f = Fragment::text(format!("({id_col} IS NULL OR NOT "));
+                        f.append(self.compiler.link_is_live(
+                            &self.field.valid_types,
+                            &type_col,
+                            &id_col,
+                        ))
+                        .push(")");
+                        parts.push(f);
                     } else {
                         let mut f = Fragment::new();
                         pair(&mut f, self.link(v)?);
@@ -649,7 +721,11 @@ impl LeafContext<'_, '_> {
                     .as_str()
                     .ok_or_else(|| self.fail("expects an entity type name"))?;
                 let mut f = Fragment::text(format!("({type_col} IS NOT NULL AND {type_col} = "));
-                f.bind(SqlValue::Text(t.to_string())).push(")");
+                f.bind(SqlValue::Text(t.to_string())).push(" AND ").append(
+                    self.compiler
+                        .link_is_live(&self.field.valid_types, &type_col, &id_col),
+                );
+                f.push(")");
                 Ok(Compiled {
                     sql: f,
                     matches_null: false,
@@ -694,18 +770,26 @@ impl LeafContext<'_, '_> {
                         continue;
                     }
                     let link = self.link(v)?;
+                    let live = self.compiler.record_is_live(&link);
                     let mut f = Fragment::text(format!("({id_col} = "));
                     f.bind(SqlValue::Int(link.id))
                         .push(&format!(" AND {type_col} = "))
                         .bind(SqlValue::Text(link.entity_type))
+                        .push(" AND ")
+                        .append(live)
                         .push(")");
                     pairs.push(f);
                 }
                 let mut parts = Vec::new();
                 if with_null {
-                    // `is None` on a list of links means the list is empty.
+                    // `is None` on a list of links means it shows no link:
+                    // links to retired records are hidden.
                     let mut none = Fragment::text("NOT ");
-                    none.append(exists(Fragment::new()));
+                    none.append(exists(self.compiler.link_is_live(
+                        &self.field.valid_types,
+                        &type_col,
+                        &id_col,
+                    )));
                     parts.push(none);
                 }
                 if !pairs.is_empty() {
@@ -728,7 +812,10 @@ impl LeafContext<'_, '_> {
                     .as_str()
                     .ok_or_else(|| self.fail("expects an entity type name"))?;
                 let mut f = Fragment::text(format!("{type_col} = "));
-                f.bind(SqlValue::Text(t.to_string()));
+                f.bind(SqlValue::Text(t.to_string())).push(" AND ").append(
+                    self.compiler
+                        .link_is_live(&self.field.valid_types, &type_col, &id_col),
+                );
                 Ok(Compiled {
                     sql: exists(f),
                     matches_null: false,

@@ -42,21 +42,37 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    /// A case-insensitive equality between a text column and a bound value.
-    /// SQLite text columns are declared `COLLATE NOCASE`, which also lets the
-    /// index serve the comparison.
-    pub fn text_equals(self, column: &str, placeholder: &str) -> String {
+    /// A case-insensitive equality between a text column and a bound `value`.
+    /// SQLite text columns are declared `COLLATE NOCASE`, which folds ASCII
+    /// letters and lets the index serve the comparison; values with other
+    /// letters are compared through `sg_casefold`, a function every SQLite
+    /// connection of the engine registers.
+    pub fn text_equals(self, column: &str, placeholder: &str, value: &str) -> String {
         match self {
-            Dialect::Sqlite => format!("{column} = {placeholder}"),
+            Dialect::Sqlite if value.is_ascii() => format!("{column} = {placeholder}"),
+            Dialect::Sqlite => format!("sg_casefold({column}) = sg_casefold({placeholder})"),
             Dialect::Postgres => format!("lower({column}) = lower({placeholder})"),
         }
     }
 
     /// A case-insensitive pattern match with `\` as the escape character.
-    pub fn text_like(self, expr: &str, placeholder: &str) -> String {
+    pub fn text_like(self, expr: &str, placeholder: &str, pattern: &str) -> String {
         match self {
-            Dialect::Sqlite => format!("{expr} LIKE {placeholder} ESCAPE '\\'"),
+            Dialect::Sqlite if pattern.is_ascii() => {
+                format!("{expr} LIKE {placeholder} ESCAPE '\\'")
+            }
+            Dialect::Sqlite => {
+                format!("sg_casefold({expr}) LIKE sg_casefold({placeholder}) ESCAPE '\\'")
+            }
             Dialect::Postgres => format!("{expr} ILIKE {placeholder} ESCAPE '\\'"),
+        }
+    }
+
+    /// An expression folded to lower case, for comparing non-ASCII text.
+    pub fn fold(self, expr: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("sg_casefold({expr})"),
+            Dialect::Postgres => format!("lower({expr})"),
         }
     }
 

@@ -36,6 +36,14 @@ fn open_connection(path: &Path) -> Result<rusqlite::Connection, EngineError> {
          PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 1073741824;",
     )?;
     conn.set_prepared_statement_cache_capacity(256);
+    // Case-insensitive matching of non-ASCII text (NOCASE folds ASCII only).
+    conn.create_scalar_function(
+        "sg_casefold",
+        1,
+        rusqlite::functions::FunctionFlags::SQLITE_UTF8
+            | rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| Ok(ctx.get::<Option<String>>(0)?.map(|s| s.to_lowercase())),
+    )?;
     Ok(conn)
 }
 

@@ -439,7 +439,7 @@ impl<'c, 'a> Plan<'c, 'a> {
                     if i > 0 {
                         f.push(" OR ");
                     }
-                    f.push(&self.dialect.text_equals(&col, "?"));
+                    f.push(&self.dialect.text_equals(&col, "?", status));
                     f.params.push(SqlValue::Text(status.to_string()));
                 }
                 f.push(") THEN 1 END)");
