@@ -25,6 +25,9 @@ enum Getter<'a> {
     Scalar {
         column: usize,
         storage: Storage,
+        /// For a deep path, the linked record's id: when it is null there is
+        /// no record, and the value is null whatever its type (even a checkbox).
+        record_column: Option<usize>,
     },
     Entity {
         type_column: usize,
@@ -125,6 +128,11 @@ impl<'a> Plan<'a> {
             storage => Getter::Scalar {
                 column: self.column(format!("{alias}.{}", field.column())),
                 storage,
+                record_column: if resolved.hops.is_empty() {
+                    None
+                } else {
+                    Some(self.column(format!("{alias}.\"id\"")))
+                },
             },
         })
     }
@@ -330,9 +338,19 @@ fn fill(
     records: &mut [Map<String, Value>],
 ) -> Result<(), EngineError> {
     match getter {
-        Getter::Scalar { column, storage } => {
+        Getter::Scalar {
+            column,
+            storage,
+            record_column,
+        } => {
             for (row, record) in rows.iter().zip(records.iter_mut()) {
-                record.insert(key.to_string(), decode_scalar(*storage, &row[*column]));
+                let absent = record_column.is_some_and(|c| row[c].is_null());
+                let value = if absent {
+                    Value::Null
+                } else {
+                    decode_scalar(*storage, &row[*column])
+                };
+                record.insert(key.to_string(), value);
             }
         }
         Getter::Entity {

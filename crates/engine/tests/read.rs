@@ -1004,3 +1004,18 @@ fn every_relation_on_every_data_type() {
         "{supported} supported, {refused} refused"
     );
 }
+
+/// A deep field through a null link is null, even a checkbox (which reads as
+/// false on a record that exists).
+#[test]
+fn deep_fields_through_null_links_are_null() {
+    let e = production();
+    let shots = entities(
+        &e,
+        json!({"type": "Shot", "return_fields": ["project.Project.archived", "sg_sequence.Sequence.project.Project.archived"],
+               "filters": {"logical_operator": "and", "conditions": [cond("id", "in", json!([1, 3]))]}}),
+    );
+    assert_eq!(shots[0]["sg_sequence.Sequence.project.Project.archived"], json!(false));
+    assert_eq!(shots[1]["sg_sequence.Sequence.project.Project.archived"], Value::Null);
+    assert_eq!(shots[1]["project.Project.archived"], json!(true));
+}
