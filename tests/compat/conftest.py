@@ -22,7 +22,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -135,7 +134,8 @@ def connect(url: str, script: str = SCRIPT_NAME, key: str = SCRIPT_KEY) -> shotg
 
 @pytest.fixture(scope="session")
 def today() -> _dt.date:
-    return _dt.date.today()
+    """Today in UTC: the site judges relative dates (in_last, in_calendar_day...) in UTC."""
+    return _dt.datetime.now(_dt.timezone.utc).date()
 
 
 @pytest.fixture(scope="session")

@@ -179,3 +179,29 @@ pub fn fetch_record(
     }
     Ok(None)
 }
+
+/// Ids of the records of `table` whose entity field `field` points at
+/// `target`, active or retired as asked, whatever the target's own state.
+/// (Filters hide links to retired records; cascades must still find them.)
+pub fn ids_linking_to(
+    conn: &mut dyn Connection,
+    table: &TableLayout,
+    field: &str,
+    target: &EntityLink,
+    retired: bool,
+) -> Result<Vec<i64>, EngineError> {
+    let Some(link) = table.field(field).filter(|f| f.storage == Storage::Entity) else {
+        return Ok(Vec::new());
+    };
+    let mut sql = Fragment::text(format!(
+        "SELECT \"id\" FROM {} WHERE {} = ",
+        table.table(),
+        link.type_column()
+    ));
+    sql.bind(SqlValue::Text(target.entity_type.clone()));
+    sql.push(&format!(" AND {} = ", link.column())).bind(SqlValue::Int(target.id));
+    sql.push(" AND \"__retired\" = ").bind(SqlValue::Int(retired as i64));
+    sql.push(" ORDER BY \"id\"");
+    let (text, params) = sql.finish(conn.dialect());
+    Ok(conn.query(&text, &params)?.iter().filter_map(|r| r[0].as_i64()).collect())
+}

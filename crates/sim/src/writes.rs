@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use sg_engine::layout::{Storage, TableLayout};
 use sg_engine::{Catalog, Connection, EngineError};
 use sg_protocol::value::{format_date_time, EntityLink};
-use sg_protocol::{Condition, DataType, Fault, FilterNode, ReadParams, Relation, ReturnOnly};
+use sg_protocol::{DataType, Fault};
 
 use crate::events::{retirement_stamp, EventRow};
 use crate::inverse::inverse_field;
@@ -121,7 +121,9 @@ impl<'a> WriteTx<'a> {
             .and_then(|e| e.field(field))
             .ok_or_else(|| fault(format!("API {m}() {entity_type}.{field} doesn't exist")))?;
         let editable = schema_field.raw.get("editable").and_then(|e| e.get("value")).and_then(Value::as_bool);
-        if field == "id" || AUDIT_FIELDS.contains(&field) || editable == Some(false) {
+        // Any script may log its own EventLogEntry rows (Toolkit does).
+        let custom_event = entity_type == "EventLogEntry" && self.method == "create";
+        if field == "id" || AUDIT_FIELDS.contains(&field) || (editable == Some(false) && !custom_event) {
             return Err(fault(format!("API {m}() {entity_type}.{field} is not editable")));
         }
         let table = self.table(entity_type)?;
@@ -284,8 +286,13 @@ impl<'a> WriteTx<'a> {
             let stored = self.validate(entity_type, field, value)?;
             given.insert(field.clone(), stored);
         }
-        let id = sg_engine::write::next_id(self.conn, &table)?;
+        // Custom event rows take their ids from the log's own sequence.
+        let custom_event = entity_type == "EventLogEntry";
+        let id = if custom_event { (self.allocate)() } else { sg_engine::write::next_id(self.conn, &table)? };
         record.insert("id".into(), json!(id));
+        if custom_event && table.field("user").is_some() {
+            record.insert("user".into(), bare(&self.caller.user));
+        }
         let mut set_fields: Vec<String> = given.keys().cloned().collect();
         if let Some(schema) = self.catalog.schema.entity(entity_type) {
             for (name, f) in &schema.fields {
@@ -493,7 +500,8 @@ impl<'a> WriteTx<'a> {
                     }
                     // The target moves away from its previous owner, whose list loses it.
                     if let (true, Some(previous)) = (adding, current.clone()) {
-                        self.detach(&previous, field, target, source_type, forward_event)?;
+                        let moved = format!("{}.{inverse}", target.entity_type);
+                        self.detach(&previous, target, &inverse, &moved, forward_event)?;
                     }
                     record.insert(inverse.clone(), next.as_ref().map(bare).unwrap_or(Value::Null));
                     change.insert("old_value".into(), target_record.get(&inverse).cloned().unwrap_or(Value::Null));
@@ -520,68 +528,77 @@ impl<'a> WriteTx<'a> {
         Ok(())
     }
 
-    /// Removes `child` from `owner.field` after the child's inverse link moved elsewhere.
+    /// Removes `child` from its previous owner's list after the child's link
+    /// field `child_field` moved to another owner (of any type).
     fn detach(
         &mut self,
         owner: &EntityLink,
-        field: &str,
         child: &EntityLink,
-        source_type: &str,
+        child_field: &str,
+        actual_attribute_changed: &str,
         forward_event: i64,
     ) -> Result<(), EngineError> {
-        if owner.entity_type != source_type {
+        let Some(field) = inverse_field(&self.catalog.schema, &child.entity_type, child_field, &owner.entity_type)
+        else {
+            return Ok(());
+        };
+        let Some(table) = self.catalog.layout.table(&owner.entity_type).cloned() else { return Ok(()) };
+        if table.field(&field).map(|f| f.storage) != Some(Storage::Links) {
             return Ok(());
         }
-        let Some(table) = self.catalog.layout.table(&owner.entity_type).cloned() else { return Ok(()) };
         let Some((owner_record, false)) = self.fetch(&owner.entity_type, owner.id)? else { return Ok(()) };
-        let current = links_of(owner_record.get(field).unwrap_or(&Value::Null));
+        let current = links_of(owner_record.get(&field).unwrap_or(&Value::Null));
         if !current.contains(child) {
             return Ok(());
         }
         let mut record = Map::new();
         record.insert("id".into(), json!(owner.id));
-        record.insert(field.into(), Value::Array(current.iter().filter(|l| *l != child).map(bare).collect()));
+        record.insert(field.clone(), Value::Array(current.iter().filter(|l| *l != child).map(bare).collect()));
         self.audit(&mut record, &table, false);
         sg_engine::write::upsert_record(self.conn, &table, &record)?;
         let mut change = Map::new();
         change.insert("added".into(), json!([]));
         change.insert("removed".into(), Value::Array(self.event_items(std::slice::from_ref(child))?));
-        change.insert("actual_attribute_changed".into(), json!(format!("{}.{}", owner.entity_type, field)));
+        change.insert("actual_attribute_changed".into(), json!(actual_attribute_changed));
         change.insert("original_event_log_entry_id".into(), json!(forward_event));
-        let row = self.change_row(&owner.entity_type, owner.id, field, self.data_type(&owner.entity_type, field), change, Self::project_of(&owner_record));
+        let child_dt = self.data_type(&child.entity_type, child_field);
+        // As on every back-reference row, entity_type and entity_id describe the side that changed.
+        let mut row = self.change_row(&child.entity_type, child.id, &field, child_dt, change, Self::project_of(&owner_record));
+        row.event_type = format!("Shotgun_{}_Change", owner.entity_type);
+        row.entity = Some(owner.clone());
         self.log(row);
         Ok(())
     }
 
-    /// The Tasks whose `entity` is this record, active or retired.
-    fn child_tasks(&mut self, entity_type: &str, id: i64, return_only: ReturnOnly) -> Result<Vec<(i64, Value)>, EngineError> {
-        if entity_type == "Task" || self.catalog.layout.table("Task").and_then(|t| t.field("entity")).is_none() {
+    /// The Tasks whose `entity` is this record, active or retired, with their `updated_at`.
+    fn child_tasks(&mut self, entity_type: &str, id: i64, retired: bool) -> Result<Vec<(i64, Value)>, EngineError> {
+        if entity_type == "Task" {
             return Ok(Vec::new());
         }
-        let mut params = ReadParams::new("Task", &["updated_at"]);
-        params.return_only = return_only;
-        params.paging.entities_per_page = 100_000;
-        params.filters = FilterNode::Condition(Condition {
-            path: "entity".into(),
-            relation: Relation::Is,
-            values: vec![json!({"type": entity_type, "id": id})],
-        });
-        let result = sg_engine::read::read(self.conn, &self.catalog.layout, &params)?;
-        Ok(result["entities"]
-            .as_array()
-            .map(|e| e.iter().filter_map(|r| Some((r["id"].as_i64()?, r["updated_at"].clone()))).collect())
-            .unwrap_or_default())
+        let Some(tasks) = self.catalog.layout.table("Task") else { return Ok(Vec::new()) };
+        let parent = EntityLink { entity_type: entity_type.to_string(), id };
+        let ids = sg_engine::write::ids_linking_to(self.conn, tasks, "entity", &parent, retired)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for task in ids {
+            if let Some((record, _)) = self.fetch("Task", task)? {
+                out.push((task, record.get("updated_at").cloned().unwrap_or(Value::Null)));
+            }
+        }
+        Ok(out)
     }
 
     /// `delete`: retires the record (and its Tasks); false if it already was.
     pub fn delete(&mut self, entity_type: &str, id: i64) -> Result<bool, EngineError> {
+        if entity_type == "EventLogEntry" {
+            return Err(fault("API delete() EventLogEntry records can't be deleted".into()));
+        }
         let (_, retired) = self
             .fetch(entity_type, id)?
             .ok_or_else(|| fault(format!("API delete() {entity_type} {id} doesn't exist")))?;
         if retired {
             return Ok(false);
         }
-        for (task, _) in self.child_tasks(entity_type, id, ReturnOnly::Active)? {
+        for (task, _) in self.child_tasks(entity_type, id, false)? {
             self.retire_one("Task", task)?;
         }
         self.retire_one(entity_type, id)?;
@@ -620,6 +637,9 @@ impl<'a> WriteTx<'a> {
     /// `revive`: brings a retired record back (and the Tasks retired with it);
     /// false if it was not retired.
     pub fn revive(&mut self, entity_type: &str, id: i64) -> Result<bool, EngineError> {
+        if entity_type == "EventLogEntry" {
+            return Err(fault("API revive() EventLogEntry records can't be revived".into()));
+        }
         let (record, retired) = self
             .fetch(entity_type, id)?
             .ok_or_else(|| fault(format!("API revive() {entity_type} {id} doesn't exist")))?;
@@ -628,7 +648,7 @@ impl<'a> WriteTx<'a> {
         }
         // Tasks retired by the same delete carry the same updated_at stamp.
         let stamp = record.get("updated_at").cloned().unwrap_or(Value::Null);
-        for (task, task_stamp) in self.child_tasks(entity_type, id, ReturnOnly::Retired)? {
+        for (task, task_stamp) in self.child_tasks(entity_type, id, true)? {
             if !stamp.is_null() && task_stamp == stamp {
                 self.revive_one("Task", task)?;
             }
