@@ -49,8 +49,13 @@ fn link_tables_and_indexes(table: &TableLayout, dialect: Dialect) -> Vec<String>
                     || matches!(field.data_type, DataType::StatusList | DataType::List) =>
             {
                 // With the retired flag in the index, counts and filters on
-                // statuses never touch the table itself.
-                statements.push(index(&format!("\"{name}\", \"__retired\"")))
+                // statuses never touch the table itself. Text is compared
+                // case-insensitively, so its index holds the folded key.
+                let key = match field.storage {
+                    Storage::Text => dialect.text_index_key(&format!("\"{name}\"")),
+                    _ => format!("\"{name}\""),
+                };
+                statements.push(index(&format!("{key}, \"__retired\"")))
             }
             Storage::Entity => statements.push(index(&format!(
                 "\"{name}__id\", \"{name}__type\", \"__retired\""

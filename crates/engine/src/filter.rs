@@ -643,7 +643,10 @@ impl LeafContext<'_, '_> {
         relation: Relation,
     ) -> Result<Fragment, EngineError> {
         let pattern = self.name_pattern(relation)?;
-        let mut f = Fragment::text("COALESCE(");
+        // Strict: a link with no name (null) does not match. `IS TRUE` reads
+        // a null match as false on both stores (a PostgreSQL match is a
+        // boolean, a SQLite one an integer, so no COALESCE(.., 0) fits both).
+        let mut f = Fragment::text("(");
         let name = self
             .compiler
             .name_expr(&self.field.valid_types, type_col, id_col);
@@ -651,7 +654,7 @@ impl LeafContext<'_, '_> {
         let (before, after) = like.split_once('§').unwrap_or(("", ""));
         f.push(before).append(name).push(after);
         f.params.push(SqlValue::Text(pattern));
-        f.push(", 0) = 1");
+        f.push(") IS TRUE");
         Ok(f)
     }
 

@@ -55,6 +55,15 @@ impl Fragment {
 
     /// The statement text for `dialect`. Placeholders are the only `?` in the
     /// text: values are never inlined and identifiers are plain names.
+    ///
+    /// PostgreSQL numbers its placeholders (`$1`, `$2`, ...) and gives each a
+    /// type when the statement is prepared, from where it stands. SQLite
+    /// compares values by their own type instead, so each placeholder whose
+    /// value is known is cast to that value's type (`$1::bigint`,
+    /// `$2::float8`, `$3::text`): `sg_cut_in > 1.5` then compares as numbers
+    /// on both, as the value was written, and a placeholder in a spot that
+    /// names no type (`lower(?)`) still has one. A null, or a placeholder
+    /// written without its value, takes the type of where it stands.
     pub fn finish(self, dialect: Dialect) -> (String, Vec<SqlValue>) {
         match dialect {
             Dialect::Sqlite => (self.sql, self.params),
@@ -63,8 +72,14 @@ impl Fragment {
                 let mut n = 0;
                 for c in self.sql.chars() {
                     if c == '?' {
+                        let cast = match self.params.get(n) {
+                            Some(SqlValue::Int(_)) => "::bigint",
+                            Some(SqlValue::Real(_)) => "::float8",
+                            Some(SqlValue::Text(_)) => "::text",
+                            Some(SqlValue::Null) | None => "",
+                        };
                         n += 1;
-                        out.push_str(&format!("${n}"));
+                        out.push_str(&format!("${n}{cast}"));
                     } else {
                         out.push(c);
                     }
@@ -87,8 +102,20 @@ mod tests {
         b.bind(SqlValue::Text("q".into()));
         let joined = Fragment::join(vec![a, b], " AND ");
         let (sql, params) = joined.clone().finish(Dialect::Postgres);
-        assert_eq!(sql, "x = $1 AND y = $2");
+        assert_eq!(sql, "x = $1::bigint AND y = $2::text");
         assert_eq!(params, vec![SqlValue::Int(1), SqlValue::Text("q".into())]);
         assert_eq!(joined.finish(Dialect::Sqlite).0, "x = ? AND y = ?");
+    }
+
+    #[test]
+    fn postgres_placeholders_carry_the_type_of_their_value() {
+        let mut f = Fragment::text("a > ");
+        f.bind(SqlValue::Real(1.5))
+            .push(" AND b = ")
+            .bind(SqlValue::Null)
+            .push(" AND c IN (?, ?)");
+        let (sql, params) = f.finish(Dialect::Postgres);
+        assert_eq!(sql, "a > $1::float8 AND b = $2 AND c IN ($3, $4)");
+        assert_eq!(params, vec![SqlValue::Real(1.5), SqlValue::Null]);
     }
 }

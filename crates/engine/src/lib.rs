@@ -7,7 +7,9 @@
 //!
 //! Layout of the crate:
 //! - [`layout`] maps a schema to tables and columns, [`ddl`] creates them;
-//! - [`store`] is the seam to a database, with [`sqlite`] behind it;
+//! - [`store`] is the seam to a database, with [`sqlite`] and [`postgres`]
+//!   behind it ([`AnyStore`] picks one at run time); [`sql::Dialect`] holds
+//!   what differs between their SQL;
 //! - [`path`] resolves (deep) field paths, [`filter`] compiles filter trees,
 //!   [`read`] and [`summarize`] plan, run and render the two query methods;
 //! - [`codec`] converts wire values to stored values and back, and [`write`]
@@ -25,6 +27,7 @@ pub mod filter;
 pub mod frag;
 pub mod layout;
 pub mod path;
+pub mod postgres;
 pub mod read;
 pub mod sql;
 pub mod sqlite;
@@ -39,10 +42,11 @@ use serde_json::{Map, Value};
 
 use sg_protocol::{ReadParams, Schema, SummarizeParams};
 
+pub use crate::postgres::PostgresStore;
 pub use error::EngineError;
 pub use layout::Layout;
 pub use sqlite::SqliteStore;
-pub use store::{Connection, Store};
+pub use store::{AnyStore, Connection, Store};
 
 /// A schema and the tables laid out for it: what the engine answers from.
 /// Replaced whole when the schema changes, so a query sees one consistent catalog.
@@ -56,7 +60,8 @@ pub struct Catalog {
 pub struct Engine<S: Store> {
     store: S,
     catalog: RwLock<Arc<Catalog>>,
-    selection: Option<BTreeMap<String, BTreeSet<String>>>,
+    /// The types and fields kept (all when `None`).
+    selection: RwLock<Option<BTreeMap<String, BTreeSet<String>>>>,
 }
 
 impl<S: Store> Engine<S> {
@@ -82,7 +87,7 @@ impl<S: Store> Engine<S> {
         Ok(Engine {
             store,
             catalog: RwLock::new(Arc::new(Catalog { schema, layout })),
-            selection,
+            selection: RwLock::new(selection),
         })
     }
 
@@ -97,8 +102,22 @@ impl<S: Store> Engine<S> {
     /// Switches to a new schema: creates the tables, columns and link tables
     /// it adds (existing data stays; columns of removed fields are left in place).
     pub fn set_schema(&self, schema: Schema) -> Result<(), EngineError> {
+        let selection = match self.selection.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        self.set_schema_and_selection(schema, selection)
+    }
+
+    /// Switches to a new schema and a new choice of types and fields, creating
+    /// what they add. Tables of types left out stay in the store until dropped.
+    pub fn set_schema_and_selection(
+        &self,
+        schema: Schema,
+        selection: Option<BTreeMap<String, BTreeSet<String>>>,
+    ) -> Result<(), EngineError> {
         let old = self.catalog();
-        let layout = Layout::from_schema(&schema, self.selection.as_ref());
+        let layout = Layout::from_schema(&schema, selection.as_ref());
         let dialect = self.store.dialect();
         self.store.with_transaction(&mut |conn| {
             for table in layout.tables.values() {
@@ -116,6 +135,11 @@ impl<S: Store> Engine<S> {
             Err(poisoned) => poisoned.into_inner(),
         };
         *guard = Arc::new(Catalog { schema, layout });
+        drop(guard);
+        match self.selection.write() {
+            Ok(mut s) => *s = selection,
+            Err(poisoned) => *poisoned.into_inner() = selection,
+        }
         Ok(())
     }
 

@@ -148,13 +148,24 @@ impl<'a> Plan<'a> {
         }
         let alias = self.join_hops(path, &resolved.hops);
         let field = resolved.field;
+        let dialect = self.compiler.dialect;
+        let column = format!("{alias}.{}", field.column());
         Ok(match field.storage {
-            Storage::Entity => self.compiler.name_expr(
-                &field.valid_types,
-                &format!("{alias}.{}", field.type_column()),
-                &format!("{alias}.{}", field.column()),
-            ),
-            _ => Fragment::text(format!("{alias}.{}", field.column())),
+            // Links sort by name, and text case-insensitively.
+            Storage::Entity => {
+                let name = self.compiler.name_expr(
+                    &field.valid_types,
+                    &format!("{alias}.{}", field.type_column()),
+                    &column,
+                );
+                Fragment {
+                    sql: dialect.sort_text(&name.sql),
+                    params: name.params,
+                }
+            }
+            Storage::Text => Fragment::text(dialect.sort_text(&column)),
+            Storage::Date | Storage::Json => Fragment::text(dialect.sort_bytes(&column)),
+            _ => Fragment::text(column),
         })
     }
 }

@@ -46,7 +46,11 @@ impl Dialect {
     /// SQLite text columns are declared `COLLATE NOCASE`, which folds ASCII
     /// letters and lets the index serve the comparison; values with other
     /// letters are compared through `sg_casefold`, a function every SQLite
-    /// connection of the engine registers.
+    /// connection of the engine registers. PostgreSQL compares `lower()` of
+    /// both sides (its text indexes are on `lower(column)`, see
+    /// [`Dialect::text_index_key`]); `lower` folds every letter when the
+    /// database's `LC_CTYPE` is a UTF-8 locale (`C.UTF-8`, `en_US.UTF-8`, ...),
+    /// and ASCII letters only under plain `C`.
     pub fn text_equals(self, column: &str, placeholder: &str, value: &str) -> String {
         match self {
             Dialect::Sqlite if value.is_ascii() => format!("{column} = {placeholder}"),
@@ -56,6 +60,7 @@ impl Dialect {
     }
 
     /// A case-insensitive pattern match with `\` as the escape character.
+    /// `ILIKE` folds letters as `lower` does (see [`Dialect::text_equals`]).
     pub fn text_like(self, expr: &str, placeholder: &str, pattern: &str) -> String {
         match self {
             Dialect::Sqlite if pattern.is_ascii() => {
@@ -73,6 +78,40 @@ impl Dialect {
         match self {
             Dialect::Sqlite => format!("sg_casefold({expr})"),
             Dialect::Postgres => format!("lower({expr})"),
+        }
+    }
+
+    /// A text expression as an ORDER BY key: ASCII letters folded, then byte
+    /// order, which is SQLite's `NOCASE`. On PostgreSQL `lower` under the `C`
+    /// collation folds exactly the ASCII letters, and `C` orders by bytes, so
+    /// both stores sort alike whatever the database's own collation is. On
+    /// SQLite a text column already has this collation (and its index serves
+    /// the sort); the `COLLATE` matters for computed names (entity links).
+    pub fn sort_text(self, expr: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("{expr} COLLATE NOCASE"),
+            Dialect::Postgres => format!("lower({expr} COLLATE \"C\")"),
+        }
+    }
+
+    /// A text expression as an ORDER BY key in byte order, for text that
+    /// letters' case does not matter in (dates, JSON): SQLite's order, and on
+    /// PostgreSQL the `C` collation's rather than the database's.
+    pub fn sort_bytes(self, expr: &str) -> String {
+        match self {
+            Dialect::Sqlite => expr.to_string(),
+            Dialect::Postgres => format!("{expr} COLLATE \"C\""),
+        }
+    }
+
+    /// The key an index on a text column holds, so that the case-insensitive
+    /// comparisons of [`Dialect::text_equals`] (and folded `IN` lists) can use
+    /// it: the column itself on SQLite (declared `NOCASE`), `lower(column)` on
+    /// PostgreSQL.
+    pub fn text_index_key(self, column: &str) -> String {
+        match self {
+            Dialect::Sqlite => column.to_string(),
+            Dialect::Postgres => format!("lower({column})"),
         }
     }
 

@@ -1,6 +1,6 @@
 //! The seam between the query logic and a database: a [`Store`] hands out
 //! connections that run SQL text with bound [`SqlValue`]s. The SQLite backend
-//! lives in [`crate::sqlite`]; a PostgreSQL backend implements the same traits.
+//! lives in [`crate::sqlite`], the PostgreSQL one in [`crate::postgres`].
 
 use crate::error::EngineError;
 use crate::sql::{Dialect, SqlValue};
@@ -36,4 +36,53 @@ pub trait Store: Send + Sync + 'static {
         &self,
         f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
     ) -> Result<T, EngineError>;
+}
+
+/// A store chosen at run time: SQLite or PostgreSQL behind one type, for
+/// callers (and tests) that run one [`crate::Engine`] type on either.
+pub enum AnyStore {
+    Sqlite(crate::sqlite::SqliteStore),
+    /// Boxed: a PostgreSQL store (its connection settings) is far larger.
+    Postgres(Box<crate::postgres::PostgresStore>),
+}
+
+impl From<crate::sqlite::SqliteStore> for AnyStore {
+    fn from(store: crate::sqlite::SqliteStore) -> Self {
+        AnyStore::Sqlite(store)
+    }
+}
+
+impl From<crate::postgres::PostgresStore> for AnyStore {
+    fn from(store: crate::postgres::PostgresStore) -> Self {
+        AnyStore::Postgres(Box::new(store))
+    }
+}
+
+impl Store for AnyStore {
+    fn dialect(&self) -> Dialect {
+        match self {
+            AnyStore::Sqlite(s) => s.dialect(),
+            AnyStore::Postgres(s) => s.dialect(),
+        }
+    }
+
+    fn with_reader<T>(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        match self {
+            AnyStore::Sqlite(s) => s.with_reader(f),
+            AnyStore::Postgres(s) => s.with_reader(f),
+        }
+    }
+
+    fn with_transaction<T>(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        match self {
+            AnyStore::Sqlite(s) => s.with_transaction(f),
+            AnyStore::Postgres(s) => s.with_transaction(f),
+        }
+    }
 }

@@ -61,7 +61,12 @@
 //!   -10). `entitytype`: the link's type, e.g. `"Shot"`. `clustered_date`
 //!   (relative buckets such as "Today") is refused with fault 103.
 //! - **Text groups are case-insensitive**, like the site's filters: `IP` and
-//!   `ip` are one group, shown with the spelling of one of its records.
+//!   `ip` are one group, shown with the spelling of one of its records (the
+//!   first in byte order of those the store's rows show: SQLite already
+//!   groups ASCII case variants in SQL, PostgreSQL leaves that to Rust, so
+//!   when one value is stored in several spellings the two stores may show
+//!   different ones). `status_list` counts and `count_distinct` fold case
+//!   the same way.
 //! - **Order.** Groups sort by `group_value` in the grouping's direction;
 //!   entity groups sort by name (then type and id), text case-insensitively.
 //!   The null group sorts last going up and first going down, as `read` sorts
@@ -74,6 +79,7 @@
 //!   summary named wins (the answer is keyed by field).
 
 use std::cmp::Ordering;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{Datelike, Days, NaiveDate};
@@ -201,7 +207,7 @@ pub fn summarize(
             ) else {
                 continue;
             };
-            let acc = Acc::Distribution(BTreeMap::from([(value, count)]));
+            let acc = Acc::Distribution(BTreeMap::from([(value.to_lowercase(), (value, count))]));
             let mut node = &mut tree;
             node.merge_one(slot, &acc);
             for level in &levels {
@@ -625,10 +631,23 @@ enum Acc {
     Count(i64),
     SumInt(i64),
     SumReal(f64),
-    Extreme { max: bool, value: Option<SqlValue> },
-    Average { sum: f64, count: i64 },
-    Ratio { part: i64, whole: i64 },
-    Distribution(BTreeMap<String, i64>),
+    Extreme {
+        max: bool,
+        value: Option<SqlValue>,
+    },
+    Average {
+        sum: f64,
+        count: i64,
+    },
+    Ratio {
+        part: i64,
+        whole: i64,
+    },
+    /// Counts per value, keyed by the value case-folded (text values are
+    /// one value whatever their case, as text groups are), with the
+    /// spelling shown: the first in byte order of those seen, so that it does
+    /// not hang on the order rows come back in.
+    Distribution(BTreeMap<String, (String, i64)>),
 }
 
 fn real_of(value: &SqlValue) -> Option<f64> {
@@ -718,9 +737,12 @@ impl Measure {
                 json!(((*part as f64) * 100.0 / (*whole as f64)).round() as i64)
             }
             (Measure::Distinct(_), Acc::Distribution(counts)) => json!(counts.len()),
-            (_, Acc::Distribution(counts)) => {
-                Value::Object(counts.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
-            }
+            (_, Acc::Distribution(counts)) => Value::Object(
+                counts
+                    .values()
+                    .map(|(spelling, n)| (spelling.clone(), json!(n)))
+                    .collect(),
+            ),
             (_, Acc::Extreme { .. }) => Value::Null,
         }
     }
@@ -763,9 +785,14 @@ impl Acc {
                 *whole = whole.saturating_add(*w);
             }
             (Acc::Distribution(a), Acc::Distribution(b)) => {
-                for (k, v) in b {
-                    let slot = a.entry(k.clone()).or_insert(0);
-                    *slot = slot.saturating_add(*v);
+                for (key, (spelling, n)) in b {
+                    let slot = a
+                        .entry(key.clone())
+                        .or_insert_with(|| (spelling.clone(), 0));
+                    if spelling < &slot.0 {
+                        slot.0 = spelling.clone();
+                    }
+                    slot.1 = slot.1.saturating_add(*n);
                 }
             }
             _ => {}
@@ -1081,10 +1108,27 @@ impl Node {
         }
     }
 
+    /// The child for `group`, made if new. A text group keeps the first
+    /// spelling in byte order of those its rows show (`IP` before `ip`), so
+    /// the spelling does not hang on the order rows come back in.
     fn child(&mut self, group: Group, measures: &[(String, Measure)]) -> &mut Node {
-        self.children
-            .entry(group.key.clone())
-            .or_insert_with(|| Node::new(group.key, group.value, group.name, measures))
+        match self.children.entry(group.key.clone()) {
+            Entry::Vacant(slot) => {
+                slot.insert(Node::new(group.key, group.value, group.name, measures))
+            }
+            Entry::Occupied(slot) => {
+                let node = slot.into_mut();
+                if let (GroupKey::Text(_), Some(new), Some(old)) =
+                    (&group.key, group.value.as_str(), node.value.as_str())
+                {
+                    if new < old {
+                        node.value = group.value;
+                        node.name = group.name;
+                    }
+                }
+                node
+            }
+        }
     }
 }
 

@@ -199,9 +199,15 @@ pub fn ids_linking_to(
         link.type_column()
     ));
     sql.bind(SqlValue::Text(target.entity_type.clone()));
-    sql.push(&format!(" AND {} = ", link.column())).bind(SqlValue::Int(target.id));
-    sql.push(" AND \"__retired\" = ").bind(SqlValue::Int(retired as i64));
+    sql.push(&format!(" AND {} = ", link.column()))
+        .bind(SqlValue::Int(target.id));
+    sql.push(" AND \"__retired\" = ")
+        .bind(SqlValue::Int(retired as i64));
     sql.push(" ORDER BY \"id\"");
     let (text, params) = sql.finish(conn.dialect());
-    Ok(conn.query(&text, &params)?.iter().filter_map(|r| r[0].as_i64()).collect())
+    Ok(conn
+        .query(&text, &params)?
+        .iter()
+        .filter_map(|r| r[0].as_i64())
+        .collect())
 }

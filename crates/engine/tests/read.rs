@@ -1,19 +1,24 @@
 //! Integration tests of `read`: every relation on every data type, null
 //! handling, deep paths, link names, sorting, paging and faults.
 
+#[macro_use]
 mod common;
 
-use common::{cond, engine, entities, ids, obj, params};
+use common::{cond, engine, entities, ids, obj, params, Backend, TestEngine};
 use serde_json::{json, Value};
-use sg_engine::{Engine, SqliteStore};
 use sg_protocol::value::format_date_time;
 use sg_protocol::{DataType, Relation};
 
 /// The production every semantic test reads.
-fn production() -> Engine<SqliteStore> {
-    let e = engine();
+fn production(backend: Backend) -> TestEngine {
     // A minute ago, so that "the next week" from the query's own clock excludes it.
-    let now = format_date_time(chrono::Utc::now().timestamp() - 60);
+    production_at(backend, chrono::Utc::now().timestamp() - 60)
+}
+
+/// The production, with Shot 2 created at `created` (seconds since the epoch).
+fn production_at(backend: Backend, created: i64) -> TestEngine {
+    let e = engine(backend);
+    let now = format_date_time(created);
     let dataset = json!({
         "Project": [{"id": 1, "name": "Alpha"}, {"id": 2, "name": "Beta", "archived": true}],
         "Sequence": [
@@ -53,9 +58,8 @@ fn one(path: &str, relation: &str, values: Value) -> Value {
 
 /// Text relations match case-insensitively, treat null as the site does and
 /// take `%`, `_` and quotes as plain characters.
-#[test]
-fn text_relations() {
-    let e = production();
+fn text_relations(backend: Backend) {
+    let e = production(backend);
     assert_eq!(
         ids(&e, "Shot", one("code", "is", json!(["SH010"]))),
         vec![1]
@@ -132,9 +136,8 @@ fn text_relations() {
 }
 
 /// Values written to look like SQL are only ever compared as values.
-#[test]
-fn sql_shaped_values_are_plain_values() {
-    let e = production();
+fn sql_shaped_values_are_plain_values(backend: Backend) {
+    let e = production(backend);
     for v in ["' OR 1=1 --", "\"; DROP TABLE \"Shot\"; --", "%", "_"] {
         assert_eq!(
             ids(&e, "Shot", one("code", "is", json!([v]))),
@@ -150,9 +153,8 @@ fn sql_shaped_values_are_plain_values() {
 }
 
 /// Numbers: comparisons, ranges (inclusive), in, and null.
-#[test]
-fn number_relations() {
-    let e = production();
+fn number_relations(backend: Backend) {
+    let e = production(backend);
     assert_eq!(
         ids(&e, "Shot", one("sg_cut_in", "is", json!([10]))),
         vec![1]
@@ -208,9 +210,8 @@ fn number_relations() {
 }
 
 /// A checkbox is never null: unset reads and matches as false.
-#[test]
-fn checkbox_relations() {
-    let e = production();
+fn checkbox_relations(backend: Backend) {
+    let e = production(backend);
     assert_eq!(
         ids(&e, "Shot", one("sg_hero", "is", json!([true]))),
         vec![1]
@@ -231,9 +232,8 @@ fn checkbox_relations() {
 }
 
 /// Dates and date-times: absolute comparisons and the relative relations.
-#[test]
-fn date_relations() {
-    let e = production();
+fn date_relations(backend: Backend) {
+    let e = production(backend);
     assert_eq!(
         ids(
             &e,
@@ -365,9 +365,8 @@ fn date_relations() {
 }
 
 /// Status and list fields match case-insensitively, as text does on the site.
-#[test]
-fn list_relations() {
-    let e = production();
+fn list_relations(backend: Backend) {
+    let e = production(backend);
     assert_eq!(
         ids(&e, "Shot", one("sg_status_list", "is", json!(["IP"]))),
         vec![1, 5]
@@ -395,9 +394,8 @@ fn list_relations() {
 }
 
 /// Entity links: by link, null, type and the linked record's name.
-#[test]
-fn entity_relations() {
-    let e = production();
+fn entity_relations(backend: Backend) {
+    let e = production(backend);
     let seq = |id: i64| json!({"type": "Sequence", "id": id, "name": "ignored"});
     assert_eq!(
         ids(&e, "Shot", one("sg_sequence", "is", json!([seq(1)]))),
@@ -494,9 +492,8 @@ fn entity_relations() {
 }
 
 /// Lists of links: `is` means "contains", `is None` means empty.
-#[test]
-fn multi_entity_relations() {
-    let e = production();
+fn multi_entity_relations(backend: Backend) {
+    let e = production(backend);
     let asset = |id: i64| json!({"type": "Asset", "id": id});
     let user = |id: i64| json!({"type": "HumanUser", "id": id});
     assert_eq!(
@@ -561,9 +558,8 @@ fn multi_entity_relations() {
 
 /// Deep paths through entity links take the linked record's value (null when
 /// the link is null); through lists they match when any linked record does.
-#[test]
-fn deep_paths_in_filters() {
-    let e = production();
+fn deep_paths_in_filters(backend: Backend) {
+    let e = production(backend);
     assert_eq!(
         ids(
             &e,
@@ -657,9 +653,8 @@ fn deep_paths_in_filters() {
 }
 
 /// Nested and/or groups at any depth.
-#[test]
-fn nested_groups() {
-    let e = production();
+fn nested_groups(backend: Backend) {
+    let e = production(backend);
     let filters = json!([{"logical_operator": "or", "conditions": [
         cond("code", "is", json!(["sh010"])),
         {"logical_operator": "and", "conditions": [
@@ -671,10 +666,9 @@ fn nested_groups() {
 }
 
 /// Links carry the linked record's current name; links to retired records are hidden.
-#[test]
-fn links_carry_names_resolved_when_read() {
-    let e = production();
-    let read = |e: &Engine<SqliteStore>| {
+fn links_carry_names_resolved_when_read(backend: Backend) {
+    let e = production(backend);
+    let read = |e: &TestEngine| {
         entities(
             e,
             json!({"type": "Shot", "return_fields":
@@ -724,9 +718,8 @@ fn links_carry_names_resolved_when_read() {
 }
 
 /// Every data type renders in its wire shape.
-#[test]
-fn values_render_in_wire_shapes() {
-    let e = production();
+fn values_render_in_wire_shapes(backend: Backend) {
+    let e = production(backend);
     e.upsert_records(
         "Shot",
         &[obj(
@@ -785,9 +778,8 @@ fn values_render_in_wire_shapes() {
 }
 
 /// Sorts on several keys, links by name, nulls last going up; id breaks ties.
-#[test]
-fn sorting() {
-    let e = production();
+fn sorting(backend: Backend) {
+    let e = production(backend);
     let sorted = |sorts: Value| -> Vec<i64> {
         entities(
             &e,
@@ -832,9 +824,8 @@ fn sorting() {
 }
 
 /// Paging: exact pages, `has_next_page`, and counts when asked.
-#[test]
-fn paging() {
-    let e = production();
+fn paging(backend: Backend) {
+    let e = production(backend);
     let page = |n: u64, legacy: bool| {
         e.read(&params(json!({"type": "Shot", "return_fields": ["id"], "paging": {"entities_per_page": 2, "current_page": n},
             "return_paging_info": legacy, "return_paging_info_without_counts": !legacy}))).unwrap()
@@ -850,9 +841,8 @@ fn paging() {
 }
 
 /// Retired records are found only when asked for; archived projects can be left out.
-#[test]
-fn retired_and_archived() {
-    let e = production();
+fn retired_and_archived(backend: Backend) {
+    let e = production(backend);
     let retired = entities(
         &e,
         json!({"type": "Shot", "return_only": "retired", "return_fields": ["code"]}),
@@ -869,7 +859,7 @@ fn retired_and_archived() {
     assert_eq!(ids, vec![1, 2, 5]);
 }
 
-fn fault_of(e: &Engine<SqliteStore>, v: Value) -> String {
+fn fault_of(e: &TestEngine, v: Value) -> String {
     match e.read(&params(v.clone())) {
         Ok(r) => panic!("expected a fault for {v}, got {r}"),
         Err(err) => {
@@ -881,9 +871,8 @@ fn fault_of(e: &Engine<SqliteStore>, v: Value) -> String {
 }
 
 /// Unknown names and bad values get fault 103 in the site's words.
-#[test]
-fn bad_requests_are_faults() {
-    let e = production();
+fn bad_requests_are_faults(backend: Backend) {
+    let e = production(backend);
     let f = |conditions: Value| json!({"type": "Shot", "filters": {"logical_operator": "and", "conditions": conditions}});
     assert_eq!(
         fault_of(&e, f(one("foo", "is", json!([1])))),
@@ -962,9 +951,8 @@ fn sample(data_type: DataType, relation: Relation) -> Value {
 
 /// Every relation the site supports on a data type compiles and runs; every
 /// other pair gets fault 103 naming the field and the relation.
-#[test]
-fn every_relation_on_every_data_type() {
-    let e = production();
+fn every_relation_on_every_data_type(backend: Backend) {
+    let e = production(backend);
     let schema = common::schema();
     let shot = schema.entity("Shot").expect("Shot");
     let mut supported = 0;
@@ -1007,15 +995,266 @@ fn every_relation_on_every_data_type() {
 
 /// A deep field through a null link is null, even a checkbox (which reads as
 /// false on a record that exists).
-#[test]
-fn deep_fields_through_null_links_are_null() {
-    let e = production();
+fn deep_fields_through_null_links_are_null(backend: Backend) {
+    let e = production(backend);
     let shots = entities(
         &e,
         json!({"type": "Shot", "return_fields": ["project.Project.archived", "sg_sequence.Sequence.project.Project.archived"],
                "filters": {"logical_operator": "and", "conditions": [cond("id", "in", json!([1, 3]))]}}),
     );
-    assert_eq!(shots[0]["sg_sequence.Sequence.project.Project.archived"], json!(false));
-    assert_eq!(shots[1]["sg_sequence.Sequence.project.Project.archived"], Value::Null);
+    assert_eq!(
+        shots[0]["sg_sequence.Sequence.project.Project.archived"],
+        json!(false)
+    );
+    assert_eq!(
+        shots[1]["sg_sequence.Sequence.project.Project.archived"],
+        Value::Null
+    );
     assert_eq!(shots[1]["project.Project.archived"], json!(true));
 }
+
+/// Filter values to try a relation with, for the agreement test: each
+/// element is one condition's `values`.
+fn value_lists(data_type: DataType, relation: Relation) -> Vec<Value> {
+    use Relation::*;
+    let scalars: Vec<Value> = match data_type {
+        DataType::Number | DataType::Duration | DataType::Timecode | DataType::Percent => {
+            vec![
+                json!(0),
+                json!(5),
+                json!(10),
+                json!(20),
+                json!(-1),
+                json!(1.5),
+                json!(10.0),
+            ]
+        }
+        DataType::Float | DataType::Currency => {
+            vec![json!(0), json!(1.5), json!(2), json!(2.5), json!(-0.5)]
+        }
+        DataType::Checkbox => vec![json!(true), json!(false)],
+        DataType::Date => vec![
+            json!("2024-01-05"),
+            json!("2024-02-01"),
+            json!("2023-12-31"),
+        ],
+        DataType::DateTime => vec![
+            json!("2024-01-05T10:00:00Z"),
+            json!("2024-01-01T00:00:00Z"),
+            json!("2030-01-01T00:00:00Z"),
+        ],
+        DataType::Entity => vec![
+            json!({"type": "Sequence", "id": 1}),
+            json!({"type": "Sequence", "id": 3}),
+            json!({"type": "Project", "id": 2}),
+            json!({"type": "Sequence", "id": 99}),
+            Value::Null,
+        ],
+        DataType::MultiEntity | DataType::Addressing | DataType::TagList => vec![
+            json!({"type": "Asset", "id": 1}),
+            json!({"type": "Asset", "id": 3}),
+            json!({"type": "HumanUser", "id": 2}),
+            json!({"type": "Tag", "id": 1}),
+            Value::Null,
+        ],
+        DataType::Image | DataType::Url | DataType::Serializable => vec![Value::Null],
+        _ => vec![
+            json!("sh010"),
+            json!("SH0"),
+            json!("shot"),
+            json!("ünïcode"),
+            json!("ÜNÏ"),
+            json!("100%"),
+            json!("_"),
+            json!(""),
+            json!("ip"),
+            json!("IP"),
+            json!("Hero"),
+            Value::Null,
+        ],
+    };
+    let names = || {
+        [
+            "seq", "SEQ_A", "a", "ünï", "%", "Alpha", "ann", "HERO", "villain",
+        ]
+        .map(|n| json!([n]))
+        .to_vec()
+    };
+    match relation {
+        In | NotIn => {
+            let mut lists: Vec<Value> = scalars
+                .windows(2)
+                .map(|w| json!([w[0].clone(), w[1].clone()]))
+                .collect();
+            lists.push(json!([scalars.clone()]));
+            lists.push(json!([]));
+            lists
+        }
+        Between | NotBetween => scalars
+            .iter()
+            .flat_map(|a| scalars.iter().map(move |b| json!([a.clone(), b.clone()])))
+            .collect(),
+        InLast | NotInLast | InNext | NotInNext => ["HOUR", "DAY", "WEEK", "MONTH", "YEAR"]
+            .iter()
+            .flat_map(|unit| [json!([1, unit]), json!([3, unit])])
+            .collect(),
+        InCalendarDay | InCalendarWeek | InCalendarMonth | InCalendarYear => {
+            vec![json!([0]), json!([-1]), json!([1])]
+        }
+        TypeIs | TypeIsNot => vec![
+            json!(["Sequence"]),
+            json!(["Project"]),
+            json!(["Asset"]),
+            json!([null]),
+        ],
+        NameIs | NameContains | NameNotContains | NameStartsWith | NameEndsWith => names(),
+        NameId => vec![json!([1]), json!([2])],
+        Contains | NotContains | StartsWith | EndsWith
+            if matches!(
+                data_type,
+                DataType::MultiEntity | DataType::Addressing | DataType::TagList
+            ) =>
+        {
+            names()
+        }
+        _ => scalars.into_iter().map(|v| json!([v])).collect(),
+    }
+}
+
+/// Both stores give the same answer, value for value and in the same order,
+/// to every relation on every field with many values, to every sort, and to
+/// the same faults.
+#[test]
+fn both_stores_answer_alike() {
+    let created = chrono::Utc::now().timestamp() - 60;
+    let stores = [
+        production_at(Backend::Sqlite, created),
+        production_at(Backend::Postgres, created),
+    ];
+    let schema = common::schema();
+    let shot = schema.entity("Shot").expect("Shot");
+    let mut fields: Vec<String> = shot.fields.keys().cloned().collect();
+    fields.extend(
+        [
+            "sg_sequence.Sequence.code",
+            "sg_sequence.Sequence.project",
+            "project.Project.archived",
+            "users.HumanUser.login",
+            "assets.Asset.sg_asset_type",
+        ]
+        .map(String::from),
+    );
+    let answer = |e: &TestEngine, request: &Value| -> Value {
+        match e.read(&params(request.clone())) {
+            Ok(result) => result,
+            Err(err) => json!({"fault": err.to_fault().message}),
+        }
+    };
+    let compare = |request: Value| {
+        let [a, b] = [&stores[0], &stores[1]].map(|e| answer(e, &request));
+        assert_eq!(a, b, "SQLite, then PostgreSQL, for {request}");
+        a
+    };
+    let (mut compared, mut faults) = (0, 0);
+    for (name, field) in &shot.fields {
+        for relation in Relation::all() {
+            if !field.data_type.supports(relation) && name != "id" {
+                continue;
+            }
+            for values in value_lists(field.data_type, relation) {
+                let result = compare(json!({"type": "Shot", "return_fields": fields,
+                    "filters": {"logical_operator": "and",
+                        "conditions": [cond(name, relation.name(), values)]}}));
+                compared += 1;
+                if result.get("fault").is_some() {
+                    faults += 1;
+                } else {
+                    assert!(result["entities"].is_array(), "{result}");
+                }
+            }
+        }
+    }
+    // Through links, and every active or retired record.
+    for path in [
+        "sg_sequence.Sequence.code",
+        "project.Project.name",
+        "users.HumanUser.name",
+    ] {
+        for (relation, value) in [
+            ("is", "seq_a"),
+            ("contains", "A"),
+            ("is", "ann"),
+            ("in", "Alpha"),
+        ] {
+            for return_only in ["active", "retired"] {
+                compare(
+                    json!({"type": "Shot", "return_fields": fields, "return_only": return_only,
+                    "filters": {"logical_operator": "or",
+                        "conditions": [cond(path, relation, json!([value]))]}}),
+                );
+                compared += 1;
+            }
+        }
+    }
+    let mut sort_fields: Vec<&str> = shot
+        .fields
+        .iter()
+        .filter(|(_, f)| {
+            !matches!(
+                f.data_type,
+                DataType::MultiEntity | DataType::Addressing | DataType::TagList
+            )
+        })
+        .map(|(n, _)| n.as_str())
+        .collect();
+    sort_fields.extend(["sg_sequence.Sequence.code", "sg_sequence.Sequence.project"]);
+    for field in sort_fields {
+        for direction in ["asc", "desc"] {
+            let result = compare(json!({"type": "Shot", "return_fields": ["code"],
+                "sorts": [{"field_name": field, "direction": direction}]}));
+            assert_eq!(
+                result["entities"].as_array().map(Vec::len),
+                Some(4),
+                "{field} {direction}: {result}"
+            );
+            compared += 1;
+        }
+    }
+    for (entity_type, fields) in [
+        ("Sequence", ["code", "project"]),
+        ("Asset", ["code", "sg_asset_type"]),
+        ("HumanUser", ["name", "login"]),
+        ("Project", ["name", "archived"]),
+    ] {
+        for sort in fields {
+            let result = compare(json!({"type": entity_type, "return_fields": fields,
+                "sorts": [{"field_name": sort, "direction": "desc"}]}));
+            assert!(result["entities"].is_array(), "{result}");
+        }
+    }
+    assert!(
+        compared > 1000 && faults * 10 < compared,
+        "{compared} requests compared, {faults} of them faults"
+    );
+}
+
+engine_tests!(
+    text_relations,
+    sql_shaped_values_are_plain_values,
+    number_relations,
+    checkbox_relations,
+    date_relations,
+    list_relations,
+    entity_relations,
+    multi_entity_relations,
+    deep_paths_in_filters,
+    nested_groups,
+    links_carry_names_resolved_when_read,
+    values_render_in_wire_shapes,
+    sorting,
+    paging,
+    retired_and_archived,
+    bad_requests_are_faults,
+    every_relation_on_every_data_type,
+    deep_fields_through_null_links_are_null,
+);

@@ -12,9 +12,13 @@
 //! | 5  | null    | null        | null   | 0        | null | unset | null       | null                 | null   | null | null            | (unset)    |
 //! | 6  | delta (retired) | ... | 5000   | 100      |      | true  |            |                      | ip     |      | SQ010           |            |
 
+#[macro_use]
+mod common;
+
 use serde_json::{json, Value};
 
-use sg_engine::{Engine, SqliteStore, Store};
+use common::{store, Backend, TestEngine};
+use sg_engine::{Engine, Store};
 use sg_protocol::{ErrorCode, Fault, Schema, SummarizeParams};
 
 fn field(data_type: &str, valid_types: &[&str]) -> Value {
@@ -68,12 +72,8 @@ fn link(entity_type: &str, id: i64) -> Value {
     json!({"type": entity_type, "id": id})
 }
 
-fn engine() -> Engine<SqliteStore> {
-    let engine = Engine::new(
-        SqliteStore::open_temporary().expect("a temporary database"),
-        schema(),
-    )
-    .expect("the engine starts");
+fn engine(backend: Backend) -> TestEngine {
+    let engine = Engine::new(store(backend), schema()).expect("the engine starts");
     let p1 = link("Project", 1);
     engine
         .load_dataset(&json!({
@@ -140,13 +140,13 @@ fn request(
     })
 }
 
-fn run(engine: &Engine<SqliteStore>, request: Value) -> Value {
+fn run(engine: &TestEngine, request: Value) -> Value {
     let params = SummarizeParams::from_json(request.as_object().expect("a dictionary"))
         .expect("the request parses");
     engine.summarize(&params).expect("summarize answers")
 }
 
-fn fault(engine: &Engine<SqliteStore>, request: Value) -> Fault {
+fn fault(engine: &TestEngine, request: Value) -> Fault {
     let params = SummarizeParams::from_json(request.as_object().expect("a dictionary"))
         .expect("the request parses");
     match engine.summarize(&params) {
@@ -156,19 +156,14 @@ fn fault(engine: &Engine<SqliteStore>, request: Value) -> Fault {
 }
 
 /// The summaries of a request with no grouping, which must have `groups: []`.
-fn totals(engine: &Engine<SqliteStore>, entity_type: &str, summaries: &[(&str, &str)]) -> Value {
+fn totals(engine: &TestEngine, entity_type: &str, summaries: &[(&str, &str)]) -> Value {
     let got = run(engine, request(entity_type, summaries, &[], json!([])));
     assert_eq!(got["groups"], json!([]), "no grouping gives no groups");
     got["summaries"].clone()
 }
 
 /// `[(group_value, summaries.id)]` of one grouped count of Shots.
-fn counts_by(
-    engine: &Engine<SqliteStore>,
-    path: &str,
-    grouping: &str,
-    dir: &str,
-) -> Vec<(Value, Value)> {
+fn counts_by(engine: &TestEngine, path: &str, grouping: &str, dir: &str) -> Vec<(Value, Value)> {
     let got = run(
         engine,
         request(
@@ -201,9 +196,8 @@ fn pairs(expected: &[(Value, i64)]) -> Vec<(Value, Value)> {
 /// record_count and count: count of `id` and of a checkbox is every record;
 /// count of text skips null and ""; of a link skips nulls and links to retired
 /// records; of a multi-entity field counts records with a live link.
-#[test]
-fn counts() {
-    let e = engine();
+fn counts(backend: Backend) {
+    let e = engine(backend);
     assert_eq!(
         totals(
             &e,
@@ -232,9 +226,8 @@ fn counts() {
 
 /// sum keeps the field's type (integer for number, float for float), average
 /// is a float, and both skip nulls.
-#[test]
-fn sums_and_averages() {
-    let e = engine();
+fn sums_and_averages(backend: Backend) {
+    let e = engine(backend);
     let got = totals(
         &e,
         "Shot",
@@ -260,9 +253,8 @@ fn sums_and_averages() {
 
 /// maximum and minimum on numbers (and dates); earliest and latest render dates
 /// as YYYY-MM-DD and date-times in the Z form.
-#[test]
-fn extremes() {
-    let e = engine();
+fn extremes(backend: Backend) {
+    let e = engine(backend);
     assert_eq!(
         totals(
             &e,
@@ -302,9 +294,8 @@ fn extremes() {
 /// checked/unchecked count checkboxes (unset is unchecked); percentage is the
 /// share checked (checkbox) or not empty (others); status_percentage the share
 /// of done statuses; status_list the count of each status.
-#[test]
-fn checkbox_and_status_summaries() {
-    let e = engine();
+fn checkbox_and_status_summaries(backend: Backend) {
+    let e = engine(backend);
     assert_eq!(
         totals(&e, "Shot", &[("sg_hero", "checked")]),
         json!({"sg_hero": 2})
@@ -340,9 +331,8 @@ fn checkbox_and_status_summaries() {
 
 /// Summaries of nothing: counts and sums are 0, averages and extremes null,
 /// percentages 0, status_list {}.
-#[test]
-fn empty_results() {
-    let e = engine();
+fn empty_results(backend: Backend) {
+    let e = engine(backend);
     let got = run(
         &e,
         request(
@@ -379,9 +369,8 @@ fn empty_results() {
 
 /// Summaries of deep fields go through entity links; a link to a retired
 /// record (Task 5 -> Shot 6) or of another type (Task 4 -> Sequence) is null.
-#[test]
-fn deep_summaries() {
-    let e = engine();
+fn deep_summaries(backend: Backend) {
+    let e = engine(backend);
     assert_eq!(
         totals(
             &e,
@@ -406,9 +395,8 @@ fn deep_summaries() {
 /// The site's own example (test_summary_values): exact on a status gives
 /// group_name == group_value, sorted; nulls form the last group going up and
 /// the first going down; retired Shot 6 (ip, 5000) is left out.
-#[test]
-fn exact_on_status_with_null_group_and_directions() {
-    let e = engine();
+fn exact_on_status_with_null_group_and_directions(backend: Backend) {
+    let e = engine(backend);
     let got = run(
         &e,
         request(
@@ -444,9 +432,8 @@ fn exact_on_status_with_null_group_and_directions() {
 /// exact on an entity field: the name is the linked record's display name and
 /// the value a link with `valid`; groups sort by name case-insensitively; a
 /// link to a retired record falls into the null group.
-#[test]
-fn exact_on_entity() {
-    let e = engine();
+fn exact_on_entity(backend: Backend) {
+    let e = engine(backend);
     let got = run(
         &e,
         request(
@@ -495,9 +482,8 @@ fn exact_on_entity() {
 
 /// exact on checkbox, number, float, date and date_time fields: the value in
 /// wire form, group_name equal to it, in order of the value.
-#[test]
-fn exact_on_scalars() {
-    let e = engine();
+fn exact_on_scalars(backend: Backend) {
+    let e = engine(backend);
     assert_eq!(
         counts_by(&e, "sg_hero", "exact", "asc"),
         pairs(&[(json!(false), 3), (json!(true), 2)])
@@ -549,9 +535,8 @@ fn exact_on_scalars() {
 
 /// firstletter upper-cases the first letter (so "alpha" and "Avon" share "A"),
 /// and on an entity field uses the linked record's name.
-#[test]
-fn firstletter() {
-    let e = engine();
+fn firstletter(backend: Backend) {
+    let e = engine(backend);
     assert_eq!(
         counts_by(&e, "code", "firstletter", "asc"),
         pairs(&[
@@ -579,9 +564,8 @@ fn firstletter() {
 
 /// Date groupings on a date field: day/oneday, week (its Monday), fivedays
 /// (spans from 1970-01-01), month, quarter and year.
-#[test]
-fn date_groupings_on_dates() {
-    let e = engine();
+fn date_groupings_on_dates(backend: Backend) {
+    let e = engine(backend);
     let null = (Value::Null, 1);
     assert_eq!(
         counts_by(&e, "sg_due", "day", "asc"),
@@ -637,9 +621,8 @@ fn date_groupings_on_dates() {
 
 /// Date groupings on a date_time field bucket in UTC: 23:59:59 stays on its
 /// day, and 2023-12-31T23:00:00Z is in 2023.
-#[test]
-fn date_groupings_on_date_times() {
-    let e = engine();
+fn date_groupings_on_date_times(backend: Backend) {
+    let e = engine(backend);
     let null = (Value::Null, 1);
     assert_eq!(
         counts_by(&e, "created_at", "day", "asc"),
@@ -681,9 +664,8 @@ fn date_groupings_on_date_times() {
 
 /// Number buckets give the lower bound, rounding down below zero, on number,
 /// float and id fields.
-#[test]
-fn number_buckets() {
-    let e = engine();
+fn number_buckets(backend: Backend) {
+    let e = engine(backend);
     let null = (Value::Null, 1);
     assert_eq!(
         counts_by(&e, "sg_cut_in", "tens", "asc"),
@@ -728,9 +710,8 @@ fn number_buckets() {
 }
 
 /// entitytype groups by the link's type; links to retired records are null.
-#[test]
-fn entitytype() {
-    let e = engine();
+fn entitytype(backend: Backend) {
+    let e = engine(backend);
     let got = run(
         &e,
         request(
@@ -753,9 +734,8 @@ fn entitytype() {
 /// Two grouping levels: each group holds its subgroups under `groups`, each
 /// level has its own totals, leaf groups have no `groups` key, and every
 /// summary type folds correctly into the upper level.
-#[test]
-fn nested_grouping() {
-    let e = engine();
+fn nested_grouping(backend: Backend) {
+    let e = engine(backend);
     let got = run(
         &e,
         request(
@@ -816,9 +796,8 @@ fn nested_grouping() {
 
 /// Grouping by a deep field goes through the entity link; records whose link
 /// does not resolve fall into the null group.
-#[test]
-fn deep_grouping() {
-    let e = engine();
+fn deep_grouping(backend: Backend) {
+    let e = engine(backend);
     let got = run(
         &e,
         request(
@@ -839,9 +818,8 @@ fn deep_grouping() {
 }
 
 /// Filters (plain and deep) narrow both the totals and the groups.
-#[test]
-fn filters_with_grouping() {
-    let e = engine();
+fn filters_with_grouping(backend: Backend) {
+    let e = engine(backend);
     let got = run(
         &e,
         request(
@@ -877,9 +855,8 @@ fn filters_with_grouping() {
 
 /// Retired records are never summarized, and records of archived projects are
 /// left out when include_archived_projects is false (the site's test).
-#[test]
-fn retired_and_archived_records() {
-    let e = engine();
+fn retired_and_archived_records(backend: Backend) {
+    let e = engine(backend);
     assert_eq!(
         totals(&e, "Shot", &[("sg_cut_in", "maximum")]),
         json!({"sg_cut_in": 1100})
@@ -917,9 +894,8 @@ fn retired_and_archived_records() {
 /// Unknown types and fields give read's faults; summaries and groupings that
 /// do not apply to the field's data type, paths through multi-entity fields
 /// and clustered_date give fault 103. None of them panic.
-#[test]
-fn faults() {
-    let e = engine();
+fn faults(backend: Backend) {
+    let e = engine(backend);
     let check = |req: Value, needle: &str| {
         let f = fault(&e, req.clone());
         assert_eq!(f.code, ErrorCode::BadRequest, "{req}");
@@ -1032,9 +1008,8 @@ fn faults() {
 }
 
 /// Text groups are case-insensitive: "IP" and "ip" are one group.
-#[test]
-fn text_groups_ignore_case() {
-    let e = engine();
+fn text_groups_ignore_case(backend: Backend) {
+    let e = engine(backend);
     e.load_dataset(&json!({"Shot": [{"id": 8, "code": "x", "sg_status_list": "IP", "project": link("Project", 1)}]}))
         .expect("one more shot loads");
     let got = counts_by_all(&e);
@@ -1046,7 +1021,7 @@ fn text_groups_ignore_case() {
     );
 }
 
-fn counts_by_all(e: &Engine<SqliteStore>) -> Vec<(Value, Value)> {
+fn counts_by_all(e: &TestEngine) -> Vec<(Value, Value)> {
     let got = run(
         e,
         request(
@@ -1065,15 +1040,10 @@ fn counts_by_all(e: &Engine<SqliteStore>) -> Vec<(Value, Value)> {
 }
 
 /// Speed: count grouped by status over 1,000,000 Shots. Run with
-/// `cargo test --release -p sg-engine --test summarize -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn a_million_rows_grouped_by_status() {
-    let e = Engine::new(
-        SqliteStore::open_temporary().expect("a temporary database"),
-        schema(),
-    )
-    .expect("the engine starts");
+/// `cargo test --release -p sg-engine --test summarize -- --ignored --nocapture`
+/// (`sqlite::` or `postgres::` after `--` picks one store).
+fn a_million_rows_grouped_by_status(backend: Backend) {
+    let e = Engine::new(store(backend), schema()).expect("the engine starts");
     e.store()
         .with_transaction(&mut |conn| {
             conn.execute(
@@ -1147,9 +1117,8 @@ fn a_million_rows_grouped_by_status() {
 
 /// count_distinct counts distinct non-null values, in total and per group
 /// (distinct counts of groups do not add up, so each level counts its own).
-#[test]
-fn count_distinct() {
-    let e = engine();
+fn count_distinct(backend: Backend) {
+    let e = engine(backend);
     assert_eq!(
         totals(
             &e,
@@ -1199,3 +1168,170 @@ fn count_distinct() {
         ErrorCode::BadRequest
     );
 }
+
+/// Both stores give the same answer to every summary of every field, every
+/// grouping of every field in both directions, and nested groupings with
+/// filters; faults included.
+#[test]
+fn both_stores_answer_alike() {
+    let stores = [engine(Backend::Sqlite), engine(Backend::Postgres)];
+    let answer = |e: &TestEngine, request: &Value| -> Value {
+        let params = SummarizeParams::from_json(request.as_object().expect("a dictionary"))
+            .expect("the request parses");
+        match e.summarize(&params) {
+            Ok(result) => result,
+            Err(err) => json!({"fault": err.to_fault().message}),
+        }
+    };
+    let (mut compared, mut faults) = (0, 0);
+    let mut compare = |request: Value| {
+        let [a, b] = [&stores[0], &stores[1]].map(|e| answer(e, &request));
+        assert_eq!(a, b, "SQLite, then PostgreSQL, for {request}");
+        compared += 1;
+        if a.get("fault").is_some() {
+            faults += 1;
+        }
+    };
+    let summary_types = [
+        "record_count",
+        "count",
+        "sum",
+        "maximum",
+        "minimum",
+        "average",
+        "earliest",
+        "latest",
+        "percentage",
+        "status_percentage",
+        "status_list",
+        "checked",
+        "unchecked",
+        "count_distinct",
+    ];
+    let grouping_types = [
+        "exact",
+        "tens",
+        "hundreds",
+        "thousands",
+        "tensofthousands",
+        "hundredsofthousands",
+        "millions",
+        "day",
+        "week",
+        "month",
+        "quarter",
+        "year",
+        "oneday",
+        "fivedays",
+        "entitytype",
+        "firstletter",
+    ];
+    let schema = schema();
+    for (entity_type, deep, measures) in [
+        (
+            "Shot",
+            vec![
+                "sg_sequence.Sequence.code",
+                "sg_sequence.Sequence.project",
+                "project.Project.archived",
+            ],
+            vec![
+                ("id", "count"),
+                ("sg_cut_in", "sum"),
+                ("sg_rate", "average"),
+                ("sg_rate", "sum"),
+                ("created_at", "latest"),
+                ("sg_due", "earliest"),
+                ("sg_hero", "checked"),
+                ("sg_status_list", "status_list"),
+                ("code", "count_distinct"),
+                ("users", "count"),
+            ],
+        ),
+        (
+            "Task",
+            vec![
+                "entity.Shot.code",
+                "entity.Shot.sg_cut_in",
+                "entity.Shot.sg_due",
+            ],
+            vec![
+                ("id", "count"),
+                ("est_in_mins", "sum"),
+                ("est_in_mins", "maximum"),
+                ("sg_status_list", "status_percentage"),
+                ("sg_status_list", "status_list"),
+                ("entity", "count_distinct"),
+                ("task_assignees", "percentage"),
+            ],
+        ),
+    ] {
+        let mut fields: Vec<String> = schema
+            .entity(entity_type)
+            .expect("the type is in the schema")
+            .fields
+            .keys()
+            .cloned()
+            .collect();
+        fields.extend(deep.iter().map(|d| d.to_string()));
+        for field in &fields {
+            for summary in summary_types {
+                compare(request(entity_type, &[(field, summary)], &[], json!([])));
+            }
+            for grouping in grouping_types {
+                for direction in ["asc", "desc"] {
+                    compare(request(
+                        entity_type,
+                        &measures,
+                        &[(field, grouping, direction)],
+                        json!([]),
+                    ));
+                }
+            }
+        }
+        // Two and three levels, filtered.
+        let levels: Vec<(&str, &str, &str)> = fields
+            .iter()
+            .map(|f| (f.as_str(), "exact", "asc"))
+            .collect();
+        for pair in levels.windows(3) {
+            compare(request(entity_type, &measures, &pair[..2], json!([])));
+            compare(request(
+                entity_type,
+                &measures,
+                pair,
+                json!([{"path": "sg_status_list", "relation": "in", "values": ["ip", "FIN"]}]),
+            ));
+        }
+    }
+    assert!(
+        compared > 1000 && compared - faults > 300,
+        "{compared} requests compared, {faults} of them faults"
+    );
+}
+
+engine_tests!(
+    counts,
+    sums_and_averages,
+    extremes,
+    checkbox_and_status_summaries,
+    empty_results,
+    deep_summaries,
+    exact_on_status_with_null_group_and_directions,
+    exact_on_entity,
+    exact_on_scalars,
+    firstletter,
+    date_groupings_on_dates,
+    date_groupings_on_date_times,
+    number_buckets,
+    entitytype,
+    nested_grouping,
+    deep_grouping,
+    filters_with_grouping,
+    retired_and_archived_records,
+    faults,
+    text_groups_ignore_case,
+    #[ignore]
+    a_million_rows_grouped_by_status,
+    count_distinct,
+);

@@ -1,0 +1,462 @@
+//! The stores themselves: values bound and read back through SQL,
+//! transactions and schema changes on both; and on PostgreSQL, every column
+//! type read back, schemas kept apart, and connections that come back after
+//! the server dropped them.
+
+#[macro_use]
+mod common;
+
+use serde_json::json;
+
+use common::{
+    cond, engine, entities, field, obj, postgres_url, schema, schema_fields, store, Backend,
+};
+use sg_engine::frag::Fragment;
+use sg_engine::sql::SqlValue;
+use sg_engine::store::Rows;
+use sg_engine::{Connection, EngineError, PostgresStore, Store};
+
+fn int(i: i64) -> SqlValue {
+    SqlValue::Int(i)
+}
+
+fn real(f: f64) -> SqlValue {
+    SqlValue::Real(f)
+}
+
+fn text(s: &str) -> SqlValue {
+    SqlValue::Text(s.to_string())
+}
+
+/// Runs a fragment as a query on `conn`.
+fn query(conn: &mut dyn Connection, f: Fragment) -> Result<Rows, EngineError> {
+    let (sql, params) = f.finish(conn.dialect());
+    conn.query(&sql, &params)
+}
+
+/// One row of a query through a reader.
+fn row_of(store: &impl Store, f: Fragment) -> Vec<SqlValue> {
+    store
+        .with_reader(&mut |conn| query(conn, f.clone()))
+        .unwrap_or_else(|e| panic!("{}: {e}", f.sql))
+        .into_iter()
+        .next()
+        .expect("a row")
+}
+
+/// A table `t (i, r, s)` of integers, reals and text, with four rows.
+fn table_of_values(store: &impl Store) {
+    let d = store.dialect();
+    store
+        .with_transaction(&mut |conn| {
+            conn.execute_batch(&format!(
+                "CREATE TABLE \"t\" (\"i\" {}, \"r\" {}, \"s\" {})",
+                d.integer_column(),
+                d.real_column(),
+                d.text_column()
+            ))?;
+            let rows = [
+                [int(1), real(1.5), text("héllo")],
+                [int(-7), real(-0.25), text("it's \"q\" 100%")],
+                [int(i64::MAX), real(2.0), SqlValue::Null],
+                [SqlValue::Null, SqlValue::Null, text("")],
+            ];
+            for row in rows {
+                let mut f = Fragment::text("INSERT INTO \"t\" (\"i\", \"r\", \"s\") VALUES (");
+                for (n, v) in row.into_iter().enumerate() {
+                    if n > 0 {
+                        f.push(", ");
+                    }
+                    f.bind(v);
+                }
+                f.push(")");
+                let (sql, params) = f.finish(conn.dialect());
+                assert_eq!(conn.execute(&sql, &params)?, 1);
+            }
+            Ok(())
+        })
+        .expect("the rows are written");
+}
+
+/// Integers, reals, text and nulls go in as parameters and come back as they
+/// went; counts, sums, comparisons and EXISTS read back as numbers.
+fn values_round_trip_through_sql(backend: Backend) {
+    let store = store(backend);
+    table_of_values(&store);
+    let rows = store
+        .with_reader(&mut |conn| {
+            query(
+                conn,
+                Fragment::text(
+                    "SELECT \"i\", \"r\", \"s\" FROM \"t\" ORDER BY \"i\" IS NULL, \"i\"",
+                ),
+            )
+        })
+        .expect("the rows read back");
+    assert_eq!(
+        rows,
+        vec![
+            vec![int(-7), real(-0.25), text("it's \"q\" 100%")],
+            vec![int(1), real(1.5), text("héllo")],
+            vec![int(i64::MAX), real(2.0), SqlValue::Null],
+            vec![SqlValue::Null, SqlValue::Null, text("")],
+        ]
+    );
+    // SUM of integers is an integer (NUMERIC on PostgreSQL), of reals a real.
+    assert_eq!(
+        row_of(
+            &store,
+            Fragment::text(
+                "SELECT COUNT(*), COUNT(\"i\"), SUM(\"i\"), SUM(\"r\"), MAX(\"s\") FROM \"t\" WHERE \"i\" < 100"
+            )
+        ),
+        vec![int(2), int(2), int(-6), real(1.25), text("it's \"q\" 100%")]
+    );
+    // Sums of nothing are null.
+    assert_eq!(
+        row_of(
+            &store,
+            Fragment::text("SELECT SUM(\"i\"), SUM(\"r\"), COUNT(*) FROM \"t\" WHERE 1 = 0")
+        ),
+        vec![SqlValue::Null, SqlValue::Null, int(0)]
+    );
+    // Truth values read as 0 or 1.
+    assert_eq!(
+        row_of(
+            &store,
+            Fragment::text(
+                "SELECT EXISTS (SELECT 1 FROM \"t\"), 1 = 0, (SELECT \"i\" > 0 FROM \"t\" WHERE \"i\" = 1)"
+            )
+        ),
+        vec![int(1), int(0), int(1)]
+    );
+    // Parameters compare by their own type: a real against an integer
+    // column, an integer against a real column.
+    let mut f = Fragment::text("SELECT COUNT(*) FROM \"t\" WHERE \"i\" > ");
+    f.bind(real(-0.5)).push(" AND \"r\" <= ").bind(int(2));
+    assert_eq!(row_of(&store, f), vec![int(2)]);
+    let mut f = Fragment::text("SELECT \"s\" FROM \"t\" WHERE \"i\" = ");
+    f.bind(int(1))
+        .push(" LIMIT ")
+        .bind(int(1))
+        .push(" OFFSET ")
+        .bind(int(0));
+    assert_eq!(row_of(&store, f), vec![text("héllo")]);
+}
+
+/// A transaction is committed when its work succeeds and rolled back when
+/// it fails; readers see only committed work.
+fn transactions_commit_or_roll_back(backend: Backend) {
+    let store = store(backend);
+    table_of_values(&store);
+    let count = || row_of(&store, Fragment::text("SELECT COUNT(*) FROM \"t\""));
+    let insert = |conn: &mut dyn Connection| -> Result<(), EngineError> {
+        let (sql, params) =
+            Fragment::text("INSERT INTO \"t\" (\"i\") VALUES (42)").finish(conn.dialect());
+        conn.execute(&sql, &params).map(|_| ())
+    };
+    let failed: Result<(), EngineError> = store.with_transaction(&mut |conn| {
+        insert(conn)?;
+        Err(EngineError::Store("the work failed".into()))
+    });
+    assert!(failed.is_err());
+    assert_eq!(count(), vec![int(4)], "rolled back");
+    let bad_sql = store.with_transaction(&mut |conn| {
+        insert(conn)?;
+        conn.execute_batch("INSERT INTO \"nope\" VALUES (1)")
+    });
+    assert!(bad_sql.is_err());
+    assert_eq!(
+        count(),
+        vec![int(4)],
+        "rolled back after a failed statement"
+    );
+    store
+        .with_transaction(&mut |conn| insert(conn))
+        .expect("the insert commits");
+    assert_eq!(count(), vec![int(5)], "committed");
+    let mut f = Fragment::text("DELETE FROM \"t\" WHERE \"i\" = ");
+    f.bind(int(42));
+    let (sql, params) = f.finish(store.dialect());
+    let deleted = store
+        .with_transaction(&mut |conn| conn.execute(&sql, &params))
+        .expect("the delete commits");
+    assert_eq!(deleted, 1);
+}
+
+/// A new schema adds columns (and link tables) to the tables in place; the
+/// records keep their values and take values of the new fields.
+fn schema_changes_add_fields(backend: Backend) {
+    let e = engine(backend);
+    e.upsert_records("Shot", &[obj(json!({"id": 1, "code": "sh010"}))])
+        .expect("a shot is written");
+    e.upsert_records("Asset", &[obj(json!({"id": 7, "code": "rock"}))])
+        .expect("an asset is written");
+    let mut fields = schema_fields();
+    fields["Shot"]["sg_new_text"] = field("text", json!({}));
+    fields["Shot"]["sg_new_links"] = field("multi_entity", json!({"valid_types": ["Asset"]}));
+    let new_schema = sg_protocol::Schema::from_json(&fields, None).expect("the new schema parses");
+    e.set_schema(new_schema).expect("the schema changes");
+    e.upsert_records(
+        "Shot",
+        &[obj(
+            json!({"id": 1, "sg_new_text": "New", "sg_new_links": [{"type": "Asset", "id": 7}]}),
+        )],
+    )
+    .expect("the new fields are written");
+    let shots = entities(
+        &e,
+        json!({"type": "Shot", "return_fields": ["code", "sg_new_text", "sg_new_links"],
+            "filters": {"logical_operator": "and", "conditions": [cond("sg_new_text", "is", json!(["new"]))]}}),
+    );
+    assert_eq!(
+        shots,
+        vec![
+            json!({"type": "Shot", "id": 1, "code": "sh010", "sg_new_text": "New",
+            "sg_new_links": [{"type": "Asset", "id": 7, "name": "rock"}]})
+        ]
+    );
+}
+
+engine_tests!(
+    values_round_trip_through_sql,
+    transactions_commit_or_roll_back,
+    schema_changes_add_fields,
+);
+
+fn postgres() -> PostgresStore {
+    let url = postgres_url();
+    PostgresStore::open_temporary(&url)
+        .unwrap_or_else(|e| panic!("the PostgreSQL tests need a server at {url}: {e}"))
+}
+
+/// Every column type PostgreSQL gives the engine's queries reads back as the
+/// right value: NUMERIC (SUM of BIGINT) as an integer when whole, else a real.
+#[test]
+fn postgres_reads_back_every_column_type() {
+    let store = postgres();
+    let row = row_of(
+        &store,
+        Fragment::text(
+            "SELECT 1::int2, 2::int4, 3::int8, 1.5::float4, 2.5::float8, 10::numeric, 2.50::numeric, \
+             -0.001::numeric, 12345678901234567890::numeric, -9223372036854775808::numeric, \
+             true, false, 'x'::varchar, 'y'::text, 'z'::char(2), NULL, NULL::bigint, NULL::numeric, \
+             (SELECT SUM(v) FROM (VALUES (9223372036854775807::int8), (1::int8)) AS s(v)), \
+             (SELECT SUM(v) FROM (VALUES (5::int8), (-8::int8)) AS s(v))",
+        ),
+    );
+    assert_eq!(
+        row,
+        vec![
+            int(1),
+            int(2),
+            int(3),
+            real(1.5),
+            real(2.5),
+            int(10),
+            real(2.5),
+            real(-0.001),
+            real(12_345_678_901_234_567_890.0),
+            int(i64::MIN),
+            int(1),
+            int(0),
+            text("x"),
+            text("y"),
+            text("z "),
+            SqlValue::Null,
+            SqlValue::Null,
+            SqlValue::Null,
+            real(9_223_372_036_854_775_808.0),
+            int(-3),
+        ]
+    );
+    // Parameters of every kind bind where PostgreSQL types them from their
+    // place, nulls included.
+    store
+        .with_transaction(&mut |conn| {
+            conn.execute_batch(
+                "CREATE TABLE \"typed\" (\"a\" int2, \"b\" int4, \"c\" float4, \"d\" boolean, \"e\" varchar(8), \"f\" bigint)",
+            )?;
+            conn.execute(
+                "INSERT INTO \"typed\" VALUES ($1, $2, $3, $4, $5, $6)",
+                &[int(7), int(-8), real(0.5), int(1), text("v"), SqlValue::Null],
+            )?;
+            conn.execute(
+                "INSERT INTO \"typed\" VALUES ($1, $2, $3, $4, $5, $6)",
+                &[SqlValue::Null, SqlValue::Null, int(2), int(0), SqlValue::Null, real(3.0)],
+            )
+        })
+        .expect("typed parameters bind");
+    let rows = store
+        .with_reader(&mut |conn| {
+            conn.query("SELECT * FROM \"typed\" ORDER BY \"a\" NULLS LAST", &[])
+        })
+        .expect("the typed rows read back");
+    assert_eq!(
+        rows,
+        vec![
+            vec![
+                int(7),
+                int(-8),
+                real(0.5),
+                int(1),
+                text("v"),
+                SqlValue::Null
+            ],
+            vec![
+                SqlValue::Null,
+                SqlValue::Null,
+                real(2.0),
+                int(0),
+                SqlValue::Null,
+                int(3)
+            ],
+        ]
+    );
+    let refused = store.with_transaction(&mut |conn| {
+        conn.execute("INSERT INTO \"typed\" (\"a\") VALUES ($1)", &[int(70_000)])
+    });
+    assert!(
+        refused.is_err(),
+        "an integer too big for int2 is refused, not cut"
+    );
+}
+
+/// Stores in different schemas of one database never see each other's
+/// tables; a temporary store's schema goes when the store goes; a store
+/// opened again on a named schema finds its tables.
+#[test]
+fn postgres_schemas_are_kept_apart() {
+    let a = postgres();
+    let b = postgres();
+    let create = |store: &PostgresStore, value: i64| {
+        store
+            .with_transaction(&mut |conn| {
+                conn.execute_batch("CREATE TABLE \"same\" (\"v\" bigint)")?;
+                conn.execute("INSERT INTO \"same\" VALUES ($1)", &[int(value)])
+            })
+            .expect("the table is made")
+    };
+    create(&a, 1);
+    create(&b, 2);
+    let read = |store: &PostgresStore| row_of(store, Fragment::text("SELECT \"v\" FROM \"same\""));
+    assert_eq!(read(&a), vec![int(1)]);
+    assert_eq!(read(&b), vec![int(2)]);
+
+    let gone = a
+        .schema()
+        .expect("a temporary store has a schema")
+        .to_string();
+    drop(a);
+    let mut f = Fragment::text("SELECT COUNT(*) FROM pg_namespace WHERE nspname = ");
+    f.bind(text(&gone));
+    assert_eq!(
+        row_of(&b, f),
+        vec![int(0)],
+        "the schema is dropped with its store"
+    );
+
+    let name = format!("{}_named", b.schema().expect("a schema"));
+    let named = PostgresStore::connect(&postgres_url(), Some(&name)).expect("connects");
+    create(&named, 3);
+    drop(named);
+    let again = PostgresStore::connect(&postgres_url(), Some(&name)).expect("connects again");
+    assert_eq!(read(&again), vec![int(3)], "a named schema is kept");
+    again
+        .with_transaction(&mut |conn| {
+            conn.execute_batch(&format!("DROP SCHEMA \"{name}\" CASCADE"))
+        })
+        .expect("the named schema is dropped");
+}
+
+/// When the server drops the store's connections (a restart, an
+/// administrator), the next read and the next write get new ones.
+#[test]
+fn postgres_connections_come_back_after_the_server_drops_them() {
+    let store = postgres();
+    let e = sg_engine::Engine::new(store, schema()).expect("the engine starts");
+    e.upsert_records("Shot", &[obj(json!({"id": 1, "code": "sh010"}))])
+        .expect("a shot is written");
+    let pid = |store: &PostgresStore, write: bool| -> i64 {
+        let mut get = |conn: &mut dyn Connection| {
+            conn.query("SELECT pg_backend_pid()", &[])
+                .map(|rows| rows[0][0].as_i64().unwrap_or(0))
+        };
+        if write {
+            store.with_transaction(&mut get).expect("a pid")
+        } else {
+            store.with_reader(&mut get).expect("a pid")
+        }
+    };
+    let admin = postgres();
+    for write in [false, true] {
+        let before = pid(e.store(), write);
+        let mut kill = Fragment::text("SELECT pg_terminate_backend(");
+        kill.bind(int(before)).push("::int4)");
+        assert_eq!(row_of(&admin, kill), vec![int(1)]);
+        // Wait until the server has ended the backend.
+        for _ in 0..100 {
+            let mut alive = Fragment::text("SELECT COUNT(*) FROM pg_stat_activity WHERE pid = ");
+            alive.bind(int(before)).push("::int4");
+            if row_of(&admin, alive) == vec![int(0)] {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let shots = entities(&e, json!({"type": "Shot", "return_fields": ["code"]}));
+        assert!(!shots.is_empty(), "reads go on");
+        e.upsert_records("Shot", &[obj(json!({"id": 2, "code": "sh020"}))])
+            .expect("writes go on");
+        assert_ne!(pid(e.store(), write), before, "a new connection");
+    }
+}
+
+/// Many threads read at once while one writes.
+#[test]
+fn postgres_reads_and_writes_run_side_by_side() {
+    let e = sg_engine::Engine::new(postgres(), schema()).expect("the engine starts");
+    std::thread::scope(|scope| {
+        for reader in 0..4 {
+            let e = &e;
+            scope.spawn(move || {
+                for _ in 0..25 {
+                    let shots = entities(e, json!({"type": "Shot", "return_fields": ["code"]}));
+                    assert!(shots.len() <= 50, "reader {reader}");
+                }
+            });
+        }
+        for id in 1..=50 {
+            e.upsert_records(
+                "Shot",
+                &[obj(json!({"id": id, "code": format!("sh{id:03}")}))],
+            )
+            .expect("a shot is written");
+        }
+    });
+    let shots = entities(
+        &e,
+        json!({"type": "Shot", "return_fields": ["code"], "paging": {"entities_per_page": 500}}),
+    );
+    assert_eq!(shots.len(), 50);
+}
+
+/// A transaction that panics is rolled back, and the store goes on: the
+/// next transaction gets a new writer, and the schema still drops.
+#[test]
+fn postgres_goes_on_after_a_transaction_panics() {
+    let store = postgres();
+    table_of_values(&store);
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = store.with_transaction(&mut |conn| -> Result<(), EngineError> {
+            conn.execute("INSERT INTO \"t\" (\"i\") VALUES (99)", &[])?;
+            panic!("the work panics mid-transaction");
+        });
+    }));
+    assert!(panicked.is_err());
+    let count = || row_of(&store, Fragment::text("SELECT COUNT(*) FROM \"t\""));
+    assert_eq!(count(), vec![int(4)], "rolled back");
+    store
+        .with_transaction(&mut |conn| conn.execute("INSERT INTO \"t\" (\"i\") VALUES (100)", &[]))
+        .expect("the next transaction runs");
+    assert_eq!(count(), vec![int(5)]);
+}
