@@ -1,0 +1,899 @@
+//! The cache: a site's chosen types and fields, imported once and then kept in
+//! step with the site's event log, with periodic reconcile scans.
+//!
+//! One [`Cache`] owns the engine (the cached tables) and a client of the site.
+//! Its loop ([`Cache::run`]) imports what is not yet imported, polls the event
+//! log every `fetch_interval` (at once again while polls come back full),
+//! applies each row, reloads entity configs that changed, and scans
+//! `updated_at` every `scan_interval`. Every database write of the sync goes
+//! through one transaction together with the progress it records.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+
+use sg_client::Client;
+use sg_engine::layout::Storage;
+use sg_engine::{Engine, Store};
+use sg_protocol::value::EntityLink;
+use sg_protocol::Schema;
+
+use crate::config::CacheConfig;
+use crate::error::SyncError;
+use crate::event::{classify, EventAction, EventRow, EVENT_FIELDS};
+use crate::state::{self, EventPosition, TypeState};
+
+/// Rows per event-log poll and records per import page.
+const PAGE: u64 = 500;
+/// Reconcile scans look this far behind the last scan, by the site's clock.
+const SCAN_MARGIN_SECS: i64 = 60;
+
+/// Reports import progress (the CLI draws progress bars from it).
+pub trait Progress: Send + Sync {
+    /// `done` of about `total` records of a type are imported.
+    fn imported(&self, entity_type: &str, done: u64, total: Option<u64>);
+    /// A type's import has finished.
+    fn finished(&self, entity_type: &str, records: u64, elapsed: Duration);
+}
+
+/// Progress that goes to the log.
+pub struct LogProgress;
+
+impl Progress for LogProgress {
+    fn imported(&self, entity_type: &str, done: u64, total: Option<u64>) {
+        tracing::debug!(entity_type, done, total, "importing");
+    }
+    fn finished(&self, entity_type: &str, records: u64, elapsed: Duration) {
+        tracing::info!(entity_type, records, seconds = elapsed.as_secs_f64(), "imported");
+    }
+}
+
+/// A cache of one site.
+pub struct Cache<S: Store> {
+    pub engine: Arc<Engine<S>>,
+    client: Client,
+    config: Mutex<CacheConfig>,
+    progress: Arc<dyn Progress>,
+    /// Set while the site can't be reached, so the outage is logged once.
+    outage: AtomicBool,
+    /// The newest `created_at` seen in the event log: the site's clock.
+    site_now: AtomicI64,
+}
+
+fn read_params(entity_type: &str, fields: &[String], conditions: Value, retired: bool) -> Value {
+    json!({
+        "type": entity_type,
+        "return_fields": fields,
+        "filters": {"logical_operator": "and", "conditions": conditions},
+        "sorts": [{"field_name": "id", "direction": "asc"}],
+        "paging": {"entities_per_page": PAGE, "current_page": 1},
+        "return_only": if retired { "retired" } else { "active" },
+        "return_paging_info_without_counts": true,
+        "api_return_image_urls": true,
+    })
+}
+
+fn entities(result: &Value) -> Result<Vec<Map<String, Value>>, SyncError> {
+    result["entities"]
+        .as_array()
+        .map(|items| items.iter().filter_map(|v| v.as_object().cloned()).collect())
+        .ok_or_else(|| SyncError::Other("the site's read reply has no entities list".into()))
+}
+
+/// A record from the site in the form the store takes: its fields, the
+/// retired flag, and nothing the layout does not hold.
+fn storable(mut record: Map<String, Value>, retired: bool, keep: &BTreeSet<String>) -> Map<String, Value> {
+    record.retain(|k, _| k == "id" || keep.contains(k));
+    record.insert("__retired".into(), json!(retired));
+    record
+}
+
+impl<S: Store> Cache<S> {
+    /// Opens a cache: reads the site's schema (or, when the site is down, the
+    /// copy kept from last time), checks the config against it and creates the tables.
+    pub async fn open(config: CacheConfig, store: S, progress: Arc<dyn Progress>) -> Result<Arc<Self>, SyncError> {
+        let client = Client::new(
+            &config.file.shotgun.base_url,
+            sg_protocol::Auth::script(&config.file.shotgun.script_name, config.file.shotgun.api_key.expose()),
+        )?;
+        store.with_transaction(&mut |conn| state::create_tables(conn))?;
+        let kept = store.with_reader(&mut |conn| state::site_schema(conn))?;
+        let (schema_json, fresh) = match Self::fetch_schema(&client).await {
+            Ok(s) => (s, true),
+            Err(e) => match kept {
+                Some(kept) => {
+                    tracing::warn!("the site can't be reached ({e}); starting from the schema kept last time");
+                    (kept, false)
+                }
+                None => return Err(e),
+            },
+        };
+        let schema = Schema::from_json(&schema_json["fields"], Some(&schema_json["entities"]))
+            .map_err(|f| SyncError::Other(format!("the site's schema can't be read: {}", f.message)))?;
+        config.check_against(&schema)?;
+        if fresh {
+            let text = schema_json.to_string();
+            store.with_transaction(&mut |conn| state::set(conn, "site_schema", &text))?;
+        }
+        let selection = config.selection();
+        let engine = Engine::with_selection(store, schema, Some(selection))?;
+        Ok(Arc::new(Cache {
+            engine: Arc::new(engine),
+            client,
+            config: Mutex::new(config),
+            progress,
+            outage: AtomicBool::new(false),
+            site_now: AtomicI64::new(0),
+        }))
+    }
+
+    async fn fetch_schema(client: &Client) -> Result<Value, SyncError> {
+        let fields = client.call("schema_read", None).await?;
+        let entities = client.call("schema_entity_read", None).await?;
+        Ok(json!({"fields": fields, "entities": entities}))
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn config(&self) -> CacheConfig {
+        match self.config.lock() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Runs blocking database work off the async threads.
+    async fn db<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Engine<S>) -> Result<T, sg_engine::EngineError> + Send + 'static,
+    ) -> Result<T, SyncError> {
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || work(&engine))
+            .await
+            .map_err(|e| SyncError::Other(format!("database task failed: {e}")))?
+            .map_err(SyncError::from)
+    }
+
+    /// The id of the newest row in the site's event log.
+    async fn newest_event(&self) -> Result<(i64, Option<i64>), SyncError> {
+        let params = json!({"type": "EventLogEntry", "return_fields": ["id", "created_at"],
+            "sorts": [{"field_name": "id", "direction": "desc"}],
+            "paging": {"entities_per_page": 1, "current_page": 1}, "return_paging_info_without_counts": true});
+        let result = self.client.call("read", Some(params)).await?;
+        let row = &result["entities"][0];
+        let created = row["created_at"].as_str().and_then(sg_protocol::value::parse_date_time);
+        Ok((row["id"].as_i64().unwrap_or(0), created))
+    }
+
+    /// The configured fields of a type that the cache stores.
+    fn stored_fields(&self, entity_type: &str) -> Vec<String> {
+        let catalog = self.engine.catalog();
+        catalog
+            .layout
+            .table(entity_type)
+            .map(|t| t.fields.keys().filter(|f| *f != "id").cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Imports every configured type that is not imported yet (or whose
+    /// config changed), several at once. The event position is taken before
+    /// the first import starts, so that what changes during it is replayed.
+    pub async fn import_pending(self: &Arc<Self>) -> Result<(), SyncError> {
+        let config = self.config();
+        let known = self.db(|e| e.store().with_reader(&mut |c| state::types(c))).await?;
+        let position = self.db(|e| e.store().with_reader(&mut |c| state::position(c))).await?;
+        let pending: Vec<String> = config
+            .entities
+            .values()
+            .filter(|c| known.get(&c.entity_type).is_none_or(|s| s.status != "ready" || s.digest != c.digest()))
+            .map(|c| c.entity_type.clone())
+            .collect();
+        if position.is_none() {
+            let (newest, created) = self.newest_event().await?;
+            if let Some(t) = created {
+                self.site_now.fetch_max(t, Ordering::Relaxed);
+            }
+            let start = EventPosition { watermark: newest, missing: BTreeMap::new() };
+            self.db(move |e| e.store().with_transaction(&mut |c| state::set_position(c, &start))).await?;
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let limit = Arc::new(tokio::sync::Semaphore::new(config.file.import.processes.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        for entity_type in pending {
+            let cache = self.clone();
+            let digest = config.entities[&entity_type].digest();
+            let restart = known.get(&entity_type).is_none_or(|s| s.digest != digest);
+            let limit = limit.clone();
+            tasks.spawn(async move { cache.import_type(&entity_type, &digest, restart, limit).await });
+        }
+        let mut first_error = None;
+        while let Some(done) = tasks.join_next().await {
+            let result = done.map_err(|e| SyncError::Other(format!("import task failed: {e}"))).and_then(|r| r);
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Imports one type page by page (keyset on id: active records, then
+    /// retired ones), saving progress with each page so an interrupted import
+    /// resumes where it stopped.
+    async fn import_type(
+        self: &Arc<Self>,
+        entity_type: &str,
+        digest: &str,
+        restart: bool,
+        limit: Arc<tokio::sync::Semaphore>,
+    ) -> Result<(), SyncError> {
+        let started = Instant::now();
+        let owned_type = entity_type.to_string();
+        let mut progress = self
+            .db(move |e| e.store().with_reader(&mut |c| state::types(c)))
+            .await?
+            .remove(&owned_type)
+            .filter(|s| !restart && s.status == "importing")
+            .unwrap_or(TypeState {
+                entity_type: entity_type.to_string(),
+                digest: digest.to_string(),
+                status: "importing".into(),
+                phase: "active".into(),
+                last_id: 0,
+                imported: 0,
+                imported_at: None,
+            });
+        let fields = self.stored_fields(entity_type);
+        let keep: BTreeSet<String> = fields.iter().cloned().collect();
+        let total = {
+            let _permit = limit.acquire().await.map_err(|e| SyncError::Other(e.to_string()))?;
+            let summary = self
+                .client
+                .call("summarize", Some(json!({"type": entity_type, "summaries": [{"field": "id", "type": "record_count"}]})))
+                .await
+                .ok();
+            summary.and_then(|s| s["summaries"]["id"].as_u64())
+        };
+        while progress.phase != "done" {
+            let retired = progress.phase == "retired";
+            let params = read_params(
+                entity_type,
+                &fields,
+                json!([{"path": "id", "relation": "greater_than", "values": [progress.last_id]}]),
+                retired,
+            );
+            let page = {
+                let _permit = limit.acquire().await.map_err(|e| SyncError::Other(e.to_string()))?;
+                entities(&self.client.call("read", Some(params)).await?)?
+            };
+            let full = page.len() as u64 >= PAGE;
+            let mut next = progress.clone();
+            if let Some(last) = page.last().and_then(|r| r.get("id")).and_then(Value::as_i64) {
+                next.last_id = last;
+            }
+            next.imported += page.len() as i64;
+            if !full {
+                next.phase = if retired { "done".into() } else { "retired".into() };
+                next.last_id = 0;
+            }
+            if next.phase == "done" {
+                next.status = "ready".into();
+                next.imported_at = Some(chrono::Utc::now().to_rfc3339());
+            }
+            let records: Vec<Map<String, Value>> = page.into_iter().map(|r| storable(r, retired, &keep)).collect();
+            let owned_type = entity_type.to_string();
+            let saved = next.clone();
+            self.db(move |e| {
+                let catalog = e.catalog();
+                let Some(table) = catalog.layout.table(&owned_type) else { return Ok(()) };
+                e.store().with_transaction(&mut |c| {
+                    for record in &records {
+                        sg_engine::write::upsert_record(c, table, record)?;
+                    }
+                    state::set_type(c, &saved)
+                })
+            })
+            .await?;
+            progress = next;
+            self.progress.imported(entity_type, progress.imported.max(0) as u64, total);
+        }
+        self.progress.finished(entity_type, progress.imported.max(0) as u64, started.elapsed());
+        Ok(())
+    }
+
+    /// Reads the next rows of the event log and applies them. Returns how many
+    /// rows came back (a full page means more are waiting).
+    pub async fn poll_events(&self) -> Result<usize, SyncError> {
+        let Some(position) = self.db(|e| e.store().with_reader(&mut |c| state::position(c))).await? else {
+            return Ok(0);
+        };
+        let mut conditions = vec![json!({"path": "id", "relation": "greater_than", "values": [position.watermark]})];
+        let missing: Vec<i64> = position.missing.keys().take(PAGE as usize).copied().collect();
+        if !missing.is_empty() {
+            conditions.push(json!({"path": "id", "relation": "in", "values": missing}));
+        }
+        let params = json!({
+            "type": "EventLogEntry",
+            "return_fields": EVENT_FIELDS,
+            "filters": {"logical_operator": "or", "conditions": conditions},
+            "sorts": [{"field_name": "id", "direction": "asc"}],
+            "paging": {"entities_per_page": PAGE, "current_page": 1},
+            "return_paging_info_without_counts": true,
+        });
+        let result = self.client.call("read", Some(params)).await?;
+        let rows: Vec<EventRow> = result["entities"].as_array().into_iter().flatten().filter_map(classify).collect();
+        let count = rows.len();
+        let timeout = self.config().missing_event_timeout().as_secs() as i64;
+        let next = advance(&position, &rows, timeout, &self.site_now);
+        self.apply(rows, next).await?;
+        Ok(count)
+    }
+
+    /// Applies event rows and saves the new position, all in one transaction.
+    async fn apply(&self, rows: Vec<EventRow>, position: EventPosition) -> Result<(), SyncError> {
+        let catalog = self.engine.catalog();
+        let cached = |t: &str| catalog.layout.table(t).is_some();
+        let mut refetch: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+        let mut touched: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+        let mut schema_changed = false;
+        for row in &rows {
+            match &row.action {
+                EventAction::Fetch { entity_type, id } | EventAction::Refresh { entity_type, id } if cached(entity_type) => {
+                    refetch.entry(entity_type.clone()).or_default().insert(*id);
+                }
+                EventAction::Set { entity_type, id, .. }
+                | EventAction::Links { entity_type, id, .. }
+                | EventAction::Retire { entity_type, id }
+                    if cached(entity_type) =>
+                {
+                    touched.entry(entity_type.clone()).or_default().insert(*id);
+                }
+                EventAction::Schema => schema_changed = true,
+                _ => {}
+            }
+        }
+        // Back-reference rows on records retired since: read every record of
+        // that type the forward row names (reading one more is harmless).
+        let mut forwards_wanted = Vec::new();
+        for row in &rows {
+            if let EventAction::BackReference { entity_type, forward } = &row.action {
+                if !cached(entity_type) {
+                    continue;
+                }
+                match rows.iter().find(|r| r.id == *forward) {
+                    Some(f) => {
+                        for link in f.mentioned.iter().filter(|l| &l.entity_type == entity_type) {
+                            refetch.entry(entity_type.clone()).or_default().insert(link.id);
+                        }
+                    }
+                    None => forwards_wanted.push((entity_type.clone(), *forward)),
+                }
+            }
+        }
+        for (entity_type, forward) in forwards_wanted {
+            for link in self.event_links(forward).await?.into_iter().filter(|l| l.entity_type == entity_type) {
+                refetch.entry(entity_type.clone()).or_default().insert(link.id);
+            }
+        }
+        // A change to a record the cache does not hold, or older than one
+        // already applied to it, can't be applied: read the record instead.
+        let first_event: BTreeMap<(String, i64), i64> = rows
+            .iter()
+            .filter_map(|r| match &r.action {
+                EventAction::Set { entity_type, id, .. } | EventAction::Links { entity_type, id, .. } => {
+                    Some(((entity_type.clone(), *id), r.id))
+                }
+                _ => None,
+            })
+            .fold(BTreeMap::new(), |mut m, (k, v)| {
+                let e = m.entry(k).or_insert(v);
+                *e = (*e).min(v);
+                m
+            });
+        let probe = touched.clone();
+        let (present, guards) = self
+            .db(move |e| {
+                let catalog = e.catalog();
+                e.store().with_reader(&mut |c| {
+                    let mut present = BTreeMap::new();
+                    let mut guards = BTreeMap::new();
+                    for (t, ids) in &probe {
+                        let Some(table) = catalog.layout.table(t) else { continue };
+                        let ids: Vec<i64> = ids.iter().copied().collect();
+                        present.insert(t.clone(), existing_ids(c, table, &ids)?);
+                        guards.insert(t.clone(), state::guards(c, t, &ids)?);
+                    }
+                    Ok((present, guards))
+                })
+            })
+            .await?;
+        for row in &rows {
+            let (t, id) = match &row.action {
+                EventAction::Set { entity_type, id, .. } | EventAction::Links { entity_type, id, .. } => (entity_type, *id),
+                _ => continue,
+            };
+            if !cached(t) {
+                continue;
+            }
+            let absent = !present.get(t).is_some_and(|p| p.contains(&id));
+            let guard = guards.get(t).and_then(|g| g.get(&id)).copied().unwrap_or(0);
+            let oldest = first_event.get(&(t.clone(), id)).copied().unwrap_or(row.id);
+            if absent || guard > oldest {
+                refetch.entry(t.clone()).or_default().insert(id);
+            }
+        }
+        let mut fetched: Vec<(String, Map<String, Value>)> = Vec::new();
+        for (t, ids) in &refetch {
+            fetched.extend(self.fetch_records(t, ids).await?.into_iter().map(|r| (t.clone(), r)));
+        }
+        // A revived record shows again in the lists of the records it links
+        // to, which log nothing: read those too.
+        let revived: BTreeSet<(String, i64)> = rows
+            .iter()
+            .filter(|r| r.revival)
+            .filter_map(|r| match &r.action {
+                EventAction::Fetch { entity_type, id } => Some((entity_type.clone(), *id)),
+                _ => None,
+            })
+            .collect();
+        let mut linked: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+        for (t, record) in &fetched {
+            let id = record.get("id").and_then(Value::as_i64).unwrap_or(0);
+            if !revived.contains(&(t.clone(), id)) {
+                continue;
+            }
+            for value in record.values() {
+                let links = match value {
+                    Value::Array(items) => items.iter().filter_map(EntityLink::from_json).collect(),
+                    v => EntityLink::from_json(v).into_iter().collect::<Vec<_>>(),
+                };
+                for link in links.into_iter().filter(|l| cached(&l.entity_type)) {
+                    if !refetch.get(&link.entity_type).is_some_and(|ids| ids.contains(&link.id)) {
+                        linked.entry(link.entity_type).or_default().insert(link.id);
+                    }
+                }
+            }
+        }
+        for (t, ids) in &linked {
+            fetched.extend(self.fetch_records(t, ids).await?.into_iter().map(|r| (t.clone(), r)));
+        }
+        // Records read whole first, then the batch's rows on top, in order:
+        // the rows are exact deltas (the read can't show links to retired
+        // records), and applying them again is harmless. Rows older than the
+        // newest one applied to their record before this poll are left out.
+        self.db(move |e| {
+            let catalog = e.catalog();
+            e.store().with_transaction(&mut |c| {
+                for (t, record) in &fetched {
+                    let Some(table) = catalog.layout.table(t) else { continue };
+                    store_site_record(c, &catalog.layout, table, record)?;
+                }
+                for row in &rows {
+                    apply_row(c, &catalog.layout, row, &guards)?;
+                }
+                state::set_position(c, &position)
+            })
+        })
+        .await?;
+        if schema_changed {
+            self.reload_schema().await?;
+        }
+        Ok(())
+    }
+
+    /// The links one event row names, read from the site.
+    async fn event_links(&self, id: i64) -> Result<Vec<EntityLink>, SyncError> {
+        let params = json!({"type": "EventLogEntry", "return_fields": EVENT_FIELDS,
+            "filters": {"logical_operator": "and", "conditions": [{"path": "id", "relation": "is", "values": [id]}]},
+            "paging": {"entities_per_page": 1, "current_page": 1}, "return_paging_info_without_counts": true});
+        let result = self.client.call("read", Some(params)).await?;
+        Ok(result["entities"].as_array().into_iter().flatten().filter_map(classify).flat_map(|r| r.mentioned).collect())
+    }
+
+    /// Reads records whole from the site, active and retired.
+    async fn fetch_records(&self, entity_type: &str, ids: &BTreeSet<i64>) -> Result<Vec<Map<String, Value>>, SyncError> {
+        let fields = self.stored_fields(entity_type);
+        let keep: BTreeSet<String> = fields.iter().cloned().collect();
+        let mut out = Vec::new();
+        let ids: Vec<i64> = ids.iter().copied().collect();
+        for chunk in ids.chunks(PAGE as usize) {
+            for retired in [false, true] {
+                let params = read_params(entity_type, &fields, json!([{"path": "id", "relation": "in", "values": chunk}]), retired);
+                let page = entities(&self.client.call("read", Some(params)).await?)?;
+                out.extend(page.into_iter().map(|r| storable(r, retired, &keep)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads the site's schema again and applies it (after a schema event).
+    pub async fn reload_schema(&self) -> Result<(), SyncError> {
+        let schema_json = Self::fetch_schema(&self.client).await?;
+        let schema = Schema::from_json(&schema_json["fields"], Some(&schema_json["entities"]))
+            .map_err(|f| SyncError::Other(format!("the site's schema can't be read: {}", f.message)))?;
+        let text = schema_json.to_string();
+        self.db(move |e| {
+            e.set_schema(schema.clone())?;
+            e.store().with_transaction(&mut |c| state::set(c, "site_schema", &text))
+        })
+        .await
+    }
+
+    /// Re-reads every record of every cached type changed since the last scan
+    /// (by `updated_at`, active and retired) and stores what the site has.
+    /// This repairs what the event log never reported.
+    pub async fn reconcile(&self) -> Result<usize, SyncError> {
+        let since = self.db(|e| e.store().with_reader(&mut |c| state::get(c, "last_scan"))).await?;
+        let since: i64 = since.and_then(|s| s.parse().ok()).unwrap_or(0);
+        let scan_start = self.site_now.load(Ordering::Relaxed);
+        let stamp = sg_protocol::value::format_date_time(since - SCAN_MARGIN_SECS);
+        let types: Vec<String> = self.engine.catalog().layout.tables.keys().cloned().collect();
+        let mut count = 0;
+        for entity_type in types {
+            let fields = self.stored_fields(&entity_type);
+            let keep: BTreeSet<String> = fields.iter().cloned().collect();
+            for retired in [false, true] {
+                let mut last_id = 0;
+                loop {
+                    let conditions = json!([
+                        {"path": "updated_at", "relation": "greater_than", "values": [stamp]},
+                        {"path": "id", "relation": "greater_than", "values": [last_id]}]);
+                    let page = entities(&self.client.call("read", Some(read_params(&entity_type, &fields, conditions, retired))).await?)?;
+                    let full = page.len() as u64 >= PAGE;
+                    last_id = page.last().and_then(|r| r.get("id")).and_then(Value::as_i64).unwrap_or(last_id);
+                    count += page.len();
+                    let records: Vec<Map<String, Value>> = page.into_iter().map(|r| storable(r, retired, &keep)).collect();
+                    let t = entity_type.clone();
+                    self.db(move |e| {
+                        let catalog = e.catalog();
+                        let Some(table) = catalog.layout.table(&t) else { return Ok(()) };
+                        e.store().with_transaction(&mut |c| {
+                            let watermark = state::position(c)?.map(|p| p.watermark).unwrap_or(0);
+                            for record in &records {
+                                store_site_record(c, &catalog.layout, table, record)?;
+                                if let Some(id) = record.get("id").and_then(Value::as_i64) {
+                                    state::set_guard(c, &t, id, watermark)?;
+                                }
+                            }
+                            Ok(())
+                        })
+                    })
+                    .await?;
+                    if !full {
+                        break;
+                    }
+                }
+            }
+        }
+        if scan_start > 0 {
+            self.db(move |e| e.store().with_transaction(&mut |c| state::set(c, "last_scan", &scan_start.to_string())))
+                .await?;
+        }
+        Ok(count)
+    }
+
+    /// Applies changed entity configs: new types are imported, removed ones
+    /// dropped, changed ones imported again. Returns whether anything changed.
+    pub async fn reload_config(self: &Arc<Self>) -> Result<bool, SyncError> {
+        let (before, after) = {
+            let mut config = match self.config.lock() {
+                Ok(c) => c,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let before = config.entities.clone();
+            if !config.reload_entities()? {
+                return Ok(false);
+            }
+            (before, config.clone())
+        };
+        let schema = self.engine.catalog().schema.clone();
+        if let Err(e) = after.check_against(&schema) {
+            // Keep running with the old config; say what is wrong.
+            tracing::error!("entity configs changed but can't be used: {e}");
+            if let Ok(mut config) = self.config.lock() {
+                config.entities = before;
+            }
+            return Ok(false);
+        }
+        let removed: Vec<String> = before.keys().filter(|t| !after.entities.contains_key(*t)).cloned().collect();
+        let old_layout = self.engine.catalog().layout.clone();
+        let selection = after.selection();
+        self.db(move |e| {
+            e.store().with_transaction(&mut |c| {
+                for t in &removed {
+                    if let Some(table) = old_layout.table(t) {
+                        for field in table.fields.values().filter(|f| f.storage == Storage::Links) {
+                            c.execute_batch(&format!("DROP TABLE IF EXISTS {}", table.link_table(&field.name)))?;
+                        }
+                        c.execute_batch(&format!("DROP TABLE IF EXISTS {}", table.table()))?;
+                    }
+                    state::remove_type(c, t)?;
+                }
+                Ok(())
+            })?;
+            e.set_schema_and_selection(schema.clone(), Some(selection.clone()))
+        })
+        .await?;
+        tracing::info!("entity configs changed; importing what they add");
+        self.import_pending().await?;
+        Ok(true)
+    }
+
+    /// Keeps the cache in step until `shutdown` turns true.
+    pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) -> Result<(), SyncError> {
+        let config = self.config();
+        let fetch_interval = config.fetch_interval();
+        let scan_interval = config.scan_interval();
+        let mut imported = false;
+        let mut last_scan = Instant::now();
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            let step = async {
+                if !imported {
+                    self.import_pending().await?;
+                    imported = true;
+                }
+                self.reload_config().await?;
+                loop {
+                    let rows = self.poll_events().await?;
+                    if (rows as u64) < PAGE {
+                        break;
+                    }
+                }
+                if last_scan.elapsed() >= scan_interval {
+                    let count = self.reconcile().await?;
+                    tracing::info!(records = count, "reconcile scan done");
+                    last_scan = Instant::now();
+                }
+                Ok::<(), SyncError>(())
+            };
+            match step.await {
+                Ok(()) => {
+                    if self.outage.swap(false, Ordering::Relaxed) {
+                        tracing::info!("the site is reachable again; catching up");
+                    }
+                }
+                Err(e) if e.is_outage() => {
+                    if !self.outage.swap(true, Ordering::Relaxed) {
+                        tracing::warn!("the site can't be reached ({e}); serving what is cached and retrying");
+                    }
+                }
+                Err(e) => tracing::error!("sync step failed: {e}"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(fetch_interval) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Whether the last step could not reach the site.
+    pub fn site_unreachable(&self) -> bool {
+        self.outage.load(Ordering::Relaxed)
+    }
+}
+
+/// The position after `rows`: ids skipped over become missing (stamped with
+/// the site time of the row that revealed them), arrived ids stop being
+/// missing, and missing ids older than `timeout` seconds are given up.
+pub fn advance(position: &EventPosition, rows: &[EventRow], timeout: i64, site_now: &AtomicI64) -> EventPosition {
+    let mut next = position.clone();
+    for row in rows {
+        let seen_at = row.created_at.unwrap_or(0);
+        site_now.fetch_max(seen_at, Ordering::Relaxed);
+        if row.id > next.watermark {
+            // Huge gaps are capped: ids that far back are for the scan to repair.
+            let gap_start = (next.watermark + 1).max(row.id - 10_000);
+            for missing in gap_start..row.id {
+                next.missing.entry(missing).or_insert(seen_at);
+            }
+            next.watermark = row.id;
+        }
+        next.missing.remove(&row.id);
+    }
+    let now = site_now.load(Ordering::Relaxed);
+    if timeout > 0 && now > 0 {
+        next.missing.retain(|_, first_missed| *first_missed + timeout > now);
+    }
+    next
+}
+
+/// Which of `ids` are in the table (active or retired).
+fn existing_ids(
+    conn: &mut dyn sg_engine::Connection,
+    table: &sg_engine::layout::TableLayout,
+    ids: &[i64],
+) -> Result<BTreeSet<i64>, sg_engine::EngineError> {
+    let mut out = BTreeSet::new();
+    for chunk in ids.chunks(500) {
+        let mut f = sg_engine::frag::Fragment::text(format!("SELECT \"id\" FROM {} WHERE \"id\" IN (", table.table()));
+        for (i, id) in chunk.iter().enumerate() {
+            if i > 0 {
+                f.push(", ");
+            }
+            f.bind(sg_engine::sql::SqlValue::Int(*id));
+        }
+        f.push(")");
+        let (sql, params) = f.finish(conn.dialect());
+        out.extend(conn.query(&sql, &params)?.iter().filter_map(|r| r[0].as_i64()));
+    }
+    Ok(out)
+}
+
+/// Applies one row inside the poll's transaction, unless a newer row had
+/// been applied to its record before this poll (`guards`).
+fn apply_row(
+    conn: &mut dyn sg_engine::Connection,
+    layout: &sg_engine::Layout,
+    row: &EventRow,
+    guards: &BTreeMap<String, BTreeMap<i64, i64>>,
+) -> Result<(), sg_engine::EngineError> {
+    let covered = |t: &str, id: i64| guards.get(t).and_then(|g| g.get(&id)).is_some_and(|g| *g >= row.id);
+    match &row.action {
+        EventAction::Retire { entity_type, id } if !covered(entity_type, *id) => {
+            let Some(table) = layout.table(entity_type) else { return Ok(()) };
+            sg_engine::write::set_retired(conn, table, *id, true)?;
+            stamp_audit(conn, table, *id, row)?;
+            state::set_guard(conn, entity_type, *id, row.id)
+        }
+        EventAction::Set { entity_type, id, field, value } if !covered(entity_type, *id) => {
+            let Some(table) = layout.table(entity_type) else { return Ok(()) };
+            let Some(layout_field) = table.field(field) else { return Ok(()) };
+            let mut record = Map::new();
+            record.insert("id".into(), json!(id));
+            record.insert(field.clone(), value.clone());
+            match layout_field.storage {
+                // A value the row can't give in a storable shape is repaired by the scan.
+                Storage::Links => return Ok(()),
+                _ => {
+                    if let Err(e) = sg_engine::write::upsert_record(conn, table, &record) {
+                        tracing::warn!(event = row.id, "skipping a change the cache can't store: {e}");
+                        return Ok(());
+                    }
+                }
+            }
+            stamp_audit(conn, table, *id, row)?;
+            state::set_guard(conn, entity_type, *id, row.id)
+        }
+        EventAction::Links { entity_type, id, field, added, removed } if !covered(entity_type, *id) => {
+            let Some(table) = layout.table(entity_type) else { return Ok(()) };
+            if table.field(field).map(|f| f.storage) != Some(Storage::Links) {
+                return Ok(());
+            }
+            let current = current_links(conn, table, field, *id)?;
+            let mut next: Vec<EntityLink> = current.into_iter().filter(|l| !removed.contains(l)).collect();
+            for link in added {
+                if !next.contains(link) {
+                    next.push(link.clone());
+                }
+            }
+            sg_engine::write::set_links(conn, table, field, *id, &next)?;
+            stamp_audit(conn, table, *id, row)?;
+            state::set_guard(conn, entity_type, *id, row.id)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Sets `updated_at` and `updated_by` from the row: a site logs no rows for
+/// them, and stamps them with the change's own time and author.
+fn stamp_audit(
+    conn: &mut dyn sg_engine::Connection,
+    table: &sg_engine::layout::TableLayout,
+    id: i64,
+    row: &EventRow,
+) -> Result<(), sg_engine::EngineError> {
+    let mut record = Map::new();
+    if let (Some(at), Some(_)) = (row.created_at, table.field("updated_at")) {
+        record.insert("updated_at".into(), json!(sg_protocol::value::format_date_time(at)));
+    }
+    if let (Some(user), Some(_)) = (&row.user, table.field("updated_by")) {
+        record.insert("updated_by".into(), json!({"type": user.entity_type, "id": user.id}));
+    }
+    if record.is_empty() {
+        return Ok(());
+    }
+    record.insert("id".into(), json!(id));
+    sg_engine::write::upsert_record(conn, table, &record)
+}
+
+/// Stores a record read from the site. A site's reads hide links to retired
+/// records, but the site keeps them and shows them again when the record is
+/// revived; so links the cache holds to records it knows are retired are kept.
+fn store_site_record(
+    conn: &mut dyn sg_engine::Connection,
+    layout: &sg_engine::Layout,
+    table: &sg_engine::layout::TableLayout,
+    record: &Map<String, Value>,
+) -> Result<(), sg_engine::EngineError> {
+    let Some(id) = record.get("id").and_then(Value::as_i64) else { return Ok(()) };
+    let mut merged = record.clone();
+    for field in table.fields.values() {
+        let Some(site_value) = record.get(&field.name) else { continue };
+        match field.storage {
+            Storage::Links => {
+                let mut links: Vec<EntityLink> = links_of(site_value);
+                for held in current_links(conn, table, &field.name, id)? {
+                    if !links.contains(&held) && is_retired(conn, layout, &held)? {
+                        links.push(held);
+                    }
+                }
+                merged.insert(field.name.clone(), json!(links.iter().map(|l| json!({"type": l.entity_type, "id": l.id})).collect::<Vec<_>>()));
+            }
+            Storage::Entity if site_value.is_null() => {
+                if let Some(held) = current_link(conn, table, field, id)? {
+                    if is_retired(conn, layout, &held)? {
+                        merged.insert(field.name.clone(), json!({"type": held.entity_type, "id": held.id}));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    sg_engine::write::upsert_record(conn, table, &merged)
+}
+
+fn links_of(value: &Value) -> Vec<EntityLink> {
+    value.as_array().map(|items| items.iter().filter_map(EntityLink::from_json).collect()).unwrap_or_default()
+}
+
+/// Whether the cache holds this record as retired (false when it does not hold it).
+fn is_retired(
+    conn: &mut dyn sg_engine::Connection,
+    layout: &sg_engine::Layout,
+    link: &EntityLink,
+) -> Result<bool, sg_engine::EngineError> {
+    let Some(table) = layout.table(&link.entity_type) else { return Ok(false) };
+    let mut f = sg_engine::frag::Fragment::text(format!("SELECT \"__retired\" FROM {} WHERE \"id\" = ", table.table()));
+    f.bind(sg_engine::sql::SqlValue::Int(link.id));
+    let (sql, params) = f.finish(conn.dialect());
+    Ok(conn.query(&sql, &params)?.first().and_then(|r| r[0].as_i64()) == Some(1))
+}
+
+/// The stored link of one entity field.
+fn current_link(
+    conn: &mut dyn sg_engine::Connection,
+    table: &sg_engine::layout::TableLayout,
+    field: &sg_engine::layout::FieldLayout,
+    id: i64,
+) -> Result<Option<EntityLink>, sg_engine::EngineError> {
+    let mut f = sg_engine::frag::Fragment::text(format!(
+        "SELECT {}, {} FROM {} WHERE \"id\" = ",
+        field.type_column(),
+        field.column(),
+        table.table()
+    ));
+    f.bind(sg_engine::sql::SqlValue::Int(id));
+    let (sql, params) = f.finish(conn.dialect());
+    Ok(conn.query(&sql, &params)?.first().and_then(|r| {
+        Some(EntityLink { entity_type: r[0].as_str()?.to_string(), id: r[1].as_i64()? })
+    }))
+}
+
+/// The stored links of one multi-entity field, in order (retired targets included).
+fn current_links(
+    conn: &mut dyn sg_engine::Connection,
+    table: &sg_engine::layout::TableLayout,
+    field: &str,
+    id: i64,
+) -> Result<Vec<EntityLink>, sg_engine::EngineError> {
+    let mut f = sg_engine::frag::Fragment::text(format!(
+        "SELECT \"dst_type\", \"dst_id\" FROM {} WHERE \"src_id\" = ",
+        table.link_table(field)
+    ));
+    f.bind(sg_engine::sql::SqlValue::Int(id)).push(" ORDER BY \"pos\"");
+    let (sql, params) = f.finish(conn.dialect());
+    Ok(conn
+        .query(&sql, &params)?
+        .iter()
+        .filter_map(|r| Some(EntityLink { entity_type: r[0].as_str()?.to_string(), id: r[1].as_i64()? }))
+        .collect())
+}

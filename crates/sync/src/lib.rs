@@ -1,0 +1,23 @@
+//! Keeps a cache of a Shotgun site in step with the site.
+//!
+//! - [`config`]: the configuration folder (`config.yaml`, `entity-configs/`);
+//! - [`state`]: the sync's own progress, stored with the data it describes;
+//! - [`event`]: what each EventLogEntry row means for the cache;
+//! - [`cache`]: import, event following, reconcile scans and config reloads.
+//!
+//! The cache never trusts an event it can't apply exactly: a row about a
+//! record it does not hold, an older row arriving after a newer one was
+//! applied, a New or a Revival, all make it read the record from the site.
+//! Scans on `updated_at` repair what the log never reports (scripts that log
+//! no events, ids that never appeared).
+
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod state;
+pub mod validate;
+
+pub use cache::{Cache, LogProgress, Progress};
+pub use config::{CacheConfig, Database};
+pub use error::SyncError;
