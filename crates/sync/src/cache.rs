@@ -463,6 +463,7 @@ impl<S: Store> Cache<S> {
         for (t, ids) in &linked {
             fetched.extend(self.fetch_records(t, ids).await?.into_iter().map(|r| (t.clone(), r)));
         }
+        let hidden = self.hidden_links(fetched.clone()).await?;
         // Records read whole first, then the batch's rows on top, in order:
         // the rows are exact deltas (the read can't show links to retired
         // records), and applying them again is harmless. Rows older than the
@@ -472,7 +473,7 @@ impl<S: Store> Cache<S> {
             e.store().with_transaction(&mut |c| {
                 for (t, record) in &fetched {
                     let Some(table) = catalog.layout.table(t) else { continue };
-                    store_site_record(c, &catalog.layout, table, record)?;
+                    store_site_record(c, table, record, &hidden)?;
                 }
                 for row in &rows {
                     apply_row(c, &catalog.layout, row, &guards)?;
@@ -485,6 +486,37 @@ impl<S: Store> Cache<S> {
             self.reload_schema().await?;
         }
         Ok(())
+    }
+
+    /// Of the links the cache holds in these records but the site's copies do
+    /// not show, those that point at records retired on the site: the site
+    /// still has them and shows them again when those records are revived.
+    async fn hidden_links(&self, records: Vec<(String, Map<String, Value>)>) -> Result<BTreeSet<(String, i64)>, SyncError> {
+        let unseen = self
+            .db(move |e| {
+                let catalog = e.catalog();
+                e.store().with_reader(&mut |c| unseen_links(c, &catalog.layout, &records))
+            })
+            .await?;
+        let mut by_type: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for (t, id) in unseen {
+            by_type.entry(t).or_default().push(id);
+        }
+        let mut hidden = BTreeSet::new();
+        for (t, ids) in by_type {
+            if self.engine.catalog().schema.entity(&t).is_none() {
+                continue;
+            }
+            for chunk in ids.chunks(PAGE as usize) {
+                let params = read_params(&t, &[], json!([{"path": "id", "relation": "in", "values": chunk}]), true);
+                for record in entities(&self.client.call("read", Some(params)).await?)? {
+                    if let Some(id) = record.get("id").and_then(Value::as_i64) {
+                        hidden.insert((t.clone(), id));
+                    }
+                }
+            }
+        }
+        Ok(hidden)
     }
 
     /// The links one event row names, read from the site.
@@ -549,6 +581,7 @@ impl<S: Store> Cache<S> {
                     last_id = page.last().and_then(|r| r.get("id")).and_then(Value::as_i64).unwrap_or(last_id);
                     count += page.len();
                     let records: Vec<Map<String, Value>> = page.into_iter().map(|r| storable(r, retired, &keep)).collect();
+                    let hidden = self.hidden_links(records.iter().map(|r| (entity_type.clone(), r.clone())).collect()).await?;
                     let t = entity_type.clone();
                     self.db(move |e| {
                         let catalog = e.catalog();
@@ -556,7 +589,7 @@ impl<S: Store> Cache<S> {
                         e.store().with_transaction(&mut |c| {
                             let watermark = state::position(c)?.map(|p| p.watermark).unwrap_or(0);
                             for record in &records {
-                                store_site_record(c, &catalog.layout, table, record)?;
+                                store_site_record(c, table, record, &hidden)?;
                                 if let Some(id) = record.get("id").and_then(Value::as_i64) {
                                     state::set_guard(c, &t, id, watermark)?;
                                 }
@@ -807,14 +840,16 @@ fn stamp_audit(
 
 /// Stores a record read from the site. A site's reads hide links to retired
 /// records, but the site keeps them and shows them again when the record is
-/// revived; so links the cache holds to records it knows are retired are kept.
+/// revived; so the links the cache holds to records in `hidden` (retired on
+/// the site, see [`Cache::hidden_links`]) are kept.
 fn store_site_record(
     conn: &mut dyn sg_engine::Connection,
-    layout: &sg_engine::Layout,
     table: &sg_engine::layout::TableLayout,
     record: &Map<String, Value>,
+    hidden: &BTreeSet<(String, i64)>,
 ) -> Result<(), sg_engine::EngineError> {
     let Some(id) = record.get("id").and_then(Value::as_i64) else { return Ok(()) };
+    let is_hidden = |l: &EntityLink| hidden.contains(&(l.entity_type.clone(), l.id));
     let mut merged = record.clone();
     for field in table.fields.values() {
         let Some(site_value) = record.get(&field.name) else { continue };
@@ -822,7 +857,7 @@ fn store_site_record(
             Storage::Links => {
                 let mut links: Vec<EntityLink> = links_of(site_value);
                 for held in current_links(conn, table, &field.name, id)? {
-                    if !links.contains(&held) && is_retired(conn, layout, &held)? {
+                    if !links.contains(&held) && is_hidden(&held) {
                         links.push(held);
                     }
                 }
@@ -830,7 +865,7 @@ fn store_site_record(
             }
             Storage::Entity if site_value.is_null() => {
                 if let Some(held) = current_link(conn, table, field, id)? {
-                    if is_retired(conn, layout, &held)? {
+                    if is_hidden(&held) {
                         merged.insert(field.name.clone(), json!({"type": held.entity_type, "id": held.id}));
                     }
                 }
@@ -841,21 +876,40 @@ fn store_site_record(
     sg_engine::write::upsert_record(conn, table, &merged)
 }
 
-fn links_of(value: &Value) -> Vec<EntityLink> {
-    value.as_array().map(|items| items.iter().filter_map(EntityLink::from_json).collect()).unwrap_or_default()
-}
-
-/// Whether the cache holds this record as retired (false when it does not hold it).
-fn is_retired(
+/// Links the cache holds in these records' link fields that the site's
+/// copies of the records do not show.
+fn unseen_links(
     conn: &mut dyn sg_engine::Connection,
     layout: &sg_engine::Layout,
-    link: &EntityLink,
-) -> Result<bool, sg_engine::EngineError> {
-    let Some(table) = layout.table(&link.entity_type) else { return Ok(false) };
-    let mut f = sg_engine::frag::Fragment::text(format!("SELECT \"__retired\" FROM {} WHERE \"id\" = ", table.table()));
-    f.bind(sg_engine::sql::SqlValue::Int(link.id));
-    let (sql, params) = f.finish(conn.dialect());
-    Ok(conn.query(&sql, &params)?.first().and_then(|r| r[0].as_i64()) == Some(1))
+    records: &[(String, Map<String, Value>)],
+) -> Result<BTreeSet<(String, i64)>, sg_engine::EngineError> {
+    let mut out = BTreeSet::new();
+    for (t, record) in records {
+        let Some(table) = layout.table(t) else { continue };
+        let Some(id) = record.get("id").and_then(Value::as_i64) else { continue };
+        for field in table.fields.values() {
+            let Some(site_value) = record.get(&field.name) else { continue };
+            let held = match field.storage {
+                Storage::Links => current_links(conn, table, &field.name, id)?,
+                Storage::Entity => current_link(conn, table, field, id)?.into_iter().collect(),
+                _ => continue,
+            };
+            let shown = match field.storage {
+                Storage::Links => links_of(site_value),
+                _ => EntityLink::from_json(site_value).into_iter().collect(),
+            };
+            for link in held {
+                if !shown.contains(&link) {
+                    out.insert((link.entity_type, link.id));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn links_of(value: &Value) -> Vec<EntityLink> {
+    value.as_array().map(|items| items.iter().filter_map(EntityLink::from_json).collect()).unwrap_or_default()
 }
 
 /// The stored link of one entity field.

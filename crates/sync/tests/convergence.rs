@@ -226,7 +226,7 @@ async fn converges_after_random_writes_with_late_and_lost_events() {
 /// Without rows lost and without writes that log nothing, following the log
 /// alone (no scan) keeps the cache exact, late rows included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "work in progress: updated_at bumps and lists of retired records still differ without a scan"]
+#[ignore = "known gap: without a scan, a few updated_at stamps and the lists of records retired at the time stay behind (see the closing note of issue 4)"]
 async fn the_event_log_alone_keeps_the_cache_exact() {
     let faults = EventFaults { late_commit: Duration::from_millis(200), lost_rate: 0.0, noise_every: 7 };
     let (url, _stop) = start_site(faults, 3).await;
@@ -250,12 +250,6 @@ async fn the_event_log_alone_keeps_the_cache_exact() {
     let differences = cache.validate(&[], None).await.expect("validate");
     for d in differences.iter().take(20) {
         eprintln!("{d}");
-    }
-    if !differences.is_empty() && std::env::var("SYNC_DEBUG").is_ok() {
-        let rows = writer.read_all(json!({"type": "EventLogEntry", "return_fields": ["event_type", "attribute_name", "entity", "meta", "created_at"],
-            "filters": {"logical_operator": "or", "conditions": [
-                {"path": "attribute_name", "relation": "is", "values": ["tasks"]}]}}), 500).await.expect("events");
-        for r in rows { eprintln!("{r}"); }
     }
     assert!(differences.is_empty(), "{} differences without a scan", differences.len());
 }
