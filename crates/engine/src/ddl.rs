@@ -57,9 +57,20 @@ fn link_tables_and_indexes(table: &TableLayout, dialect: Dialect) -> Vec<String>
                 };
                 statements.push(index(&format!("{key}, \"__retired\"")))
             }
-            Storage::Entity => statements.push(index(&format!(
-                "\"{name}__id\", \"{name}__type\", \"__retired\""
-            ))),
+            Storage::Entity => {
+                // Most reads filter a link and the status together (a project
+                // and `sg_status_list is 'ip'`): with the status in the link's
+                // index, such a page comes straight off the index, in id order.
+                let status = table
+                    .fields
+                    .get("sg_status_list")
+                    .filter(|f| f.data_type == DataType::StatusList)
+                    .map(|_| ", \"sg_status_list\"")
+                    .unwrap_or("");
+                statements.push(index(&format!(
+                    "\"{name}__id\", \"{name}__type\", \"__retired\"{status}"
+                )))
+            }
             Storage::Links => {
                 statements.push(format!(
                     "CREATE TABLE IF NOT EXISTS \"{t}__{name}\" (\"src_id\" {int} NOT NULL, \"pos\" {int} NOT NULL, \

@@ -143,6 +143,12 @@ impl<S: Store> Engine<S> {
         Ok(())
     }
 
+    /// Refreshes the planner's statistics; call it after a bulk load.
+    pub fn analyze(&self) -> Result<(), EngineError> {
+        self.store
+            .with_transaction(&mut |conn| conn.execute_batch("ANALYZE"))
+    }
+
     pub fn store(&self) -> &S {
         &self.store
     }
@@ -186,7 +192,7 @@ impl<S: Store> Engine<S> {
             .as_object()
             .ok_or_else(|| error::bad_request("a dataset must be a dictionary of entity types"))?;
         let catalog = self.catalog();
-        self.store.with_transaction(&mut |conn| {
+        let loaded = self.store.with_transaction(&mut |conn| {
             let mut count = 0;
             for (entity_type, records) in types {
                 let table = catalog.layout.table(entity_type).ok_or_else(|| {
@@ -204,6 +210,10 @@ impl<S: Store> Engine<S> {
                 }
             }
             Ok(count)
-        })
+        })?;
+        // Fresh statistics keep the planner on the right index (a link and a
+        // status together, say) instead of walking a big index in id order.
+        self.analyze()?;
+        Ok(loaded)
     }
 }

@@ -257,8 +257,8 @@ pub fn read(
 
     let mut records: Vec<Map<String, Value>> = Vec::with_capacity(rows.len());
     for row in &rows {
-        let mut record = Map::new();
-        record.insert("type".into(), json!(root.entity_type));
+        let mut record = Map::with_capacity(2 + getters.len());
+        record.insert("type".into(), Value::String(root.entity_type.clone()));
         record.insert("id".into(), decode_scalar(Storage::Id, &row[0]));
         records.push(record);
     }
@@ -286,7 +286,13 @@ pub fn read(
         );
     }
     paging_info.insert("has_next_page".into(), json!(has_next_page));
-    Ok(json!({"entities": records, "paging_info": paging_info}))
+    let mut out = Map::with_capacity(2);
+    out.insert(
+        "entities".into(),
+        Value::Array(records.into_iter().map(Value::Object).collect()),
+    );
+    out.insert("paging_info".into(), Value::Object(paging_info));
+    Ok(Value::Object(out))
 }
 
 /// The WHERE condition: active or retired, archived projects, then the filters.
@@ -335,7 +341,12 @@ pub(crate) fn archived_project_clause(layout: &Layout, root: &TableLayout) -> Fr
 
 fn link_value(entity_type: &SqlValue, id: &SqlValue) -> Value {
     match (entity_type.as_str(), id.as_i64()) {
-        (Some(t), Some(i)) => json!({"type": t, "id": i}),
+        (Some(t), Some(i)) => {
+            let mut m = Map::with_capacity(3);
+            m.insert("type".into(), Value::String(t.to_string()));
+            m.insert("id".into(), Value::from(i));
+            Value::Object(m)
+        }
         _ => Value::Null,
     }
 }
@@ -520,7 +531,7 @@ pub(crate) fn resolve_link_names(
         }
     }
     // None: the type is not cached, so the link is kept with no name.
-    let mut names: HashMap<(String, i64), Value> = HashMap::new();
+    let mut names: HashMap<String, HashMap<i64, Value>> = HashMap::new();
     let mut uncached: std::collections::HashSet<String> = Default::default();
     for (entity_type, mut ids) in wanted {
         let Some(table) = layout.table(&entity_type) else {
@@ -534,6 +545,7 @@ pub(crate) fn resolve_link_names(
             .as_ref()
             .map(|d| format!("\"{d}\""))
             .unwrap_or_else(|| "NULL".into());
+        let by_id = names.entry(entity_type.clone()).or_default();
         for chunk in ids.chunks(IN_CHUNK) {
             let mut f = Fragment::text(format!(
                 "SELECT \"id\", {display} FROM {} WHERE \"__retired\" = 0 AND \"id\" IN ",
@@ -543,21 +555,29 @@ pub(crate) fn resolve_link_names(
             let (text, values) = f.finish(conn.dialect());
             for r in conn.query(&text, &values)? {
                 if let Some(id) = r[0].as_i64() {
-                    names.insert(
-                        (entity_type.clone(), id),
-                        decode_scalar(Storage::Text, &r[1]),
-                    );
+                    by_id.insert(id, decode_scalar(Storage::Text, &r[1]));
                 }
             }
         }
     }
-    let named = |v: &Value| -> Option<Value> {
-        let link = EntityLink::from_json(v)?;
-        if uncached.contains(&link.entity_type) {
-            return Some(link.to_json(Value::Null));
-        }
-        let name = names.get(&(link.entity_type.clone(), link.id))?.clone();
-        Some(link.to_json(name))
+    // Adds the name to a link in place; false if the link must go.
+    let name = |v: &mut Value| -> bool {
+        let Value::Object(m) = v else { return true };
+        let (Some(Value::String(t)), Some(id)) =
+            (m.get("type"), m.get("id").and_then(Value::as_i64))
+        else {
+            return true;
+        };
+        let name = if uncached.contains(t.as_str()) {
+            Value::Null
+        } else {
+            match names.get(t.as_str()).and_then(|n| n.get(&id)) {
+                Some(n) => n.clone(),
+                None => return false,
+            }
+        };
+        m.insert("name".into(), name);
+        true
     };
     for record in records.iter_mut() {
         for (key, value) in record.iter_mut() {
@@ -566,18 +586,14 @@ pub(crate) fn resolve_link_names(
             }
             match value {
                 Value::Array(items) if items.iter().any(is_link) => {
-                    *items = items
-                        .iter()
-                        .filter_map(|v| {
-                            if is_link(v) {
-                                named(v)
-                            } else {
-                                Some(v.clone())
-                            }
-                        })
-                        .collect();
+                    items.retain_mut(|v| !is_link(v) || name(v));
                 }
-                v if is_link(v) => *v = named(v).unwrap_or(Value::Null),
+                v if is_link(v) => {
+                    let keep = name(v);
+                    if !keep {
+                        *v = Value::Null;
+                    }
+                }
                 _ => {}
             }
         }

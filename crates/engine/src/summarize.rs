@@ -407,6 +407,8 @@ impl<'c, 'a> Plan<'c, 'a> {
         let checked = || Fragment::text(format!("COUNT(CASE WHEN {col} = 1 THEN 1 END)"));
         Ok(match spec.summary_type {
             RecordCount => Measure::Count(0),
+            // Every record has an id: its count is the record count, no extra column.
+            Count if storage == Storage::Id && target.resolved.hops.is_empty() => Measure::Count(0),
             Count => Measure::Count(self.aggregate(self.non_empty_count(&target))),
             Sum => Measure::Sum {
                 column: self.aggregate(Fragment::text(format!("SUM({col})"))),

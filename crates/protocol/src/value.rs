@@ -10,9 +10,20 @@ pub const DATE_FORMAT: &str = "%Y-%m-%d";
 
 /// Formats seconds since the epoch as the site does.
 pub fn format_date_time(epoch_seconds: i64) -> String {
+    use chrono::{Datelike, Timelike};
     Utc.timestamp_opt(epoch_seconds, 0)
         .single()
-        .map(|t| t.format(DATE_TIME_FORMAT).to_string())
+        .map(|t| {
+            format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+                t.year(),
+                t.month(),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            )
+        })
         .unwrap_or_default()
 }
 

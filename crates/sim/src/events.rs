@@ -53,9 +53,15 @@ impl EventRow {
         record.insert("id".into(), json!(self.id));
         record.insert("event_type".into(), json!(self.event_type));
         record.insert("attribute_name".into(), json!(self.attribute_name));
-        record.insert("entity".into(), self.entity.as_ref().map(link).unwrap_or(Value::Null));
+        record.insert(
+            "entity".into(),
+            self.entity.as_ref().map(link).unwrap_or(Value::Null),
+        );
         record.insert("meta".into(), self.meta.clone());
-        record.insert("project".into(), self.project.clone().unwrap_or(Value::Null));
+        record.insert(
+            "project".into(),
+            self.project.clone().unwrap_or(Value::Null),
+        );
         record.insert("user".into(), link(&ctx.user));
         record.insert("created_at".into(), json!(format_date_time(ctx.created_at)));
         record.insert("session_uuid".into(), json!(ctx.session_uuid));
@@ -113,14 +119,19 @@ impl EventLog {
         let mut rng = rand::thread_rng();
         let records: Vec<Map<String, Value>> = rows
             .iter()
-            .filter(|_| !(self.faults.lost_rate > 0.0 && rng.gen_bool(self.faults.lost_rate.min(1.0))))
+            .filter(|_| {
+                !(self.faults.lost_rate > 0.0 && rng.gen_bool(self.faults.lost_rate.min(1.0)))
+            })
             .map(|r| r.to_record(ctx))
             .collect();
         let late = !self.faults.late_commit.is_zero() && rng.gen_bool(LATE_TRANSACTION_RATE);
         if late {
             let delay = rng.gen_range(0..=self.faults.late_commit.as_millis() as u64);
             if let Ok(mut pending) = self.late.lock() {
-                pending.push(LateRows { due: Instant::now() + Duration::from_millis(delay), records });
+                pending.push(LateRows {
+                    due: Instant::now() + Duration::from_millis(delay),
+                    records,
+                });
             }
             return Ok(());
         }
@@ -133,11 +144,15 @@ impl EventLog {
     /// The noise rows to log after `rows`, when this transaction's turn has come.
     pub fn noise(&self, rows: &[EventRow]) -> Vec<EventRow> {
         let n = self.faults.noise_every;
-        if n == 0 || (self.transactions.fetch_add(1, Ordering::Relaxed) + 1) % n != 0 {
+        if n == 0 || !(self.transactions.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(n) {
             return Vec::new();
         }
         let mut noise = Vec::new();
-        if let Some(note) = rows.iter().filter_map(|r| r.entity.clone()).find(|e| e.entity_type == "Note") {
+        if let Some(note) = rows
+            .iter()
+            .filter_map(|r| r.entity.clone())
+            .find(|e| e.entity_type == "Note")
+        {
             noise.push(EventRow {
                 id: self.allocate(),
                 event_type: "Shotgun_Reading_Change".into(),
@@ -162,7 +177,9 @@ impl EventLog {
 
     /// Takes the held-back rows that are due.
     pub fn take_due(&self) -> Vec<Map<String, Value>> {
-        let Ok(mut pending) = self.late.lock() else { return Vec::new() };
+        let Ok(mut pending) = self.late.lock() else {
+            return Vec::new();
+        };
         let now = Instant::now();
         let (due, waiting): (Vec<_>, Vec<_>) = pending.drain(..).partition(|l| l.due <= now);
         *pending = waiting;
