@@ -86,7 +86,11 @@ fn parse_fraction(text: &str) -> Result<f64, String> {
 }
 
 fn parse_latency(text: &str) -> Result<(Duration, Duration), String> {
-    let ms = |s: &str| s.trim().parse::<u64>().map_err(|_| format!("expected N or N-M milliseconds, got '{text}'"));
+    let ms = |s: &str| {
+        s.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("expected N or N-M milliseconds, got '{text}'"))
+    };
     let (low, high) = match text.split_once('-') {
         Some((a, b)) => (ms(a)?, ms(b)?),
         None => (ms(text)?, ms(text)?),
@@ -98,7 +102,8 @@ fn parse_latency(text: &str) -> Result<(Duration, Duration), String> {
 }
 
 fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("can't read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("can't read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
 }
 
@@ -109,7 +114,11 @@ fn schema_file_of(state: &Path) -> PathBuf {
 }
 
 pub fn run(args: SimArgs) -> Result<()> {
-    let saved_schema = args.state.as_deref().map(schema_file_of).filter(|p| p.exists());
+    let saved_schema = args
+        .state
+        .as_deref()
+        .map(schema_file_of)
+        .filter(|p| p.exists());
     let schema = match &saved_schema {
         Some(path) => {
             let saved = read_json(path)?;
@@ -124,13 +133,17 @@ pub fn run(args: SimArgs) -> Result<()> {
         }
     };
     let store = match &args.state {
-        Some(path) => SqliteStore::open(path).with_context(|| format!("can't open {}", path.display()))?,
+        Some(path) => {
+            SqliteStore::open(path).with_context(|| format!("can't open {}", path.display()))?
+        }
         None => SqliteStore::open_temporary().context("can't create the site's database")?,
     };
     let engine = Engine::new(store, schema).context("can't create the site's tables")?;
     if let Some(path) = &args.load {
         let dataset = read_json(path)?;
-        let count = engine.load_dataset(&dataset).with_context(|| format!("can't load {}", path.display()))?;
+        let count = engine
+            .load_dataset(&dataset)
+            .with_context(|| format!("can't load {}", path.display()))?;
         tracing::info!(records = count, "dataset loaded");
     }
     let mut allowed = args.scripts;
@@ -143,9 +156,11 @@ pub fn run(args: SimArgs) -> Result<()> {
         lost_rate: args.lost_event_rate,
         noise_every: args.noise_every,
     };
-    let mut site = Site::new(engine, Logins { allowed }, faults).map_err(|f| anyhow::anyhow!("{}", f.message))?;
+    let mut site = Site::new(engine, Logins { allowed }, faults)
+        .map_err(|f| anyhow::anyhow!("{}", f.message))?;
     if let Some(state) = &args.state {
-        site.persist_schema_to(schema_file_of(state)).context("can't save the schema beside the state")?;
+        site.persist_schema_to(schema_file_of(state))
+            .context("can't save the schema beside the state")?;
     }
     let site = Arc::new(site);
     let options = ServerOptions {
@@ -166,7 +181,9 @@ pub fn run(args: SimArgs) -> Result<()> {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        sg_sim::serve(site, listener, options, shutdown).await.context("server failed")
+        sg_sim::serve(site, listener, options, shutdown)
+            .await
+            .context("server failed")
     })
 }
 
@@ -176,8 +193,14 @@ mod tests {
 
     #[test]
     fn latency_takes_a_value_or_a_range() {
-        assert_eq!(parse_latency("150").unwrap(), (Duration::from_millis(150), Duration::from_millis(150)));
-        assert_eq!(parse_latency("100-500").unwrap(), (Duration::from_millis(100), Duration::from_millis(500)));
+        assert_eq!(
+            parse_latency("150").unwrap(),
+            (Duration::from_millis(150), Duration::from_millis(150))
+        );
+        assert_eq!(
+            parse_latency("100-500").unwrap(),
+            (Duration::from_millis(100), Duration::from_millis(500))
+        );
         assert!(parse_latency("500-100").is_err());
         assert!(parse_latency("fast").is_err());
     }

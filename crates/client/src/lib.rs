@@ -59,7 +59,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { attempts: 5, first_delay: Duration::from_millis(200), max_delay: Duration::from_secs(5) }
+        RetryPolicy {
+            attempts: 5,
+            first_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
+        }
     }
 }
 
@@ -77,7 +81,9 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     /// Credentials are left out, so a client can be logged safely.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("endpoint", &self.endpoint).finish_non_exhaustive()
+        f.debug_struct("Client")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
     }
 }
 
@@ -99,7 +105,10 @@ impl Client {
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("shotgun-cache/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ClientError::Transport { method: "connect".into(), source: e })?;
+            .map_err(|e| ClientError::Transport {
+                method: "connect".into(),
+                source: e,
+            })?;
         Ok(Client {
             http,
             endpoint: endpoint_url(base_url)?,
@@ -128,8 +137,17 @@ impl Client {
     /// Calls `method` and returns its result: the `results` value, or the
     /// whole body for methods the site answers unwrapped (`info`).
     pub async fn call(&self, method: &str, params: Option<Value>) -> Result<Value, ClientError> {
-        let auth = if method == "info" { None } else { Some(self.auth.clone()) };
-        let body = Request { method_name: method.to_string(), auth, params }.to_json();
+        let auth = if method == "info" {
+            None
+        } else {
+            Some(self.auth.clone())
+        };
+        let body = Request {
+            method_name: method.to_string(),
+            auth,
+            params,
+        }
+        .to_json();
         let mut delay = self.retry.first_delay;
         let mut attempt = 1;
         loop {
@@ -146,7 +164,10 @@ impl Client {
     }
 
     async fn send_once(&self, method: &str, body: &Value) -> Result<Value, ClientError> {
-        let transport = |source| ClientError::Transport { method: method.to_string(), source };
+        let transport = |source| ClientError::Transport {
+            method: method.to_string(),
+            source,
+        };
         let response = self
             .http
             .post(&self.endpoint)
@@ -158,7 +179,10 @@ impl Client {
             .map_err(transport)?;
         let status = response.status();
         if !status.is_success() {
-            return Err(ClientError::Http { method: method.to_string(), status: status.as_u16() });
+            return Err(ClientError::Http {
+                method: method.to_string(),
+                status: status.as_u16(),
+            });
         }
         let bytes = response.bytes().await.map_err(transport)?;
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
@@ -183,16 +207,30 @@ impl Client {
 
     /// Reads every record a query matches, page after page.
     /// `params` are `read` params without `paging`.
-    pub async fn read_all(&self, mut params: Value, page_size: u64) -> Result<Vec<Value>, ClientError> {
-        let decode = |detail: &str| ClientError::Decode { method: "read".into(), detail: detail.into() };
-        let map = params.as_object_mut().ok_or_else(|| decode("read params must be a dictionary"))?;
+    pub async fn read_all(
+        &self,
+        mut params: Value,
+        page_size: u64,
+    ) -> Result<Vec<Value>, ClientError> {
+        let decode = |detail: &str| ClientError::Decode {
+            method: "read".into(),
+            detail: detail.into(),
+        };
+        let map = params
+            .as_object_mut()
+            .ok_or_else(|| decode("read params must be a dictionary"))?;
         map.insert("return_paging_info_without_counts".into(), json!(true));
         let mut records = Vec::new();
         let mut page = 1u64;
         loop {
-            map.insert("paging".into(), json!({"entities_per_page": page_size, "current_page": page}));
+            map.insert(
+                "paging".into(),
+                json!({"entities_per_page": page_size, "current_page": page}),
+            );
             let result = self.call("read", Some(Value::Object(map.clone()))).await?;
-            let entities = result["entities"].as_array().ok_or_else(|| decode("no 'entities' list"))?;
+            let entities = result["entities"]
+                .as_array()
+                .ok_or_else(|| decode("no 'entities' list"))?;
             records.extend(entities.iter().cloned());
             let has_next = result["paging_info"]["has_next_page"]
                 .as_bool()
@@ -211,14 +249,23 @@ mod tests {
 
     #[test]
     fn endpoint_keeps_the_prefix() {
-        assert_eq!(endpoint_url("https://site.example/").unwrap(), "https://site.example/api3/json");
-        assert_eq!(endpoint_url("http://cache:8090/prefix/").unwrap(), "http://cache:8090/prefix/api3/json");
+        assert_eq!(
+            endpoint_url("https://site.example/").unwrap(),
+            "https://site.example/api3/json"
+        );
+        assert_eq!(
+            endpoint_url("http://cache:8090/prefix/").unwrap(),
+            "http://cache:8090/prefix/api3/json"
+        );
         assert!(endpoint_url("ftp://x").is_err());
     }
 
     #[test]
     fn only_transient_failures_are_retried() {
-        let http = |status| ClientError::Http { method: "read".into(), status };
+        let http = |status| ClientError::Http {
+            method: "read".into(),
+            status,
+        };
         assert!(http(502).is_transient() && http(503).is_transient() && http(504).is_transient());
         assert!(!http(500).is_transient() && !http(403).is_transient());
         assert!(!ClientError::Fault(Fault::bad_request("x")).is_transient());

@@ -8,8 +8,15 @@ use sg_protocol::{Auth, Fault};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
     /// An API script; `generate_events` is the site's "Generate Events" switch.
-    Script { name: String, key: String, generate_events: bool },
-    User { login: String, password: String },
+    Script {
+        name: String,
+        key: String,
+        generate_events: bool,
+    },
+    User {
+        login: String,
+        password: String,
+    },
 }
 
 impl Credential {
@@ -52,7 +59,9 @@ impl Logins {
     /// is the site's 102 in its own words. Session tokens are checked by the site.
     pub fn check(&self, auth: Option<&Auth>) -> Result<&Credential, Fault> {
         let Some(credentials) = auth.and_then(Auth::credentials) else {
-            return Err(Fault::authentication("No authentication credentials were given"));
+            return Err(Fault::authentication(
+                "No authentication credentials were given",
+            ));
         };
         match credentials {
             Credentials::Script { script_name, script_key } => self
@@ -102,7 +111,11 @@ mod tests {
         assert!(Credential::parse_script("nokey").is_err());
         assert_eq!(
             Credential::parse_script("quiet:k:no-events").unwrap(),
-            Credential::Script { name: "quiet".into(), key: "k".into(), generate_events: false }
+            Credential::Script {
+                name: "quiet".into(),
+                key: "k".into(),
+                generate_events: false
+            }
         );
     }
 }

@@ -21,8 +21,16 @@ const PAIRS: &[(&str, &str, &str)] = &[
     ("HumanUser", "projects", "users"),
     ("Task", "upstream_tasks", "downstream_tasks"),
     ("Task", "downstream_tasks", "upstream_tasks"),
-    ("PublishedFile", "upstream_published_files", "downstream_published_files"),
-    ("PublishedFile", "downstream_published_files", "upstream_published_files"),
+    (
+        "PublishedFile",
+        "upstream_published_files",
+        "downstream_published_files",
+    ),
+    (
+        "PublishedFile",
+        "downstream_published_files",
+        "upstream_published_files",
+    ),
     ("Task", "entity", "tasks"),
     ("*", "tasks", "entity"),
     ("Shot", "sg_sequence", "shots"),
@@ -37,7 +45,12 @@ const PAIRS: &[(&str, &str, &str)] = &[
 
 /// The field on `target_type` that mirrors `source_type.field`, if the schema
 /// has both sides and each side accepts the other's type.
-pub fn inverse_field(schema: &Schema, source_type: &str, field: &str, target_type: &str) -> Option<String> {
+pub fn inverse_field(
+    schema: &Schema,
+    source_type: &str,
+    field: &str,
+    target_type: &str,
+) -> Option<String> {
     let (_, _, inverse) = PAIRS
         .iter()
         .find(|(t, f, _)| (*t == source_type || *t == "*") && *f == field)?;
@@ -76,10 +89,26 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(inverse_field(&schema, "Shot", "assets", "Asset").as_deref(), Some("shots"));
-        assert_eq!(inverse_field(&schema, "Asset", "shots", "Shot").as_deref(), Some("assets"));
-        assert_eq!(inverse_field(&schema, "Task", "entity", "Shot").as_deref(), Some("tasks"));
-        assert_eq!(inverse_field(&schema, "Shot", "tasks", "Task").as_deref(), Some("entity"));
-        assert_eq!(inverse_field(&schema, "Task", "entity", "Asset"), None, "Asset has no tasks field here");
+        assert_eq!(
+            inverse_field(&schema, "Shot", "assets", "Asset").as_deref(),
+            Some("shots")
+        );
+        assert_eq!(
+            inverse_field(&schema, "Asset", "shots", "Shot").as_deref(),
+            Some("assets")
+        );
+        assert_eq!(
+            inverse_field(&schema, "Task", "entity", "Shot").as_deref(),
+            Some("tasks")
+        );
+        assert_eq!(
+            inverse_field(&schema, "Shot", "tasks", "Task").as_deref(),
+            Some("entity")
+        );
+        assert_eq!(
+            inverse_field(&schema, "Task", "entity", "Asset"),
+            None,
+            "Asset has no tasks field here"
+        );
     }
 }

@@ -33,7 +33,11 @@ fn engine_fault(e: EngineError) -> Fault {
     e.to_fault()
 }
 
-fn params_str<'a>(params: &'a Map<String, Value>, key: &str, method: &str) -> Result<&'a str, Fault> {
+fn params_str<'a>(
+    params: &'a Map<String, Value>,
+    key: &str,
+    method: &str,
+) -> Result<&'a str, Fault> {
     params
         .get(key)
         .and_then(Value::as_str)
@@ -52,7 +56,11 @@ fn field_list(params: &Map<String, Value>, method: &str) -> Result<Vec<FieldWrit
     let items = match params.get("fields") {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(items)) => items,
-        Some(_) => return Err(Fault::bad_request(format!("API {method}() 'fields' must be a list"))),
+        Some(_) => {
+            return Err(Fault::bad_request(format!(
+                "API {method}() 'fields' must be a list"
+            )))
+        }
     };
     items
         .iter()
@@ -79,14 +87,22 @@ fn return_fields(params: &Map<String, Value>) -> Vec<String> {
     params
         .get("return_fields")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 impl Site {
     /// A site over `engine`: makes sure every script has its ApiUser and every
     /// login its HumanUser, and continues the event log after its last row.
-    pub fn new(engine: Engine<SqliteStore>, logins: Logins, faults: EventFaults) -> Result<Site, Fault> {
+    pub fn new(
+        engine: Engine<SqliteStore>,
+        logins: Logins,
+        faults: EventFaults,
+    ) -> Result<Site, Fault> {
         let last_event = max_id(&engine, "EventLogEntry").map_err(engine_fault)?;
         let site = Site {
             engine,
@@ -108,8 +124,16 @@ impl Site {
             Credential::User { login, .. } => ("HumanUser", "login", login.as_str()),
         };
         let catalog = self.engine.catalog();
-        if catalog.layout.table(entity_type).and_then(|t| t.field(field)).is_none() {
-            return Ok(EntityLink { entity_type: entity_type.into(), id: 0 });
+        if catalog
+            .layout
+            .table(entity_type)
+            .and_then(|t| t.field(field))
+            .is_none()
+        {
+            return Ok(EntityLink {
+                entity_type: entity_type.into(),
+                id: 0,
+            });
         }
         if let Some(link) = self.find_one(entity_type, field, value)? {
             return Ok(link);
@@ -118,14 +142,30 @@ impl Site {
         let mut record = Map::new();
         record.insert("id".into(), json!(id));
         record.insert(field.into(), json!(value));
-        if entity_type == "HumanUser" && catalog.layout.table("HumanUser").and_then(|t| t.field("name")).is_some() {
+        if entity_type == "HumanUser"
+            && catalog
+                .layout
+                .table("HumanUser")
+                .and_then(|t| t.field("name"))
+                .is_some()
+        {
             record.insert("name".into(), json!(value));
         }
-        self.engine.upsert_records(entity_type, &[record]).map_err(engine_fault)?;
-        Ok(EntityLink { entity_type: entity_type.into(), id })
+        self.engine
+            .upsert_records(entity_type, &[record])
+            .map_err(engine_fault)?;
+        Ok(EntityLink {
+            entity_type: entity_type.into(),
+            id,
+        })
     }
 
-    fn find_one(&self, entity_type: &str, field: &str, value: &str) -> Result<Option<EntityLink>, Fault> {
+    fn find_one(
+        &self,
+        entity_type: &str,
+        field: &str,
+        value: &str,
+    ) -> Result<Option<EntityLink>, Fault> {
         let params = ReadParams::from_json(
             json!({"type": entity_type, "return_fields": ["id"], "paging": {"entities_per_page": 1, "current_page": 1},
                    "filters": {"logical_operator": "and", "conditions": [{"path": field, "relation": "is", "values": [value]}]}})
@@ -133,16 +173,20 @@ impl Site {
             .ok_or_else(|| Fault::bad_request("internal: bad query"))?,
         )?;
         let result = self.engine.read(&params).map_err(engine_fault)?;
-        Ok(result["entities"][0]["id"].as_i64().map(|id| EntityLink { entity_type: entity_type.into(), id }))
+        Ok(result["entities"][0]["id"].as_i64().map(|id| EntityLink {
+            entity_type: entity_type.into(),
+            id,
+        }))
     }
 
     /// Who is calling, from the auth block (credentials, session token, sudo).
     fn caller(&self, request: &Request) -> Result<Caller, Fault> {
         let auth = request.auth.as_ref();
         let session_uuid = auth.and_then(|a| a.session_uuid.clone());
-        let mut caller = match auth.and_then(|a| a.session_token.clone()).filter(|_| {
-            auth.is_some_and(|a| a.script_name.is_none() && a.user_login.is_none())
-        }) {
+        let mut caller = match auth
+            .and_then(|a| a.session_token.clone())
+            .filter(|_| auth.is_some_and(|a| a.script_name.is_none() && a.user_login.is_none()))
+        {
             Some(token) => self
                 .sessions
                 .lock()
@@ -151,15 +195,29 @@ impl Site {
                 .ok_or_else(|| Fault::authentication("Invalid or expired session token"))?,
             None => {
                 let credential = self.logins.check(auth)?.clone();
-                let generate_events = !matches!(credential, Credential::Script { generate_events: false, .. });
-                Caller { user: self.user_record(&credential)?, generate_events, session_uuid: None }
+                let generate_events = !matches!(
+                    credential,
+                    Credential::Script {
+                        generate_events: false,
+                        ..
+                    }
+                );
+                Caller {
+                    user: self.user_record(&credential)?,
+                    generate_events,
+                    session_uuid: None,
+                }
             }
         };
         caller.session_uuid = session_uuid.or(caller.session_uuid);
         if let Some(login) = auth.and_then(|a| a.sudo_as_login.clone()) {
-            caller.user = self.find_one("HumanUser", "login", &login)?.ok_or_else(|| {
-                Fault::bad_request(format!("The user does not have permission to 'sudo': no user with login '{login}'"))
-            })?;
+            caller.user = self
+                .find_one("HumanUser", "login", &login)?
+                .ok_or_else(|| {
+                    Fault::bad_request(format!(
+                        "The user does not have permission to 'sudo': no user with login '{login}'"
+                    ))
+                })?;
         }
         Ok(caller)
     }
@@ -190,7 +248,12 @@ impl Site {
             "schema_entity_read" => self.engine.catalog().schema.to_entities_json(),
             "schema_field_read" => self.schema_field_read(request.params_object()?)?,
             "schema_field_create" | "schema_field_update" | "schema_field_delete" => {
-                crate::schema_edit::edit(self, &caller, &request.method_name, request.params_object()?)?
+                crate::schema_edit::edit(
+                    self,
+                    &caller,
+                    &request.method_name,
+                    request.params_object()?,
+                )?
             }
             "get_session_token" => self.session_token(&caller)?,
             other => return Err(Fault::bad_request(format!("Unknown method '{other}'"))),
@@ -211,7 +274,15 @@ impl Site {
         self.engine
             .store()
             .with_transaction(&mut |conn| {
-                let mut tx = WriteTx { conn, catalog: &catalog, caller, now, method, rows: Vec::new(), allocate: &allocate };
+                let mut tx = WriteTx {
+                    conn,
+                    catalog: &catalog,
+                    caller,
+                    now,
+                    method,
+                    rows: Vec::new(),
+                    allocate: &allocate,
+                };
                 let value = f(&mut tx)?;
                 let rows = std::mem::take(&mut tx.rows);
                 self.log_rows(tx.conn, &catalog, caller, now, &rows)?;
@@ -231,7 +302,11 @@ impl Site {
         if !caller.generate_events || rows.is_empty() {
             return Ok(());
         }
-        let ctx = EventContext { user: caller.user.clone(), session_uuid: caller.session_uuid.clone(), created_at: now };
+        let ctx = EventContext {
+            user: caller.user.clone(),
+            session_uuid: caller.session_uuid.clone(),
+            created_at: now,
+        };
         let mut all = rows.to_vec();
         all.extend(self.events.noise(rows));
         self.events.write(conn, catalog, &ctx, &all)
@@ -248,9 +323,14 @@ impl Site {
             let mut results = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 let obj = item.as_object().ok_or_else(|| {
-                    EngineError::Fault(Fault::bad_request(format!("API batch() request {i} is not a dictionary")))
+                    EngineError::Fault(Fault::bad_request(format!(
+                        "API batch() request {i} is not a dictionary"
+                    )))
                 })?;
-                let kind = obj.get("request_type").and_then(Value::as_str).unwrap_or("");
+                let kind = obj
+                    .get("request_type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 let method = match kind {
                     "create" | "update" | "delete" | "revive" => method_name(kind),
                     other => {
@@ -270,13 +350,17 @@ impl Site {
         let entity_type = params_str(params, "type", "schema_field_read")?;
         let catalog = self.engine.catalog();
         let entity = catalog.schema.entity(entity_type).ok_or_else(|| {
-            Fault::bad_request(format!("API schema_field_read() entity type {entity_type} doesn't exist"))
+            Fault::bad_request(format!(
+                "API schema_field_read() entity type {entity_type} doesn't exist"
+            ))
         })?;
         match params.get("field_name").and_then(Value::as_str) {
             None => Ok(entity.fields_json()),
             Some(name) => {
                 let field = entity.field(name).ok_or_else(|| {
-                    Fault::bad_request(format!("API schema_field_read() {entity_type}.{name} doesn't exist"))
+                    Fault::bad_request(format!(
+                        "API schema_field_read() {entity_type}.{name} doesn't exist"
+                    ))
                 })?;
                 Ok(json!({ name: field.raw }))
             }
@@ -317,7 +401,9 @@ impl Site {
 
     /// Writes the schema file, if there is one.
     pub(crate) fn save_schema(&self) -> std::io::Result<()> {
-        let Some(path) = &self.schema_file else { return Ok(()) };
+        let Some(path) = &self.schema_file else {
+            return Ok(());
+        };
         let catalog = self.engine.catalog();
         let body = json!({"fields": catalog.schema.to_fields_json(), "entities": catalog.schema.to_entities_json()});
         let tmp = path.with_extension("tmp");
@@ -346,12 +432,18 @@ fn method_name(name: &str) -> &'static str {
 }
 
 /// One create, update, delete or revive inside a transaction.
-fn write_one(tx: &mut WriteTx, method: &'static str, params: &Map<String, Value>) -> Result<Value, EngineError> {
+fn write_one(
+    tx: &mut WriteTx,
+    method: &'static str,
+    params: &Map<String, Value>,
+) -> Result<Value, EngineError> {
     let entity_type = params_str(params, "type", method)?.to_string();
     match method {
         "create" => {
-            let fields: Vec<(String, Value)> =
-                field_list(params, method)?.into_iter().map(|w| (w.field, w.value)).collect();
+            let fields: Vec<(String, Value)> = field_list(params, method)?
+                .into_iter()
+                .map(|w| (w.field, w.value))
+                .collect();
             tx.create(&entity_type, &fields, &return_fields(params))
         }
         "update" => {
@@ -366,8 +458,12 @@ fn write_one(tx: &mut WriteTx, method: &'static str, params: &Map<String, Value>
 /// The largest id of a type (0 when empty or not stored).
 fn max_id(engine: &Engine<SqliteStore>, entity_type: &str) -> Result<i64, EngineError> {
     let catalog = engine.catalog();
-    let Some(table) = catalog.layout.table(entity_type) else { return Ok(0) };
-    engine.store().with_transaction(&mut |conn| Ok(sg_engine::write::next_id(conn, table)? - 1))
+    let Some(table) = catalog.layout.table(entity_type) else {
+        return Ok(0);
+    };
+    engine
+        .store()
+        .with_transaction(&mut |conn| Ok(sg_engine::write::next_id(conn, table)? - 1))
 }
 
 /// The `info` reply.

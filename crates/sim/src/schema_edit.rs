@@ -15,11 +15,24 @@ use crate::writes::Caller;
 /// `[{property_name, value}]` as a map.
 fn properties(params: &Map<String, Value>, method: &str) -> Result<Map<String, Value>, Fault> {
     let mut out = Map::new();
-    for item in params.get("properties").and_then(Value::as_array).into_iter().flatten() {
-        let name = item.get("property_name").and_then(Value::as_str).ok_or_else(|| {
-            Fault::bad_request(format!("API {method}() each property needs a 'property_name'"))
-        })?;
-        out.insert(name.to_string(), item.get("value").cloned().unwrap_or(Value::Null));
+    for item in params
+        .get("properties")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = item
+            .get("property_name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                Fault::bad_request(format!(
+                    "API {method}() each property needs a 'property_name'"
+                ))
+            })?;
+        out.insert(
+            name.to_string(),
+            item.get("value").cloned().unwrap_or(Value::Null),
+        );
     }
     Ok(out)
 }
@@ -41,7 +54,10 @@ fn field_name_for(display: &str, taken: impl Fn(&str) -> bool) -> String {
     if !taken(&base) {
         return base;
     }
-    (1..).map(|n| format!("{base}_{n}")).find(|n| !taken(n)).unwrap_or(base)
+    (1..)
+        .map(|n| format!("{base}_{n}"))
+        .find(|n| !taken(n))
+        .unwrap_or(base)
 }
 
 /// Applies editable properties to a field definition.
@@ -54,9 +70,22 @@ fn apply_properties(raw: &mut Value, props: &Map<String, Value>) {
     }
 }
 
-fn display_column_row(kind: &str, id: i64, field: &str, entity_type: &str, meta_extra: Map<String, Value>) -> EventRow {
+fn display_column_row(
+    kind: &str,
+    id: i64,
+    field: &str,
+    entity_type: &str,
+    meta_extra: Map<String, Value>,
+) -> EventRow {
     let mut meta = Map::new();
-    meta.insert("type".into(), json!(if kind == "New" { "new_entity" } else { "attribute_change" }));
+    meta.insert(
+        "type".into(),
+        json!(if kind == "New" {
+            "new_entity"
+        } else {
+            "attribute_change"
+        }),
+    );
     meta.insert("entity_type".into(), json!("DisplayColumn"));
     meta.insert("entity_id".into(), json!(id));
     meta.insert("field_name".into(), json!(field));
@@ -66,7 +95,10 @@ fn display_column_row(kind: &str, id: i64, field: &str, entity_type: &str, meta_
         id: 0,
         event_type: format!("Shotgun_DisplayColumn_{kind}"),
         attribute_name: None,
-        entity: Some(EntityLink { entity_type: "DisplayColumn".into(), id }),
+        entity: Some(EntityLink {
+            entity_type: "DisplayColumn".into(),
+            id,
+        }),
         meta: Value::Object(meta),
         project: None,
         description: format!("{kind} field {entity_type}.{field}"),
@@ -74,7 +106,12 @@ fn display_column_row(kind: &str, id: i64, field: &str, entity_type: &str, meta_
 }
 
 /// Runs one schema edit and returns what the site returns for it.
-pub fn edit(site: &Site, caller: &Caller, method: &str, params: &Map<String, Value>) -> Result<Value, Fault> {
+pub fn edit(
+    site: &Site,
+    caller: &Caller,
+    method: &str,
+    params: &Map<String, Value>,
+) -> Result<Value, Fault> {
     let entity_type = params
         .get("type")
         .and_then(Value::as_str)
@@ -86,17 +123,32 @@ pub fn edit(site: &Site, caller: &Caller, method: &str, params: &Map<String, Val
     let entity_fields = fields_json
         .get_mut(&entity_type)
         .and_then(Value::as_object_mut)
-        .ok_or_else(|| Fault::bad_request(format!("API {method}() entity type {entity_type} doesn't exist")))?;
+        .ok_or_else(|| {
+            Fault::bad_request(format!(
+                "API {method}() entity type {entity_type} doesn't exist"
+            ))
+        })?;
     let props = properties(params, method)?;
     let (result, field, kind, extra) = match method {
         "schema_field_create" => {
-            let data_type = params.get("data_type").and_then(Value::as_str).unwrap_or("");
+            let data_type = params
+                .get("data_type")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if DataType::parse(data_type) == DataType::Unknown {
-                return Err(Fault::bad_request(format!("API {method}() unknown data_type '{data_type}'")));
+                return Err(Fault::bad_request(format!(
+                    "API {method}() unknown data_type '{data_type}'"
+                )));
             }
-            let display = props.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+            let display = props
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             if display.trim().is_empty() {
-                return Err(Fault::bad_request(format!("API {method}() the 'name' property is required")));
+                return Err(Fault::bad_request(format!(
+                    "API {method}() the 'name' property is required"
+                )));
             }
             let name = field_name_for(&display, |n| entity_fields.contains_key(n));
             let mut raw = json!({
@@ -118,10 +170,14 @@ pub fn edit(site: &Site, caller: &Caller, method: &str, params: &Map<String, Val
             (json!(name), name, "New", Map::new())
         }
         "schema_field_update" => {
-            let name = params.get("field_name").and_then(Value::as_str).unwrap_or("").to_string();
-            let raw = entity_fields
-                .get_mut(&name)
-                .ok_or_else(|| Fault::bad_request(format!("API {method}() {entity_type}.{name} doesn't exist")))?;
+            let name = params
+                .get("field_name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let raw = entity_fields.get_mut(&name).ok_or_else(|| {
+                Fault::bad_request(format!("API {method}() {entity_type}.{name} doesn't exist"))
+            })?;
             let before = raw.clone();
             apply_properties(raw, &props);
             let mut extra = Map::new();
@@ -131,9 +187,15 @@ pub fn edit(site: &Site, caller: &Caller, method: &str, params: &Map<String, Val
             (json!(true), name, "Change", extra)
         }
         _ => {
-            let name = params.get("field_name").and_then(Value::as_str).unwrap_or("").to_string();
+            let name = params
+                .get("field_name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             if name == "id" || entity_fields.remove(&name).is_none() {
-                return Err(Fault::bad_request(format!("API {method}() {entity_type}.{name} can't be deleted")));
+                return Err(Fault::bad_request(format!(
+                    "API {method}() {entity_type}.{name} can't be deleted"
+                )));
             }
             (json!(true), name, "Delete", Map::new())
         }
@@ -164,7 +226,13 @@ mod tests {
     #[test]
     fn new_field_names_follow_the_site() {
         assert_eq!(field_name_for("Shot Budget!", |_| false), "sg_shot_budget");
-        assert_eq!(field_name_for("Budget", |n| n == "sg_budget"), "sg_budget_1");
-        assert_eq!(field_name_for("Budget", |n| n == "sg_budget" || n == "sg_budget_1"), "sg_budget_2");
+        assert_eq!(
+            field_name_for("Budget", |n| n == "sg_budget"),
+            "sg_budget_1"
+        );
+        assert_eq!(
+            field_name_for("Budget", |n| n == "sg_budget" || n == "sg_budget_1"),
+            "sg_budget_2"
+        );
     }
 }

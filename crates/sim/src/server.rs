@@ -110,7 +110,12 @@ fn json_response(body: &serde_json::Value) -> Response {
         .into_response()
 }
 
-async fn api(State(state): State<Arc<AppState>>, method: Method, uri: Uri, body: Bytes) -> Response {
+async fn api(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
     if !uri.path().trim_end_matches('/').ends_with("/api3/json") {
         return (StatusCode::NOT_FOUND, "not found").into_response();
     }
@@ -118,7 +123,11 @@ async fn api(State(state): State<Arc<AppState>>, method: Method, uri: Uri, body:
         return (StatusCode::METHOD_NOT_ALLOWED, "POST only").into_response();
     }
     if let Some((low, high)) = state.options.latency {
-        let wait = if high > low { rand::thread_rng().gen_range(low..=high) } else { low };
+        let wait = if high > low {
+            rand::thread_rng().gen_range(low..=high)
+        } else {
+            low
+        };
         tokio::time::sleep(wait).await;
     }
     if let Some(fault) = pick_fault(state.options.fault_rate) {

@@ -56,7 +56,10 @@ fn link_of(value: &Value) -> Option<EntityLink> {
 }
 
 fn links_of(value: &Value) -> Vec<EntityLink> {
-    value.as_array().map(|items| items.iter().filter_map(link_of).collect()).unwrap_or_default()
+    value
+        .as_array()
+        .map(|items| items.iter().filter_map(link_of).collect())
+        .unwrap_or_default()
 }
 
 fn bare(link: &EntityLink) -> Value {
@@ -79,11 +82,18 @@ impl<'a> WriteTx<'a> {
     fn table(&self, entity_type: &str) -> Result<&'a TableLayout, EngineError> {
         let catalog: &'a Catalog = self.catalog;
         catalog.layout.table(entity_type).ok_or_else(|| {
-            fault(format!("API {}() entity type {entity_type} doesn't exist", self.method))
+            fault(format!(
+                "API {}() entity type {entity_type} doesn't exist",
+                self.method
+            ))
         })
     }
 
-    fn fetch(&mut self, entity_type: &str, id: i64) -> Result<Option<sg_engine::write::FetchedRecord>, EngineError> {
+    fn fetch(
+        &mut self,
+        entity_type: &str,
+        id: i64,
+    ) -> Result<Option<sg_engine::write::FetchedRecord>, EngineError> {
         let table = self.table(entity_type)?;
         sg_engine::write::fetch_record(self.conn, &self.catalog.layout, table, id)
     }
@@ -112,7 +122,12 @@ impl<'a> WriteTx<'a> {
 
     /// Checks a value against the field's data type, valid types and valid
     /// values; returns it in stored form (links as bare `{type, id}`).
-    fn validate(&mut self, entity_type: &str, field: &str, value: &Value) -> Result<Value, EngineError> {
+    fn validate(
+        &mut self,
+        entity_type: &str,
+        field: &str,
+        value: &Value,
+    ) -> Result<Value, EngineError> {
         let m = self.method;
         let schema_field = self
             .catalog
@@ -120,20 +135,35 @@ impl<'a> WriteTx<'a> {
             .entity(entity_type)
             .and_then(|e| e.field(field))
             .ok_or_else(|| fault(format!("API {m}() {entity_type}.{field} doesn't exist")))?;
-        let editable = schema_field.raw.get("editable").and_then(|e| e.get("value")).and_then(Value::as_bool);
+        let editable = schema_field
+            .raw
+            .get("editable")
+            .and_then(|e| e.get("value"))
+            .and_then(Value::as_bool);
         // Any script may log its own EventLogEntry rows (Toolkit does).
         let custom_event = entity_type == "EventLogEntry" && self.method == "create";
-        if field == "id" || AUDIT_FIELDS.contains(&field) || (editable == Some(false) && !custom_event) {
-            return Err(fault(format!("API {m}() {entity_type}.{field} is not editable")));
+        if field == "id"
+            || AUDIT_FIELDS.contains(&field)
+            || (editable == Some(false) && !custom_event)
+        {
+            return Err(fault(format!(
+                "API {m}() {entity_type}.{field} is not editable"
+            )));
         }
         let table = self.table(entity_type)?;
         let layout_field = table
             .field(field)
             .ok_or_else(|| fault(format!("API {m}() {entity_type}.{field} can't be written")))?
             .clone();
-        let bad = |why: &str| fault(format!("API {m}() {entity_type}.{field}: {value} is not valid: {why}"));
+        let bad = |why: &str| {
+            fault(format!(
+                "API {m}() {entity_type}.{field}: {value} is not valid: {why}"
+            ))
+        };
         let check_link = |tx: &mut Self, link: &EntityLink| -> Result<(), EngineError> {
-            if !schema_field.valid_types.is_empty() && !schema_field.valid_types.contains(&link.entity_type) {
+            if !schema_field.valid_types.is_empty()
+                && !schema_field.valid_types.contains(&link.entity_type)
+            {
                 return Err(fault(format!(
                     "API {m}() {entity_type}.{field} can't link to a {} (valid types: {})",
                     link.entity_type,
@@ -170,7 +200,8 @@ impl<'a> WriteTx<'a> {
                 };
                 let mut links = Vec::new();
                 for item in &items {
-                    let link = link_of(item).ok_or_else(|| bad("expected a list of {\"type\", \"id\"}"))?;
+                    let link = link_of(item)
+                        .ok_or_else(|| bad("expected a list of {\"type\", \"id\"}"))?;
                     check_link(self, &link)?;
                     links.push(bare(&link));
                 }
@@ -179,18 +210,37 @@ impl<'a> WriteTx<'a> {
             _ => {
                 let checked = match (schema_field.data_type, value) {
                     (_, Value::Null) => Value::Null,
-                    (DataType::Number | DataType::Duration | DataType::Timecode | DataType::Percent, v) if v.is_i64() => v.clone(),
-                    (DataType::Number | DataType::Duration | DataType::Timecode | DataType::Percent, _) => {
-                        return Err(bad("expected a whole number"))
-                    }
+                    (
+                        DataType::Number
+                        | DataType::Duration
+                        | DataType::Timecode
+                        | DataType::Percent,
+                        v,
+                    ) if v.is_i64() => v.clone(),
+                    (
+                        DataType::Number
+                        | DataType::Duration
+                        | DataType::Timecode
+                        | DataType::Percent,
+                        _,
+                    ) => return Err(bad("expected a whole number")),
                     (DataType::Float | DataType::Currency, v) if v.is_number() => v.clone(),
-                    (DataType::Float | DataType::Currency, _) => return Err(bad("expected a number")),
+                    (DataType::Float | DataType::Currency, _) => {
+                        return Err(bad("expected a number"))
+                    }
                     (DataType::Url, v) if v.is_object() => v.clone(),
                     (DataType::Url, _) => return Err(bad("expected a url dictionary")),
-                    (DataType::Summary | DataType::PivotColumn, _) => return Err(bad("the field is computed")),
+                    (DataType::Summary | DataType::PivotColumn, _) => {
+                        return Err(bad("the field is computed"))
+                    }
                     (DataType::List | DataType::StatusList, Value::String(s)) => {
-                        if !schema_field.valid_values.is_empty() && !schema_field.valid_values.contains(s) {
-                            return Err(bad(&format!("valid values are {}", schema_field.valid_values.join(", "))));
+                        if !schema_field.valid_values.is_empty()
+                            && !schema_field.valid_values.contains(s)
+                        {
+                            return Err(bad(&format!(
+                                "valid values are {}",
+                                schema_field.valid_values.join(", ")
+                            )));
                         }
                         value.clone()
                     }
@@ -204,7 +254,9 @@ impl<'a> WriteTx<'a> {
                 };
                 // The stored form's own checks (dates, date-times, text, booleans).
                 sg_engine::codec::encode_scalar(&layout_field, &checked).map_err(|e| match e {
-                    EngineError::Fault(f) => fault(format!("API {m}() {entity_type}.{field}: {}", f.message)),
+                    EngineError::Fault(f) => {
+                        fault(format!("API {m}() {entity_type}.{field}: {}", f.message))
+                    }
                     other => other,
                 })?;
                 Ok(checked)
@@ -213,14 +265,21 @@ impl<'a> WriteTx<'a> {
     }
 
     fn project_of(record: &Map<String, Value>) -> Option<Value> {
-        record.get("project").filter(|p| p.is_object()).map(|p| {
-            json!({"type": p["type"], "id": p["id"]})
-        })
+        record
+            .get("project")
+            .filter(|p| p.is_object())
+            .map(|p| json!({"type": p["type"], "id": p["id"]}))
     }
 
     fn display_name(&self, entity_type: &str, record: &Map<String, Value>) -> Value {
-        let display = self.catalog.layout.table(entity_type).and_then(|t| t.display_field.clone());
-        display.and_then(|d| record.get(&d).cloned()).unwrap_or(Value::Null)
+        let display = self
+            .catalog
+            .layout
+            .table(entity_type)
+            .and_then(|t| t.display_field.clone());
+        display
+            .and_then(|d| record.get(&d).cloned())
+            .unwrap_or(Value::Null)
     }
 
     fn audit(&self, record: &mut Map<String, Value>, table: &TableLayout, created: bool) {
@@ -261,15 +320,25 @@ impl<'a> WriteTx<'a> {
             id: 0,
             event_type: format!("Shotgun_{entity_type}_Change"),
             attribute_name: Some(field.to_string()),
-            entity: Some(EntityLink { entity_type: entity_type.to_string(), id }),
+            entity: Some(EntityLink {
+                entity_type: entity_type.to_string(),
+                id,
+            }),
             meta: Value::Object(meta),
             project,
-            description: format!("{} changed {field} on {entity_type} {id}", self.caller.user.entity_type),
+            description: format!(
+                "{} changed {field} on {entity_type} {id}",
+                self.caller.user.entity_type
+            ),
         }
     }
 
     fn data_type(&self, entity_type: &str, field: &str) -> Option<DataType> {
-        self.catalog.schema.entity(entity_type)?.field(field).map(|f| f.data_type)
+        self.catalog
+            .schema
+            .entity(entity_type)?
+            .field(field)
+            .map(|f| f.data_type)
     }
 
     /// `create`: returns the new record's fields, as the site does.
@@ -288,7 +357,11 @@ impl<'a> WriteTx<'a> {
         }
         // Custom event rows take their ids from the log's own sequence.
         let custom_event = entity_type == "EventLogEntry";
-        let id = if custom_event { (self.allocate)() } else { sg_engine::write::next_id(self.conn, &table)? };
+        let id = if custom_event {
+            (self.allocate)()
+        } else {
+            sg_engine::write::next_id(self.conn, &table)?
+        };
         record.insert("id".into(), json!(id));
         if custom_event && table.field("user").is_some() {
             record.insert("user".into(), bare(&self.caller.user));
@@ -299,7 +372,9 @@ impl<'a> WriteTx<'a> {
                 let wanted = !given.contains_key(name)
                     && !f.default_value.is_null()
                     && !AUDIT_FIELDS.contains(&name.as_str())
-                    && table.field(name).is_some_and(|l| !matches!(l.storage, Storage::Links | Storage::Entity | Storage::Id));
+                    && table.field(name).is_some_and(|l| {
+                        !matches!(l.storage, Storage::Links | Storage::Entity | Storage::Id)
+                    });
                 if wanted {
                     record.insert(name.clone(), f.default_value.clone());
                     set_fields.push(name.clone());
@@ -309,9 +384,11 @@ impl<'a> WriteTx<'a> {
         record.extend(given.clone());
         self.audit(&mut record, &table, true);
         sg_engine::write::upsert_record(self.conn, &table, &record)?;
-        let (stored, _) = self
-            .fetch(entity_type, id)?
-            .ok_or_else(|| fault(format!("API create() the new {entity_type} could not be read back")))?;
+        let (stored, _) = self.fetch(entity_type, id)?.ok_or_else(|| {
+            fault(format!(
+                "API create() the new {entity_type} could not be read back"
+            ))
+        })?;
 
         if entity_type != "EventLogEntry" {
             let project = Self::project_of(&stored);
@@ -320,20 +397,35 @@ impl<'a> WriteTx<'a> {
                 id: 0,
                 event_type: format!("Shotgun_{entity_type}_New"),
                 attribute_name: None,
-                entity: Some(EntityLink { entity_type: entity_type.into(), id }),
+                entity: Some(EntityLink {
+                    entity_type: entity_type.into(),
+                    id,
+                }),
                 meta: json!({"type": "new_entity", "entity_type": entity_type, "entity_id": id}),
                 project: project.clone(),
-                description: format!("{} created new {entity_type} {}", self.caller.user.entity_type, name),
+                description: format!(
+                    "{} created new {entity_type} {}",
+                    self.caller.user.entity_type, name
+                ),
             });
             set_fields.sort();
             for field in &set_fields {
                 let dt = self.data_type(entity_type, field);
                 let new_value = stored.get(field).cloned().unwrap_or(Value::Null);
                 let mut change = Map::new();
-                let is_multi = table.field(field).is_some_and(|f| f.storage == Storage::Links);
-                let added_links = if is_multi { links_of(&new_value) } else { Vec::new() };
+                let is_multi = table
+                    .field(field)
+                    .is_some_and(|f| f.storage == Storage::Links);
+                let added_links = if is_multi {
+                    links_of(&new_value)
+                } else {
+                    Vec::new()
+                };
                 if is_multi {
-                    change.insert("added".into(), Value::Array(self.event_items(&added_links)?));
+                    change.insert(
+                        "added".into(),
+                        Value::Array(self.event_items(&added_links)?),
+                    );
                     change.insert("removed".into(), json!([]));
                 } else {
                     change.insert("old_value".into(), Value::Null);
@@ -342,7 +434,11 @@ impl<'a> WriteTx<'a> {
                 change.insert("in_create".into(), json!(true));
                 let row = self.change_row(entity_type, id, field, dt, change, project.clone());
                 let forward = self.log(row);
-                let added = if is_multi { added_links } else { link_of(&new_value).into_iter().collect() };
+                let added = if is_multi {
+                    added_links
+                } else {
+                    link_of(&new_value).into_iter().collect()
+                };
                 self.mirror(entity_type, id, field, &added, &[], forward, true)?;
             }
         }
@@ -359,7 +455,12 @@ impl<'a> WriteTx<'a> {
     }
 
     /// `update`: returns `{type, id, <updated fields>}`.
-    pub fn update(&mut self, entity_type: &str, id: i64, writes: &[FieldWrite]) -> Result<Value, EngineError> {
+    pub fn update(
+        &mut self,
+        entity_type: &str,
+        id: i64,
+        writes: &[FieldWrite],
+    ) -> Result<Value, EngineError> {
         let table = self.table(entity_type)?.clone();
         let (before, retired) = self
             .fetch(entity_type, id)?
@@ -389,12 +490,27 @@ impl<'a> WriteTx<'a> {
                             }
                             list
                         }
-                        UpdateMode::Remove => current.iter().filter(|l| !given.contains(l)).cloned().collect(),
+                        UpdateMode::Remove => current
+                            .iter()
+                            .filter(|l| !given.contains(l))
+                            .cloned()
+                            .collect(),
                     };
-                    let added: Vec<EntityLink> = next.iter().filter(|l| !current.contains(l)).cloned().collect();
-                    let removed: Vec<EntityLink> = current.iter().filter(|l| !next.contains(l)).cloned().collect();
+                    let added: Vec<EntityLink> = next
+                        .iter()
+                        .filter(|l| !current.contains(l))
+                        .cloned()
+                        .collect();
+                    let removed: Vec<EntityLink> = current
+                        .iter()
+                        .filter(|l| !next.contains(l))
+                        .cloned()
+                        .collect();
                     if next != current {
-                        record.insert(w.field.clone(), Value::Array(next.iter().map(bare).collect()));
+                        record.insert(
+                            w.field.clone(),
+                            Value::Array(next.iter().map(bare).collect()),
+                        );
                         changes.push((w.field.clone(), added, removed, true));
                     }
                 }
@@ -403,7 +519,12 @@ impl<'a> WriteTx<'a> {
                     let new_link = link_of(&stored);
                     if old_link != new_link {
                         record.insert(w.field.clone(), stored.clone());
-                        changes.push((w.field.clone(), new_link.into_iter().collect(), old_link.into_iter().collect(), false));
+                        changes.push((
+                            w.field.clone(),
+                            new_link.into_iter().collect(),
+                            old_link.into_iter().collect(),
+                            false,
+                        ));
                     }
                 }
                 _ => {
@@ -422,9 +543,11 @@ impl<'a> WriteTx<'a> {
             self.audit(&mut record, &table, false);
             sg_engine::write::upsert_record(self.conn, &table, &record)?;
         }
-        let (after, _) = self
-            .fetch(entity_type, id)?
-            .ok_or_else(|| fault(format!("API update() {entity_type} {id} could not be read back")))?;
+        let (after, _) = self.fetch(entity_type, id)?.ok_or_else(|| {
+            fault(format!(
+                "API update() {entity_type} {id} could not be read back"
+            ))
+        })?;
         let project = Self::project_of(&after);
         for (field, added, removed, is_multi) in &changes {
             let dt = self.data_type(entity_type, field);
@@ -433,8 +556,14 @@ impl<'a> WriteTx<'a> {
                 change.insert("added".into(), Value::Array(self.event_items(added)?));
                 change.insert("removed".into(), Value::Array(self.event_items(removed)?));
             } else {
-                change.insert("old_value".into(), before.get(field).cloned().unwrap_or(Value::Null));
-                change.insert("new_value".into(), after.get(field).cloned().unwrap_or(Value::Null));
+                change.insert(
+                    "old_value".into(),
+                    before.get(field).cloned().unwrap_or(Value::Null),
+                );
+                change.insert(
+                    "new_value".into(),
+                    after.get(field).cloned().unwrap_or(Value::Null),
+                );
             }
             let row = self.change_row(entity_type, id, field, dt, change, project.clone());
             let forward = self.log(row);
@@ -444,7 +573,10 @@ impl<'a> WriteTx<'a> {
         result.insert("type".into(), json!(entity_type));
         result.insert("id".into(), json!(id));
         for w in writes {
-            result.insert(w.field.clone(), after.get(&w.field).cloned().unwrap_or(Value::Null));
+            result.insert(
+                w.field.clone(),
+                after.get(&w.field).cloned().unwrap_or(Value::Null),
+            );
         }
         Ok(Value::Object(result))
     }
@@ -461,16 +593,33 @@ impl<'a> WriteTx<'a> {
         forward_event: i64,
         in_create: bool,
     ) -> Result<(), EngineError> {
-        let source = EntityLink { entity_type: source_type.to_string(), id: source_id };
+        let source = EntityLink {
+            entity_type: source_type.to_string(),
+            id: source_id,
+        };
         let source_dt = self.data_type(source_type, field);
-        let targets = added.iter().map(|l| (l, true)).chain(removed.iter().map(|l| (l, false)));
+        let targets = added
+            .iter()
+            .map(|l| (l, true))
+            .chain(removed.iter().map(|l| (l, false)));
         for (target, adding) in targets.collect::<Vec<_>>() {
-            let Some(inverse) = inverse_field(&self.catalog.schema, source_type, field, &target.entity_type) else {
+            let Some(inverse) = inverse_field(
+                &self.catalog.schema,
+                source_type,
+                field,
+                &target.entity_type,
+            ) else {
                 continue;
             };
-            let Some(target_table) = self.catalog.layout.table(&target.entity_type).cloned() else { continue };
-            let Some(inverse_layout) = target_table.field(&inverse).cloned() else { continue };
-            let Some((target_record, false)) = self.fetch(&target.entity_type, target.id)? else { continue };
+            let Some(target_table) = self.catalog.layout.table(&target.entity_type).cloned() else {
+                continue;
+            };
+            let Some(inverse_layout) = target_table.field(&inverse).cloned() else {
+                continue;
+            };
+            let Some((target_record, false)) = self.fetch(&target.entity_type, target.id)? else {
+                continue;
+            };
             let mut record = Map::new();
             record.insert("id".into(), json!(target.id));
             let mut change = Map::new();
@@ -482,19 +631,33 @@ impl<'a> WriteTx<'a> {
                         continue;
                     }
                     let next: Vec<Value> = if adding {
-                        current.iter().chain(std::iter::once(&source)).map(bare).collect()
+                        current
+                            .iter()
+                            .chain(std::iter::once(&source))
+                            .map(bare)
+                            .collect()
                     } else {
                         current.iter().filter(|l| **l != source).map(bare).collect()
                     };
                     record.insert(inverse.clone(), Value::Array(next));
                     let items = self.event_items(std::slice::from_ref(&source))?;
-                    let (a, r) = if adding { (items, vec![]) } else { (vec![], items) };
+                    let (a, r) = if adding {
+                        (items, vec![])
+                    } else {
+                        (vec![], items)
+                    };
                     change.insert("added".into(), Value::Array(a));
                     change.insert("removed".into(), Value::Array(r));
                 }
                 Storage::Entity => {
                     let current = link_of(target_record.get(&inverse).unwrap_or(&Value::Null));
-                    let next = if adding { Some(source.clone()) } else if current.as_ref() == Some(&source) { None } else { continue };
+                    let next = if adding {
+                        Some(source.clone())
+                    } else if current.as_ref() == Some(&source) {
+                        None
+                    } else {
+                        continue;
+                    };
                     if next == current {
                         continue;
                     }
@@ -503,24 +666,47 @@ impl<'a> WriteTx<'a> {
                         let moved = format!("{}.{inverse}", target.entity_type);
                         self.detach(&previous, target, &inverse, &moved, forward_event)?;
                     }
-                    record.insert(inverse.clone(), next.as_ref().map(bare).unwrap_or(Value::Null));
-                    change.insert("old_value".into(), target_record.get(&inverse).cloned().unwrap_or(Value::Null));
-                    change.insert("new_value".into(), match &next {
-                        Some(l) => self.named(std::slice::from_ref(l))?.into_iter().next().unwrap_or(Value::Null),
-                        None => Value::Null,
-                    });
+                    record.insert(
+                        inverse.clone(),
+                        next.as_ref().map(bare).unwrap_or(Value::Null),
+                    );
+                    change.insert(
+                        "old_value".into(),
+                        target_record.get(&inverse).cloned().unwrap_or(Value::Null),
+                    );
+                    change.insert(
+                        "new_value".into(),
+                        match &next {
+                            Some(l) => self
+                                .named(std::slice::from_ref(l))?
+                                .into_iter()
+                                .next()
+                                .unwrap_or(Value::Null),
+                            None => Value::Null,
+                        },
+                    );
                 }
                 _ => continue,
             }
             self.audit(&mut record, &target_table, false);
             sg_engine::write::upsert_record(self.conn, &target_table, &record)?;
-            change.insert("actual_attribute_changed".into(), json!(format!("{source_type}.{field}")));
+            change.insert(
+                "actual_attribute_changed".into(),
+                json!(format!("{source_type}.{field}")),
+            );
             change.insert("original_event_log_entry_id".into(), json!(forward_event));
             if in_create {
                 change.insert("in_create".into(), json!(true));
             }
             // Back-reference rows describe the forward side in entity_type and entity_id.
-            let mut row = self.change_row(source_type, source_id, &inverse, source_dt, change, Self::project_of(&target_record));
+            let mut row = self.change_row(
+                source_type,
+                source_id,
+                &inverse,
+                source_dt,
+                change,
+                Self::project_of(&target_record),
+            );
             row.event_type = format!("Shotgun_{}_Change", target.entity_type);
             row.entity = Some(target.clone());
             self.log(row);
@@ -538,32 +724,56 @@ impl<'a> WriteTx<'a> {
         actual_attribute_changed: &str,
         forward_event: i64,
     ) -> Result<(), EngineError> {
-        let Some(field) = inverse_field(&self.catalog.schema, &child.entity_type, child_field, &owner.entity_type)
-        else {
+        let Some(field) = inverse_field(
+            &self.catalog.schema,
+            &child.entity_type,
+            child_field,
+            &owner.entity_type,
+        ) else {
             return Ok(());
         };
-        let Some(table) = self.catalog.layout.table(&owner.entity_type).cloned() else { return Ok(()) };
+        let Some(table) = self.catalog.layout.table(&owner.entity_type).cloned() else {
+            return Ok(());
+        };
         if table.field(&field).map(|f| f.storage) != Some(Storage::Links) {
             return Ok(());
         }
-        let Some((owner_record, false)) = self.fetch(&owner.entity_type, owner.id)? else { return Ok(()) };
+        let Some((owner_record, false)) = self.fetch(&owner.entity_type, owner.id)? else {
+            return Ok(());
+        };
         let current = links_of(owner_record.get(&field).unwrap_or(&Value::Null));
         if !current.contains(child) {
             return Ok(());
         }
         let mut record = Map::new();
         record.insert("id".into(), json!(owner.id));
-        record.insert(field.clone(), Value::Array(current.iter().filter(|l| *l != child).map(bare).collect()));
+        record.insert(
+            field.clone(),
+            Value::Array(current.iter().filter(|l| *l != child).map(bare).collect()),
+        );
         self.audit(&mut record, &table, false);
         sg_engine::write::upsert_record(self.conn, &table, &record)?;
         let mut change = Map::new();
         change.insert("added".into(), json!([]));
-        change.insert("removed".into(), Value::Array(self.event_items(std::slice::from_ref(child))?));
-        change.insert("actual_attribute_changed".into(), json!(actual_attribute_changed));
+        change.insert(
+            "removed".into(),
+            Value::Array(self.event_items(std::slice::from_ref(child))?),
+        );
+        change.insert(
+            "actual_attribute_changed".into(),
+            json!(actual_attribute_changed),
+        );
         change.insert("original_event_log_entry_id".into(), json!(forward_event));
         let child_dt = self.data_type(&child.entity_type, child_field);
         // As on every back-reference row, entity_type and entity_id describe the side that changed.
-        let mut row = self.change_row(&child.entity_type, child.id, &field, child_dt, change, Self::project_of(&owner_record));
+        let mut row = self.change_row(
+            &child.entity_type,
+            child.id,
+            &field,
+            child_dt,
+            change,
+            Self::project_of(&owner_record),
+        );
         row.event_type = format!("Shotgun_{}_Change", owner.entity_type);
         row.entity = Some(owner.clone());
         self.log(row);
@@ -571,17 +781,30 @@ impl<'a> WriteTx<'a> {
     }
 
     /// The Tasks whose `entity` is this record, active or retired, with their `updated_at`.
-    fn child_tasks(&mut self, entity_type: &str, id: i64, retired: bool) -> Result<Vec<(i64, Value)>, EngineError> {
+    fn child_tasks(
+        &mut self,
+        entity_type: &str,
+        id: i64,
+        retired: bool,
+    ) -> Result<Vec<(i64, Value)>, EngineError> {
         if entity_type == "Task" {
             return Ok(Vec::new());
         }
-        let Some(tasks) = self.catalog.layout.table("Task") else { return Ok(Vec::new()) };
-        let parent = EntityLink { entity_type: entity_type.to_string(), id };
+        let Some(tasks) = self.catalog.layout.table("Task") else {
+            return Ok(Vec::new());
+        };
+        let parent = EntityLink {
+            entity_type: entity_type.to_string(),
+            id,
+        };
         let ids = sg_engine::write::ids_linking_to(self.conn, tasks, "entity", &parent, retired)?;
         let mut out = Vec::with_capacity(ids.len());
         for task in ids {
             if let Some((record, _)) = self.fetch("Task", task)? {
-                out.push((task, record.get("updated_at").cloned().unwrap_or(Value::Null)));
+                out.push((
+                    task,
+                    record.get("updated_at").cloned().unwrap_or(Value::Null),
+                ));
             }
         }
         Ok(out)
@@ -590,7 +813,9 @@ impl<'a> WriteTx<'a> {
     /// `delete`: retires the record (and its Tasks); false if it already was.
     pub fn delete(&mut self, entity_type: &str, id: i64) -> Result<bool, EngineError> {
         if entity_type == "EventLogEntry" {
-            return Err(fault("API delete() EventLogEntry records can't be deleted".into()));
+            return Err(fault(
+                "API delete() EventLogEntry records can't be deleted".into(),
+            ));
         }
         let (_, retired) = self
             .fetch(entity_type, id)?
@@ -607,7 +832,9 @@ impl<'a> WriteTx<'a> {
 
     fn retire_one(&mut self, entity_type: &str, id: i64) -> Result<(), EngineError> {
         let table = self.table(entity_type)?.clone();
-        let Some((record, false)) = self.fetch(entity_type, id)? else { return Ok(()) };
+        let Some((record, false)) = self.fetch(entity_type, id)? else {
+            return Ok(());
+        };
         let mut stamp = Map::new();
         stamp.insert("id".into(), json!(id));
         self.audit(&mut stamp, &table, false);
@@ -618,7 +845,14 @@ impl<'a> WriteTx<'a> {
         let mut change = Map::new();
         change.insert("old_value".into(), Value::Null);
         change.insert("new_value".into(), json!(when));
-        let row = self.change_row(entity_type, id, "retirement_date", None, change, project.clone());
+        let row = self.change_row(
+            entity_type,
+            id,
+            "retirement_date",
+            None,
+            change,
+            project.clone(),
+        );
         self.log(row);
         let name = self.display_name(entity_type, &record);
         self.log(EventRow {
@@ -638,7 +872,9 @@ impl<'a> WriteTx<'a> {
     /// false if it was not retired.
     pub fn revive(&mut self, entity_type: &str, id: i64) -> Result<bool, EngineError> {
         if entity_type == "EventLogEntry" {
-            return Err(fault("API revive() EventLogEntry records can't be revived".into()));
+            return Err(fault(
+                "API revive() EventLogEntry records can't be revived".into(),
+            ));
         }
         let (record, retired) = self
             .fetch(entity_type, id)?
@@ -659,9 +895,14 @@ impl<'a> WriteTx<'a> {
 
     fn revive_one(&mut self, entity_type: &str, id: i64) -> Result<(), EngineError> {
         let table = self.table(entity_type)?.clone();
-        let Some((record, true)) = self.fetch(entity_type, id)? else { return Ok(()) };
+        let Some((record, true)) = self.fetch(entity_type, id)? else {
+            return Ok(());
+        };
         // A retirement stamps updated_at, so that is when the record was retired.
-        let retired_at = record.get("updated_at").and_then(Value::as_str).and_then(sg_protocol::value::parse_date_time);
+        let retired_at = record
+            .get("updated_at")
+            .and_then(Value::as_str)
+            .and_then(sg_protocol::value::parse_date_time);
         sg_engine::write::set_retired(self.conn, &table, id, false)?;
         let mut stamp = Map::new();
         stamp.insert("id".into(), json!(id));
@@ -671,7 +912,14 @@ impl<'a> WriteTx<'a> {
         let mut change = Map::new();
         change.insert("old_value".into(), json!(retired_at.map(retirement_stamp)));
         change.insert("new_value".into(), Value::Null);
-        let row = self.change_row(entity_type, id, "retirement_date", None, change, project.clone());
+        let row = self.change_row(
+            entity_type,
+            id,
+            "retirement_date",
+            None,
+            change,
+            project.clone(),
+        );
         self.log(row);
         let name = self.display_name(entity_type, &record);
         self.log(EventRow {

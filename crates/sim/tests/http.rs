@@ -24,16 +24,32 @@ fn schema() -> Schema {
 /// sender that stops it.
 async fn start(shots: usize, max_body_bytes: usize) -> (String, tokio::sync::oneshot::Sender<()>) {
     let engine = Engine::new(SqliteStore::open_temporary().expect("db"), schema()).expect("engine");
-    let records: Vec<Value> = (1..=shots).map(|i| json!({"id": i, "code": format!("sh{i:04}"), "sg_cut_in": i % 7})).collect();
-    engine.load_dataset(&json!({ "Shot": records })).expect("load");
-    let logins = Logins { allowed: vec![Credential::parse_script("tests:key").expect("script")] };
+    let records: Vec<Value> = (1..=shots)
+        .map(|i| json!({"id": i, "code": format!("sh{i:04}"), "sg_cut_in": i % 7}))
+        .collect();
+    engine
+        .load_dataset(&json!({ "Shot": records }))
+        .expect("load");
+    let logins = Logins {
+        allowed: vec![Credential::parse_script("tests:key").expect("script")],
+    };
     let site = Arc::new(Site::new(engine, logins, EventFaults::default()).expect("site"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(sg_sim::serve(site, listener, ServerOptions { max_body_bytes, ..ServerOptions::default() }, async {
-        let _ = stopped.await;
-    }));
+    tokio::spawn(sg_sim::serve(
+        site,
+        listener,
+        ServerOptions {
+            max_body_bytes,
+            ..ServerOptions::default()
+        },
+        async {
+            let _ = stopped.await;
+        },
+    ));
     (url, stop)
 }
 
@@ -42,7 +58,12 @@ fn client(url: &str, key: &str) -> Client {
 }
 
 async fn post_raw(url: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
-    let response = reqwest::Client::new().post(format!("{url}/api3/json")).body(body).send().await.expect("post");
+    let response = reqwest::Client::new()
+        .post(format!("{url}/api3/json"))
+        .body(body)
+        .send()
+        .await
+        .expect("post");
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
@@ -54,7 +75,10 @@ async fn pages_through_more_than_500_records() {
     let c = client(&url, "key");
     let info = c.info().await.expect("info");
     assert_eq!(info["version"], json!([8, 50, 0]));
-    let all = c.read_all(json!({"type": "Shot", "return_fields": ["code"]}), 500).await.expect("read");
+    let all = c
+        .read_all(json!({"type": "Shot", "return_fields": ["code"]}), 500)
+        .await
+        .expect("read");
     assert_eq!(all.len(), 1234);
     let ids: Vec<i64> = all.iter().filter_map(|r| r["id"].as_i64()).collect();
     assert_eq!(ids, (1..=1234).collect::<Vec<_>>());
@@ -70,7 +94,13 @@ async fn pages_through_more_than_500_records() {
 async fn serves_under_a_prefix() {
     let (url, _stop) = start(3, 1 << 20).await;
     let c = client(&format!("{url}/studio/"), "key");
-    let result = c.call("read", Some(json!({"type": "Shot", "return_fields": ["code"]}))).await.expect("read");
+    let result = c
+        .call(
+            "read",
+            Some(json!({"type": "Shot", "return_fields": ["code"]})),
+        )
+        .await
+        .expect("read");
     assert_eq!(result["entities"].as_array().map(Vec::len), Some(3));
 }
 
@@ -78,11 +108,15 @@ async fn serves_under_a_prefix() {
 #[tokio::test]
 async fn bad_credentials_get_fault_102() {
     let (url, _stop) = start(3, 1 << 20).await;
-    match client(&url, "wrong").call("read", Some(json!({"type": "Shot"}))).await {
+    match client(&url, "wrong")
+        .call("read", Some(json!({"type": "Shot"})))
+        .await
+    {
         Err(ClientError::Fault(f)) => assert_eq!(f.code.as_i64(), 102),
         other => panic!("expected fault 102, got {other:?}"),
     }
-    let (status, body) = post_raw(&url, r#"{"method_name":"read","params":[{"type":"Shot"}]}"#).await;
+    let (status, body) =
+        post_raw(&url, r#"{"method_name":"read","params":[{"type":"Shot"}]}"#).await;
     assert_eq!((status, body["error_code"].clone()), (200, json!(102)));
 }
 
@@ -97,9 +131,14 @@ async fn bad_input_gets_faults_and_the_site_stays_up() {
         "[]".to_string(),
         r#"{"params":[]}"#.to_string(),
         format!(r#"{{"method_name":"teleport","params":[{auth}]}}"#),
-        format!(r#"{{"method_name":"read","params":[{auth},{{"type":"Shot","filters":{{"logical_operator":"and","conditions":[{{"path":"code; DROP TABLE Shot","relation":"is","values":["x"]}}]}}}}]}}"#),
+        format!(
+            r#"{{"method_name":"read","params":[{auth},{{"type":"Shot","filters":{{"logical_operator":"and","conditions":[{{"path":"code; DROP TABLE Shot","relation":"is","values":["x"]}}]}}}}]}}"#
+        ),
         format!(r#"{{"method_name":"read","params":[{auth},"Shot"]}}"#),
-        format!(r#"{{"method_name":"read","params":[{auth},{{"type":"Shot","filters":"{}"}}]}}"#, "x".repeat(8000)),
+        format!(
+            r#"{{"method_name":"read","params":[{auth},{{"type":"Shot","filters":"{}"}}]}}"#,
+            "x".repeat(8000)
+        ),
     ];
     for body in bodies {
         let (status, reply) = post_raw(&url, body.clone()).await;
@@ -111,10 +150,16 @@ async fn bad_input_gets_faults_and_the_site_stays_up() {
     for _ in 0..100 {
         deep = json!({"logical_operator": "and", "conditions": [deep]});
     }
-    match client(&url, "key").call("read", Some(json!({"type": "Shot", "filters": deep}))).await {
+    match client(&url, "key")
+        .call("read", Some(json!({"type": "Shot", "filters": deep})))
+        .await
+    {
         Err(ClientError::Fault(f)) => assert_eq!(f.code.as_i64(), 103),
         other => panic!("expected a fault for deep nesting, got {other:?}"),
     }
-    let still = client(&url, "key").call("read", Some(json!({"type": "Shot"}))).await.expect("still serving");
+    let still = client(&url, "key")
+        .call("read", Some(json!({"type": "Shot"})))
+        .await
+        .expect("still serving");
     assert_eq!(still["entities"].as_array().map(Vec::len), Some(3));
 }

@@ -47,7 +47,12 @@ impl Progress for LogProgress {
         tracing::debug!(entity_type, done, total, "importing");
     }
     fn finished(&self, entity_type: &str, records: u64, elapsed: Duration) {
-        tracing::info!(entity_type, records, seconds = elapsed.as_secs_f64(), "imported");
+        tracing::info!(
+            entity_type,
+            records,
+            seconds = elapsed.as_secs_f64(),
+            "imported"
+        );
     }
 }
 
@@ -79,13 +84,22 @@ fn read_params(entity_type: &str, fields: &[String], conditions: Value, retired:
 fn entities(result: &Value) -> Result<Vec<Map<String, Value>>, SyncError> {
     result["entities"]
         .as_array()
-        .map(|items| items.iter().filter_map(|v| v.as_object().cloned()).collect())
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|v| v.as_object().cloned())
+                .collect()
+        })
         .ok_or_else(|| SyncError::Other("the site's read reply has no entities list".into()))
 }
 
 /// A record from the site in the form the store takes: its fields, the
 /// retired flag, and nothing the layout does not hold.
-fn storable(mut record: Map<String, Value>, retired: bool, keep: &BTreeSet<String>) -> Map<String, Value> {
+fn storable(
+    mut record: Map<String, Value>,
+    retired: bool,
+    keep: &BTreeSet<String>,
+) -> Map<String, Value> {
     record.retain(|k, _| k == "id" || keep.contains(k));
     record.insert("__retired".into(), json!(retired));
     record
@@ -94,25 +108,36 @@ fn storable(mut record: Map<String, Value>, retired: bool, keep: &BTreeSet<Strin
 impl<S: Store> Cache<S> {
     /// Opens a cache: reads the site's schema (or, when the site is down, the
     /// copy kept from last time), checks the config against it and creates the tables.
-    pub async fn open(config: CacheConfig, store: S, progress: Arc<dyn Progress>) -> Result<Arc<Self>, SyncError> {
+    pub async fn open(
+        config: CacheConfig,
+        store: S,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Arc<Self>, SyncError> {
         let client = Client::new(
             &config.file.shotgun.base_url,
-            sg_protocol::Auth::script(&config.file.shotgun.script_name, config.file.shotgun.api_key.expose()),
+            sg_protocol::Auth::script(
+                &config.file.shotgun.script_name,
+                config.file.shotgun.api_key.expose(),
+            ),
         )?;
         store.with_transaction(&mut |conn| state::create_tables(conn))?;
         let kept = store.with_reader(&mut |conn| state::site_schema(conn))?;
         let (schema_json, fresh) = match Self::fetch_schema(&client).await {
             Ok(s) => (s, true),
-            Err(e) => match kept {
-                Some(kept) => {
-                    tracing::warn!("the site can't be reached ({e}); starting from the schema kept last time");
-                    (kept, false)
+            Err(e) => {
+                match kept {
+                    Some(kept) => {
+                        tracing::warn!("the site can't be reached ({e}); starting from the schema kept last time");
+                        (kept, false)
+                    }
+                    None => return Err(e),
                 }
-                None => return Err(e),
-            },
+            }
         };
         let schema = Schema::from_json(&schema_json["fields"], Some(&schema_json["entities"]))
-            .map_err(|f| SyncError::Other(format!("the site's schema can't be read: {}", f.message)))?;
+            .map_err(|f| {
+                SyncError::Other(format!("the site's schema can't be read: {}", f.message))
+            })?;
         config.check_against(&schema)?;
         if fresh {
             let text = schema_json.to_string();
@@ -166,7 +191,9 @@ impl<S: Store> Cache<S> {
             "paging": {"entities_per_page": 1, "current_page": 1}, "return_paging_info_without_counts": true});
         let result = self.client.call("read", Some(params)).await?;
         let row = &result["entities"][0];
-        let created = row["created_at"].as_str().and_then(sg_protocol::value::parse_date_time);
+        let created = row["created_at"]
+            .as_str()
+            .and_then(sg_protocol::value::parse_date_time);
         Ok((row["id"].as_i64().unwrap_or(0), created))
     }
 
@@ -185,12 +212,20 @@ impl<S: Store> Cache<S> {
     /// the first import starts, so that what changes during it is replayed.
     pub async fn import_pending(self: &Arc<Self>) -> Result<(), SyncError> {
         let config = self.config();
-        let known = self.db(|e| e.store().with_reader(&mut |c| state::types(c))).await?;
-        let position = self.db(|e| e.store().with_reader(&mut |c| state::position(c))).await?;
+        let known = self
+            .db(|e| e.store().with_reader(&mut |c| state::types(c)))
+            .await?;
+        let position = self
+            .db(|e| e.store().with_reader(&mut |c| state::position(c)))
+            .await?;
         let pending: Vec<String> = config
             .entities
             .values()
-            .filter(|c| known.get(&c.entity_type).is_none_or(|s| s.status != "ready" || s.digest != c.digest()))
+            .filter(|c| {
+                known
+                    .get(&c.entity_type)
+                    .is_none_or(|s| s.status != "ready" || s.digest != c.digest())
+            })
             .map(|c| c.entity_type.clone())
             .collect();
         if position.is_none() {
@@ -198,24 +233,39 @@ impl<S: Store> Cache<S> {
             if let Some(t) = created {
                 self.site_now.fetch_max(t, Ordering::Relaxed);
             }
-            let start = EventPosition { watermark: newest, missing: BTreeMap::new() };
-            self.db(move |e| e.store().with_transaction(&mut |c| state::set_position(c, &start))).await?;
+            let start = EventPosition {
+                watermark: newest,
+                missing: BTreeMap::new(),
+            };
+            self.db(move |e| {
+                e.store()
+                    .with_transaction(&mut |c| state::set_position(c, &start))
+            })
+            .await?;
         }
         if pending.is_empty() {
             return Ok(());
         }
-        let limit = Arc::new(tokio::sync::Semaphore::new(config.file.import.processes.max(1)));
+        let limit = Arc::new(tokio::sync::Semaphore::new(
+            config.file.import.processes.max(1),
+        ));
         let mut tasks = tokio::task::JoinSet::new();
         for entity_type in pending {
             let cache = self.clone();
             let digest = config.entities[&entity_type].digest();
             let restart = known.get(&entity_type).is_none_or(|s| s.digest != digest);
             let limit = limit.clone();
-            tasks.spawn(async move { cache.import_type(&entity_type, &digest, restart, limit).await });
+            tasks.spawn(async move {
+                cache
+                    .import_type(&entity_type, &digest, restart, limit)
+                    .await
+            });
         }
         let mut first_error = None;
         while let Some(done) = tasks.join_next().await {
-            let result = done.map_err(|e| SyncError::Other(format!("import task failed: {e}"))).and_then(|r| r);
+            let result = done
+                .map_err(|e| SyncError::Other(format!("import task failed: {e}")))
+                .and_then(|r| r);
             if let Err(e) = result {
                 first_error.get_or_insert(e);
             }
@@ -252,7 +302,10 @@ impl<S: Store> Cache<S> {
         let fields = self.stored_fields(entity_type);
         let keep: BTreeSet<String> = fields.iter().cloned().collect();
         let total = {
-            let _permit = limit.acquire().await.map_err(|e| SyncError::Other(e.to_string()))?;
+            let _permit = limit
+                .acquire()
+                .await
+                .map_err(|e| SyncError::Other(e.to_string()))?;
             let summary = self
                 .client
                 .call("summarize", Some(json!({"type": entity_type, "summaries": [{"field": "id", "type": "record_count"}]})))
@@ -269,29 +322,45 @@ impl<S: Store> Cache<S> {
                 retired,
             );
             let page = {
-                let _permit = limit.acquire().await.map_err(|e| SyncError::Other(e.to_string()))?;
+                let _permit = limit
+                    .acquire()
+                    .await
+                    .map_err(|e| SyncError::Other(e.to_string()))?;
                 entities(&self.client.call("read", Some(params)).await?)?
             };
             let full = page.len() as u64 >= PAGE;
             let mut next = progress.clone();
-            if let Some(last) = page.last().and_then(|r| r.get("id")).and_then(Value::as_i64) {
+            if let Some(last) = page
+                .last()
+                .and_then(|r| r.get("id"))
+                .and_then(Value::as_i64)
+            {
                 next.last_id = last;
             }
             next.imported += page.len() as i64;
             if !full {
-                next.phase = if retired { "done".into() } else { "retired".into() };
+                next.phase = if retired {
+                    "done".into()
+                } else {
+                    "retired".into()
+                };
                 next.last_id = 0;
             }
             if next.phase == "done" {
                 next.status = "ready".into();
                 next.imported_at = Some(chrono::Utc::now().to_rfc3339());
             }
-            let records: Vec<Map<String, Value>> = page.into_iter().map(|r| storable(r, retired, &keep)).collect();
+            let records: Vec<Map<String, Value>> = page
+                .into_iter()
+                .map(|r| storable(r, retired, &keep))
+                .collect();
             let owned_type = entity_type.to_string();
             let saved = next.clone();
             self.db(move |e| {
                 let catalog = e.catalog();
-                let Some(table) = catalog.layout.table(&owned_type) else { return Ok(()) };
+                let Some(table) = catalog.layout.table(&owned_type) else {
+                    return Ok(());
+                };
                 e.store().with_transaction(&mut |c| {
                     for record in &records {
                         sg_engine::write::upsert_record(c, table, record)?;
@@ -301,20 +370,34 @@ impl<S: Store> Cache<S> {
             })
             .await?;
             progress = next;
-            self.progress.imported(entity_type, progress.imported.max(0) as u64, total);
+            self.progress
+                .imported(entity_type, progress.imported.max(0) as u64, total);
         }
-        self.progress.finished(entity_type, progress.imported.max(0) as u64, started.elapsed());
+        self.progress.finished(
+            entity_type,
+            progress.imported.max(0) as u64,
+            started.elapsed(),
+        );
         Ok(())
     }
 
     /// Reads the next rows of the event log and applies them. Returns how many
     /// rows came back (a full page means more are waiting).
     pub async fn poll_events(&self) -> Result<usize, SyncError> {
-        let Some(position) = self.db(|e| e.store().with_reader(&mut |c| state::position(c))).await? else {
+        let Some(position) = self
+            .db(|e| e.store().with_reader(&mut |c| state::position(c)))
+            .await?
+        else {
             return Ok(0);
         };
-        let mut conditions = vec![json!({"path": "id", "relation": "greater_than", "values": [position.watermark]})];
-        let missing: Vec<i64> = position.missing.keys().take(PAGE as usize).copied().collect();
+        let mut conditions =
+            vec![json!({"path": "id", "relation": "greater_than", "values": [position.watermark]})];
+        let missing: Vec<i64> = position
+            .missing
+            .keys()
+            .take(PAGE as usize)
+            .copied()
+            .collect();
         if !missing.is_empty() {
             conditions.push(json!({"path": "id", "relation": "in", "values": missing}));
         }
@@ -327,7 +410,12 @@ impl<S: Store> Cache<S> {
             "return_paging_info_without_counts": true,
         });
         let result = self.client.call("read", Some(params)).await?;
-        let rows: Vec<EventRow> = result["entities"].as_array().into_iter().flatten().filter_map(classify).collect();
+        let rows: Vec<EventRow> = result["entities"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(classify)
+            .collect();
         let count = rows.len();
         let timeout = self.config().missing_event_timeout().as_secs() as i64;
         let next = advance(&position, &rows, timeout, &self.site_now);
@@ -344,11 +432,18 @@ impl<S: Store> Cache<S> {
         let mut schema_changed = false;
         for row in &rows {
             match &row.action {
-                EventAction::Fetch { entity_type, id } | EventAction::Refresh { entity_type, id } if cached(entity_type) => {
+                EventAction::Fetch { entity_type, id }
+                | EventAction::Refresh { entity_type, id }
+                    if cached(entity_type) =>
+                {
                     refetch.entry(entity_type.clone()).or_default().insert(*id);
                 }
-                EventAction::Set { entity_type, id, .. }
-                | EventAction::Links { entity_type, id, .. }
+                EventAction::Set {
+                    entity_type, id, ..
+                }
+                | EventAction::Links {
+                    entity_type, id, ..
+                }
                 | EventAction::Retire { entity_type, id }
                     if cached(entity_type) =>
                 {
@@ -362,14 +457,21 @@ impl<S: Store> Cache<S> {
         // that type the forward row names (reading one more is harmless).
         let mut forwards_wanted = Vec::new();
         for row in &rows {
-            if let EventAction::BackReference { entity_type, forward } = &row.action {
+            if let EventAction::BackReference {
+                entity_type,
+                forward,
+            } = &row.action
+            {
                 if !cached(entity_type) {
                     continue;
                 }
                 match rows.iter().find(|r| r.id == *forward) {
                     Some(f) => {
                         for link in f.mentioned.iter().filter(|l| &l.entity_type == entity_type) {
-                            refetch.entry(entity_type.clone()).or_default().insert(link.id);
+                            refetch
+                                .entry(entity_type.clone())
+                                .or_default()
+                                .insert(link.id);
                         }
                     }
                     None => forwards_wanted.push((entity_type.clone(), *forward)),
@@ -377,8 +479,16 @@ impl<S: Store> Cache<S> {
             }
         }
         for (entity_type, forward) in forwards_wanted {
-            for link in self.event_links(forward).await?.into_iter().filter(|l| l.entity_type == entity_type) {
-                refetch.entry(entity_type.clone()).or_default().insert(link.id);
+            for link in self
+                .event_links(forward)
+                .await?
+                .into_iter()
+                .filter(|l| l.entity_type == entity_type)
+            {
+                refetch
+                    .entry(entity_type.clone())
+                    .or_default()
+                    .insert(link.id);
             }
         }
         // A change to a record the cache does not hold, or older than one
@@ -386,9 +496,12 @@ impl<S: Store> Cache<S> {
         let first_event: BTreeMap<(String, i64), i64> = rows
             .iter()
             .filter_map(|r| match &r.action {
-                EventAction::Set { entity_type, id, .. } | EventAction::Links { entity_type, id, .. } => {
-                    Some(((entity_type.clone(), *id), r.id))
+                EventAction::Set {
+                    entity_type, id, ..
                 }
+                | EventAction::Links {
+                    entity_type, id, ..
+                } => Some(((entity_type.clone(), *id), r.id)),
                 _ => None,
             })
             .fold(BTreeMap::new(), |mut m, (k, v)| {
@@ -404,7 +517,9 @@ impl<S: Store> Cache<S> {
                     let mut present = BTreeMap::new();
                     let mut guards = BTreeMap::new();
                     for (t, ids) in &probe {
-                        let Some(table) = catalog.layout.table(t) else { continue };
+                        let Some(table) = catalog.layout.table(t) else {
+                            continue;
+                        };
                         let ids: Vec<i64> = ids.iter().copied().collect();
                         present.insert(t.clone(), existing_ids(c, table, &ids)?);
                         guards.insert(t.clone(), state::guards(c, t, &ids)?);
@@ -415,7 +530,12 @@ impl<S: Store> Cache<S> {
             .await?;
         for row in &rows {
             let (t, id) = match &row.action {
-                EventAction::Set { entity_type, id, .. } | EventAction::Links { entity_type, id, .. } => (entity_type, *id),
+                EventAction::Set {
+                    entity_type, id, ..
+                }
+                | EventAction::Links {
+                    entity_type, id, ..
+                } => (entity_type, *id),
                 _ => continue,
             };
             if !cached(t) {
@@ -430,7 +550,12 @@ impl<S: Store> Cache<S> {
         }
         let mut fetched: Vec<(String, Map<String, Value>)> = Vec::new();
         for (t, ids) in &refetch {
-            fetched.extend(self.fetch_records(t, ids).await?.into_iter().map(|r| (t.clone(), r)));
+            fetched.extend(
+                self.fetch_records(t, ids)
+                    .await?
+                    .into_iter()
+                    .map(|r| (t.clone(), r)),
+            );
         }
         // A revived record shows again in the lists of the records it links
         // to, which log nothing: read those too.
@@ -454,14 +579,22 @@ impl<S: Store> Cache<S> {
                     v => EntityLink::from_json(v).into_iter().collect::<Vec<_>>(),
                 };
                 for link in links.into_iter().filter(|l| cached(&l.entity_type)) {
-                    if !refetch.get(&link.entity_type).is_some_and(|ids| ids.contains(&link.id)) {
+                    if !refetch
+                        .get(&link.entity_type)
+                        .is_some_and(|ids| ids.contains(&link.id))
+                    {
                         linked.entry(link.entity_type).or_default().insert(link.id);
                     }
                 }
             }
         }
         for (t, ids) in &linked {
-            fetched.extend(self.fetch_records(t, ids).await?.into_iter().map(|r| (t.clone(), r)));
+            fetched.extend(
+                self.fetch_records(t, ids)
+                    .await?
+                    .into_iter()
+                    .map(|r| (t.clone(), r)),
+            );
         }
         let hidden = self.hidden_links(fetched.clone()).await?;
         // Records read whole first, then the batch's rows on top, in order:
@@ -472,7 +605,9 @@ impl<S: Store> Cache<S> {
             let catalog = e.catalog();
             e.store().with_transaction(&mut |c| {
                 for (t, record) in &fetched {
-                    let Some(table) = catalog.layout.table(t) else { continue };
+                    let Some(table) = catalog.layout.table(t) else {
+                        continue;
+                    };
                     store_site_record(c, table, record, &hidden)?;
                 }
                 for row in &rows {
@@ -491,11 +626,15 @@ impl<S: Store> Cache<S> {
     /// Of the links the cache holds in these records but the site's copies do
     /// not show, those that point at records retired on the site: the site
     /// still has them and shows them again when those records are revived.
-    async fn hidden_links(&self, records: Vec<(String, Map<String, Value>)>) -> Result<BTreeSet<(String, i64)>, SyncError> {
+    async fn hidden_links(
+        &self,
+        records: Vec<(String, Map<String, Value>)>,
+    ) -> Result<BTreeSet<(String, i64)>, SyncError> {
         let unseen = self
             .db(move |e| {
                 let catalog = e.catalog();
-                e.store().with_reader(&mut |c| unseen_links(c, &catalog.layout, &records))
+                e.store()
+                    .with_reader(&mut |c| unseen_links(c, &catalog.layout, &records))
             })
             .await?;
         let mut by_type: BTreeMap<String, Vec<i64>> = BTreeMap::new();
@@ -508,7 +647,12 @@ impl<S: Store> Cache<S> {
                 continue;
             }
             for chunk in ids.chunks(PAGE as usize) {
-                let params = read_params(&t, &[], json!([{"path": "id", "relation": "in", "values": chunk}]), true);
+                let params = read_params(
+                    &t,
+                    &[],
+                    json!([{"path": "id", "relation": "in", "values": chunk}]),
+                    true,
+                );
                 for record in entities(&self.client.call("read", Some(params)).await?)? {
                     if let Some(id) = record.get("id").and_then(Value::as_i64) {
                         hidden.insert((t.clone(), id));
@@ -525,18 +669,33 @@ impl<S: Store> Cache<S> {
             "filters": {"logical_operator": "and", "conditions": [{"path": "id", "relation": "is", "values": [id]}]},
             "paging": {"entities_per_page": 1, "current_page": 1}, "return_paging_info_without_counts": true});
         let result = self.client.call("read", Some(params)).await?;
-        Ok(result["entities"].as_array().into_iter().flatten().filter_map(classify).flat_map(|r| r.mentioned).collect())
+        Ok(result["entities"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(classify)
+            .flat_map(|r| r.mentioned)
+            .collect())
     }
 
     /// Reads records whole from the site, active and retired.
-    async fn fetch_records(&self, entity_type: &str, ids: &BTreeSet<i64>) -> Result<Vec<Map<String, Value>>, SyncError> {
+    async fn fetch_records(
+        &self,
+        entity_type: &str,
+        ids: &BTreeSet<i64>,
+    ) -> Result<Vec<Map<String, Value>>, SyncError> {
         let fields = self.stored_fields(entity_type);
         let keep: BTreeSet<String> = fields.iter().cloned().collect();
         let mut out = Vec::new();
         let ids: Vec<i64> = ids.iter().copied().collect();
         for chunk in ids.chunks(PAGE as usize) {
             for retired in [false, true] {
-                let params = read_params(entity_type, &fields, json!([{"path": "id", "relation": "in", "values": chunk}]), retired);
+                let params = read_params(
+                    entity_type,
+                    &fields,
+                    json!([{"path": "id", "relation": "in", "values": chunk}]),
+                    retired,
+                );
                 let page = entities(&self.client.call("read", Some(params)).await?)?;
                 out.extend(page.into_iter().map(|r| storable(r, retired, &keep)));
             }
@@ -548,11 +707,14 @@ impl<S: Store> Cache<S> {
     pub async fn reload_schema(&self) -> Result<(), SyncError> {
         let schema_json = Self::fetch_schema(&self.client).await?;
         let schema = Schema::from_json(&schema_json["fields"], Some(&schema_json["entities"]))
-            .map_err(|f| SyncError::Other(format!("the site's schema can't be read: {}", f.message)))?;
+            .map_err(|f| {
+                SyncError::Other(format!("the site's schema can't be read: {}", f.message))
+            })?;
         let text = schema_json.to_string();
         self.db(move |e| {
             e.set_schema(schema.clone())?;
-            e.store().with_transaction(&mut |c| state::set(c, "site_schema", &text))
+            e.store()
+                .with_transaction(&mut |c| state::set(c, "site_schema", &text))
         })
         .await
     }
@@ -561,11 +723,20 @@ impl<S: Store> Cache<S> {
     /// (by `updated_at`, active and retired) and stores what the site has.
     /// This repairs what the event log never reported.
     pub async fn reconcile(&self) -> Result<usize, SyncError> {
-        let since = self.db(|e| e.store().with_reader(&mut |c| state::get(c, "last_scan"))).await?;
+        let since = self
+            .db(|e| e.store().with_reader(&mut |c| state::get(c, "last_scan")))
+            .await?;
         let since: i64 = since.and_then(|s| s.parse().ok()).unwrap_or(0);
         let scan_start = self.site_now.load(Ordering::Relaxed);
         let stamp = sg_protocol::value::format_date_time(since - SCAN_MARGIN_SECS);
-        let types: Vec<String> = self.engine.catalog().layout.tables.keys().cloned().collect();
+        let types: Vec<String> = self
+            .engine
+            .catalog()
+            .layout
+            .tables
+            .keys()
+            .cloned()
+            .collect();
         let mut count = 0;
         for entity_type in types {
             let fields = self.stored_fields(&entity_type);
@@ -576,16 +747,40 @@ impl<S: Store> Cache<S> {
                     let conditions = json!([
                         {"path": "updated_at", "relation": "greater_than", "values": [stamp]},
                         {"path": "id", "relation": "greater_than", "values": [last_id]}]);
-                    let page = entities(&self.client.call("read", Some(read_params(&entity_type, &fields, conditions, retired))).await?)?;
+                    let page = entities(
+                        &self
+                            .client
+                            .call(
+                                "read",
+                                Some(read_params(&entity_type, &fields, conditions, retired)),
+                            )
+                            .await?,
+                    )?;
                     let full = page.len() as u64 >= PAGE;
-                    last_id = page.last().and_then(|r| r.get("id")).and_then(Value::as_i64).unwrap_or(last_id);
+                    last_id = page
+                        .last()
+                        .and_then(|r| r.get("id"))
+                        .and_then(Value::as_i64)
+                        .unwrap_or(last_id);
                     count += page.len();
-                    let records: Vec<Map<String, Value>> = page.into_iter().map(|r| storable(r, retired, &keep)).collect();
-                    let hidden = self.hidden_links(records.iter().map(|r| (entity_type.clone(), r.clone())).collect()).await?;
+                    let records: Vec<Map<String, Value>> = page
+                        .into_iter()
+                        .map(|r| storable(r, retired, &keep))
+                        .collect();
+                    let hidden = self
+                        .hidden_links(
+                            records
+                                .iter()
+                                .map(|r| (entity_type.clone(), r.clone()))
+                                .collect(),
+                        )
+                        .await?;
                     let t = entity_type.clone();
                     self.db(move |e| {
                         let catalog = e.catalog();
-                        let Some(table) = catalog.layout.table(&t) else { return Ok(()) };
+                        let Some(table) = catalog.layout.table(&t) else {
+                            return Ok(());
+                        };
                         e.store().with_transaction(&mut |c| {
                             let watermark = state::position(c)?.map(|p| p.watermark).unwrap_or(0);
                             for record in &records {
@@ -605,8 +800,11 @@ impl<S: Store> Cache<S> {
             }
         }
         if scan_start > 0 {
-            self.db(move |e| e.store().with_transaction(&mut |c| state::set(c, "last_scan", &scan_start.to_string())))
-                .await?;
+            self.db(move |e| {
+                e.store()
+                    .with_transaction(&mut |c| state::set(c, "last_scan", &scan_start.to_string()))
+            })
+            .await?;
         }
         Ok(count)
     }
@@ -634,15 +832,26 @@ impl<S: Store> Cache<S> {
             }
             return Ok(false);
         }
-        let removed: Vec<String> = before.keys().filter(|t| !after.entities.contains_key(*t)).cloned().collect();
+        let removed: Vec<String> = before
+            .keys()
+            .filter(|t| !after.entities.contains_key(*t))
+            .cloned()
+            .collect();
         let old_layout = self.engine.catalog().layout.clone();
         let selection = after.selection();
         self.db(move |e| {
             e.store().with_transaction(&mut |c| {
                 for t in &removed {
                     if let Some(table) = old_layout.table(t) {
-                        for field in table.fields.values().filter(|f| f.storage == Storage::Links) {
-                            c.execute_batch(&format!("DROP TABLE IF EXISTS {}", table.link_table(&field.name)))?;
+                        for field in table
+                            .fields
+                            .values()
+                            .filter(|f| f.storage == Storage::Links)
+                        {
+                            c.execute_batch(&format!(
+                                "DROP TABLE IF EXISTS {}",
+                                table.link_table(&field.name)
+                            ))?;
                         }
                         c.execute_batch(&format!("DROP TABLE IF EXISTS {}", table.table()))?;
                     }
@@ -659,7 +868,10 @@ impl<S: Store> Cache<S> {
     }
 
     /// Keeps the cache in step until `shutdown` turns true.
-    pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) -> Result<(), SyncError> {
+    pub async fn run(
+        self: Arc<Self>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), SyncError> {
         let config = self.config();
         let fetch_interval = config.fetch_interval();
         let scan_interval = config.scan_interval();
@@ -696,7 +908,9 @@ impl<S: Store> Cache<S> {
                 }
                 Err(e) if e.is_outage() => {
                     if !self.outage.swap(true, Ordering::Relaxed) {
-                        tracing::warn!("the site can't be reached ({e}); serving what is cached and retrying");
+                        tracing::warn!(
+                            "the site can't be reached ({e}); serving what is cached and retrying"
+                        );
                     }
                 }
                 Err(e) => tracing::error!("sync step failed: {e}"),
@@ -717,7 +931,12 @@ impl<S: Store> Cache<S> {
 /// The position after `rows`: ids skipped over become missing (stamped with
 /// the site time of the row that revealed them), arrived ids stop being
 /// missing, and missing ids older than `timeout` seconds are given up.
-pub fn advance(position: &EventPosition, rows: &[EventRow], timeout: i64, site_now: &AtomicI64) -> EventPosition {
+pub fn advance(
+    position: &EventPosition,
+    rows: &[EventRow],
+    timeout: i64,
+    site_now: &AtomicI64,
+) -> EventPosition {
     let mut next = position.clone();
     for row in rows {
         let seen_at = row.created_at.unwrap_or(0);
@@ -734,7 +953,8 @@ pub fn advance(position: &EventPosition, rows: &[EventRow], timeout: i64, site_n
     }
     let now = site_now.load(Ordering::Relaxed);
     if timeout > 0 && now > 0 {
-        next.missing.retain(|_, first_missed| *first_missed + timeout > now);
+        next.missing
+            .retain(|_, first_missed| *first_missed + timeout > now);
     }
     next
 }
@@ -747,7 +967,10 @@ fn existing_ids(
 ) -> Result<BTreeSet<i64>, sg_engine::EngineError> {
     let mut out = BTreeSet::new();
     for chunk in ids.chunks(500) {
-        let mut f = sg_engine::frag::Fragment::text(format!("SELECT \"id\" FROM {} WHERE \"id\" IN (", table.table()));
+        let mut f = sg_engine::frag::Fragment::text(format!(
+            "SELECT \"id\" FROM {} WHERE \"id\" IN (",
+            table.table()
+        ));
         for (i, id) in chunk.iter().enumerate() {
             if i > 0 {
                 f.push(", ");
@@ -756,7 +979,11 @@ fn existing_ids(
         }
         f.push(")");
         let (sql, params) = f.finish(conn.dialect());
-        out.extend(conn.query(&sql, &params)?.iter().filter_map(|r| r[0].as_i64()));
+        out.extend(
+            conn.query(&sql, &params)?
+                .iter()
+                .filter_map(|r| r[0].as_i64()),
+        );
     }
     Ok(out)
 }
@@ -769,17 +996,33 @@ fn apply_row(
     row: &EventRow,
     guards: &BTreeMap<String, BTreeMap<i64, i64>>,
 ) -> Result<(), sg_engine::EngineError> {
-    let covered = |t: &str, id: i64| guards.get(t).and_then(|g| g.get(&id)).is_some_and(|g| *g >= row.id);
+    let covered = |t: &str, id: i64| {
+        guards
+            .get(t)
+            .and_then(|g| g.get(&id))
+            .is_some_and(|g| *g >= row.id)
+    };
     match &row.action {
         EventAction::Retire { entity_type, id } if !covered(entity_type, *id) => {
-            let Some(table) = layout.table(entity_type) else { return Ok(()) };
+            let Some(table) = layout.table(entity_type) else {
+                return Ok(());
+            };
             sg_engine::write::set_retired(conn, table, *id, true)?;
             stamp_audit(conn, table, *id, row)?;
             state::set_guard(conn, entity_type, *id, row.id)
         }
-        EventAction::Set { entity_type, id, field, value } if !covered(entity_type, *id) => {
-            let Some(table) = layout.table(entity_type) else { return Ok(()) };
-            let Some(layout_field) = table.field(field) else { return Ok(()) };
+        EventAction::Set {
+            entity_type,
+            id,
+            field,
+            value,
+        } if !covered(entity_type, *id) => {
+            let Some(table) = layout.table(entity_type) else {
+                return Ok(());
+            };
+            let Some(layout_field) = table.field(field) else {
+                return Ok(());
+            };
             let mut record = Map::new();
             record.insert("id".into(), json!(id));
             record.insert(field.clone(), value.clone());
@@ -788,7 +1031,10 @@ fn apply_row(
                 Storage::Links => return Ok(()),
                 _ => {
                     if let Err(e) = sg_engine::write::upsert_record(conn, table, &record) {
-                        tracing::warn!(event = row.id, "skipping a change the cache can't store: {e}");
+                        tracing::warn!(
+                            event = row.id,
+                            "skipping a change the cache can't store: {e}"
+                        );
                         return Ok(());
                     }
                 }
@@ -796,13 +1042,24 @@ fn apply_row(
             stamp_audit(conn, table, *id, row)?;
             state::set_guard(conn, entity_type, *id, row.id)
         }
-        EventAction::Links { entity_type, id, field, added, removed } if !covered(entity_type, *id) => {
-            let Some(table) = layout.table(entity_type) else { return Ok(()) };
+        EventAction::Links {
+            entity_type,
+            id,
+            field,
+            added,
+            removed,
+        } if !covered(entity_type, *id) => {
+            let Some(table) = layout.table(entity_type) else {
+                return Ok(());
+            };
             if table.field(field).map(|f| f.storage) != Some(Storage::Links) {
                 return Ok(());
             }
             let current = current_links(conn, table, field, *id)?;
-            let mut next: Vec<EntityLink> = current.into_iter().filter(|l| !removed.contains(l)).collect();
+            let mut next: Vec<EntityLink> = current
+                .into_iter()
+                .filter(|l| !removed.contains(l))
+                .collect();
             for link in added {
                 if !next.contains(link) {
                     next.push(link.clone());
@@ -826,10 +1083,16 @@ fn stamp_audit(
 ) -> Result<(), sg_engine::EngineError> {
     let mut record = Map::new();
     if let (Some(at), Some(_)) = (row.created_at, table.field("updated_at")) {
-        record.insert("updated_at".into(), json!(sg_protocol::value::format_date_time(at)));
+        record.insert(
+            "updated_at".into(),
+            json!(sg_protocol::value::format_date_time(at)),
+        );
     }
     if let (Some(user), Some(_)) = (&row.user, table.field("updated_by")) {
-        record.insert("updated_by".into(), json!({"type": user.entity_type, "id": user.id}));
+        record.insert(
+            "updated_by".into(),
+            json!({"type": user.entity_type, "id": user.id}),
+        );
     }
     if record.is_empty() {
         return Ok(());
@@ -848,11 +1111,15 @@ fn store_site_record(
     record: &Map<String, Value>,
     hidden: &BTreeSet<(String, i64)>,
 ) -> Result<(), sg_engine::EngineError> {
-    let Some(id) = record.get("id").and_then(Value::as_i64) else { return Ok(()) };
+    let Some(id) = record.get("id").and_then(Value::as_i64) else {
+        return Ok(());
+    };
     let is_hidden = |l: &EntityLink| hidden.contains(&(l.entity_type.clone(), l.id));
     let mut merged = record.clone();
     for field in table.fields.values() {
-        let Some(site_value) = record.get(&field.name) else { continue };
+        let Some(site_value) = record.get(&field.name) else {
+            continue;
+        };
         match field.storage {
             Storage::Links => {
                 let mut links: Vec<EntityLink> = links_of(site_value);
@@ -861,12 +1128,21 @@ fn store_site_record(
                         links.push(held);
                     }
                 }
-                merged.insert(field.name.clone(), json!(links.iter().map(|l| json!({"type": l.entity_type, "id": l.id})).collect::<Vec<_>>()));
+                merged.insert(
+                    field.name.clone(),
+                    json!(links
+                        .iter()
+                        .map(|l| json!({"type": l.entity_type, "id": l.id}))
+                        .collect::<Vec<_>>()),
+                );
             }
             Storage::Entity if site_value.is_null() => {
                 if let Some(held) = current_link(conn, table, field, id)? {
                     if is_hidden(&held) {
-                        merged.insert(field.name.clone(), json!({"type": held.entity_type, "id": held.id}));
+                        merged.insert(
+                            field.name.clone(),
+                            json!({"type": held.entity_type, "id": held.id}),
+                        );
                     }
                 }
             }
@@ -885,10 +1161,16 @@ fn unseen_links(
 ) -> Result<BTreeSet<(String, i64)>, sg_engine::EngineError> {
     let mut out = BTreeSet::new();
     for (t, record) in records {
-        let Some(table) = layout.table(t) else { continue };
-        let Some(id) = record.get("id").and_then(Value::as_i64) else { continue };
+        let Some(table) = layout.table(t) else {
+            continue;
+        };
+        let Some(id) = record.get("id").and_then(Value::as_i64) else {
+            continue;
+        };
         for field in table.fields.values() {
-            let Some(site_value) = record.get(&field.name) else { continue };
+            let Some(site_value) = record.get(&field.name) else {
+                continue;
+            };
             let held = match field.storage {
                 Storage::Links => current_links(conn, table, &field.name, id)?,
                 Storage::Entity => current_link(conn, table, field, id)?.into_iter().collect(),
@@ -909,7 +1191,10 @@ fn unseen_links(
 }
 
 fn links_of(value: &Value) -> Vec<EntityLink> {
-    value.as_array().map(|items| items.iter().filter_map(EntityLink::from_json).collect()).unwrap_or_default()
+    value
+        .as_array()
+        .map(|items| items.iter().filter_map(EntityLink::from_json).collect())
+        .unwrap_or_default()
 }
 
 /// The stored link of one entity field.
@@ -928,7 +1213,10 @@ fn current_link(
     f.bind(sg_engine::sql::SqlValue::Int(id));
     let (sql, params) = f.finish(conn.dialect());
     Ok(conn.query(&sql, &params)?.first().and_then(|r| {
-        Some(EntityLink { entity_type: r[0].as_str()?.to_string(), id: r[1].as_i64()? })
+        Some(EntityLink {
+            entity_type: r[0].as_str()?.to_string(),
+            id: r[1].as_i64()?,
+        })
     }))
 }
 
@@ -943,11 +1231,17 @@ fn current_links(
         "SELECT \"dst_type\", \"dst_id\" FROM {} WHERE \"src_id\" = ",
         table.link_table(field)
     ));
-    f.bind(sg_engine::sql::SqlValue::Int(id)).push(" ORDER BY \"pos\"");
+    f.bind(sg_engine::sql::SqlValue::Int(id))
+        .push(" ORDER BY \"pos\"");
     let (sql, params) = f.finish(conn.dialect());
     Ok(conn
         .query(&sql, &params)?
         .iter()
-        .filter_map(|r| Some(EntityLink { entity_type: r[0].as_str()?.to_string(), id: r[1].as_i64()? }))
+        .filter_map(|r| {
+            Some(EntityLink {
+                entity_type: r[0].as_str()?.to_string(),
+                id: r[1].as_i64()?,
+            })
+        })
         .collect())
 }

@@ -40,7 +40,10 @@ pub enum ConfigError {
 }
 
 fn file_error(path: &Path, message: impl Into<String>) -> ConfigError {
-    ConfigError::File { path: path.to_path_buf(), message: message.into() }
+    ConfigError::File {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
 }
 
 /// An API key, kept out of logs and debug output.
@@ -77,7 +80,11 @@ pub struct MonitorSection {
 
 impl Default for MonitorSection {
     fn default() -> Self {
-        MonitorSection { fetch_interval: 2.0, max_event_batch_size: 500, missing_event_timeout: 300.0 }
+        MonitorSection {
+            fetch_interval: 2.0,
+            max_event_batch_size: 500,
+            missing_event_timeout: 300.0,
+        }
     }
 }
 
@@ -92,7 +99,10 @@ pub struct ImportSection {
 
 impl Default for ImportSection {
     fn default() -> Self {
-        ImportSection { batch_size: 500, processes: 4 }
+        ImportSection {
+            batch_size: 500,
+            processes: 4,
+        }
     }
 }
 
@@ -176,7 +186,9 @@ impl CacheConfig {
         if let Some(dir) = std::env::var_os("SHOTGUN_CACHE_CONFIG").filter(|d| !d.is_empty()) {
             return PathBuf::from(dir);
         }
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
         home.join("shotguncache")
     }
 
@@ -184,20 +196,33 @@ impl CacheConfig {
     pub fn load(dir: &Path) -> Result<CacheConfig, ConfigError> {
         let path = dir.join("config.yaml");
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            file_error(&path, format!("can't read it ({e}); run `shotgun-cache setup` to create it"))
+            file_error(
+                &path,
+                format!("can't read it ({e}); run `shotgun-cache setup` to create it"),
+            )
         })?;
         let file: ConfigFile = serde_yaml::from_str(&text).map_err(|e| {
-            let at = e.location().map(|l| format!("line {}: ", l.line())).unwrap_or_default();
+            let at = e
+                .location()
+                .map(|l| format!("line {}: ", l.line()))
+                .unwrap_or_default();
             file_error(&path, format!("{at}{e}"))
         })?;
         if file.shotgun.base_url.trim().is_empty() {
             return Err(file_error(&path, "shotgun.base_url is empty"));
         }
         if !(file.monitor.fetch_interval > 0.0) || !(file.scan_interval > 0.0) {
-            return Err(file_error(&path, "monitor.fetch_interval and scan_interval must be positive"));
+            return Err(file_error(
+                &path,
+                "monitor.fetch_interval and scan_interval must be positive",
+            ));
         }
         let entities = load_entity_configs(&dir.join(&file.entity_config_foldername))?;
-        Ok(CacheConfig { dir: dir.to_path_buf(), file, entities })
+        Ok(CacheConfig {
+            dir: dir.to_path_buf(),
+            file,
+            entities,
+        })
     }
 
     /// Re-reads only the entity configs (they may change while running).
@@ -215,7 +240,11 @@ impl CacheConfig {
         } else {
             let path = db.strip_prefix("sqlite://").unwrap_or(db);
             let path = Path::new(path);
-            Database::Sqlite(if path.is_absolute() { path.to_path_buf() } else { self.dir.join(path) })
+            Database::Sqlite(if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                self.dir.join(path)
+            })
         }
     }
 
@@ -244,7 +273,10 @@ impl CacheConfig {
         for (name, config) in &self.entities {
             let path = folder.join(format!("{name}.json"));
             if name == "EventLogEntry" {
-                return Err(file_error(&path, "EventLogEntry can't be cached: the cache follows it"));
+                return Err(file_error(
+                    &path,
+                    "EventLogEntry can't be cached: the cache follows it",
+                ));
             }
             let entity = schema
                 .entity(name)
@@ -253,7 +285,9 @@ impl CacheConfig {
                 if entity.field(field).is_none() {
                     return Err(file_error(
                         &path,
-                        format!("{name} has no field '{field}' on the site; remove it from \"fields\""),
+                        format!(
+                            "{name} has no field '{field}' on the site; remove it from \"fields\""
+                        ),
                     ));
                 }
             }
@@ -287,10 +321,15 @@ fn load_entity_configs(folder: &Path) -> Result<BTreeMap<String, EntityConfig>, 
         if path.extension().and_then(|e| e.to_str()) != Some("json") {
             continue;
         }
-        let Some(entity_type) = path.file_stem().and_then(|s| s.to_str()).map(str::to_string) else {
+        let Some(entity_type) = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(str::to_string)
+        else {
             continue;
         };
-        let text = std::fs::read_to_string(&path).map_err(|e| file_error(&path, format!("can't read it: {e}")))?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| file_error(&path, format!("can't read it: {e}")))?;
         let value: Value = serde_json::from_str(&text)
             .map_err(|e| file_error(&path, format!("line {}: {e}", e.line())))?;
         let fields: BTreeSet<String> = match value.get("fields") {
@@ -313,7 +352,13 @@ fn load_entity_configs(folder: &Path) -> Result<BTreeMap<String, EntityConfig>, 
         if fields.is_empty() {
             return Err(file_error(&path, "\"fields\" is empty"));
         }
-        out.insert(entity_type.clone(), EntityConfig { entity_type, fields });
+        out.insert(
+            entity_type.clone(),
+            EntityConfig {
+                entity_type,
+                fields,
+            },
+        );
     }
     Ok(out)
 }
@@ -330,7 +375,11 @@ pub fn write_config(
     for (entity_type, fields) in entities {
         let body = serde_json::json!({ "fields": fields });
         let text = serde_json::to_string_pretty(&body).map_err(std::io::Error::other)?;
-        std::fs::write(dir.join(&file.entity_config_foldername).join(format!("{entity_type}.json")), text + "\n")?;
+        std::fs::write(
+            dir.join(&file.entity_config_foldername)
+                .join(format!("{entity_type}.json")),
+            text + "\n",
+        )?;
     }
     Ok(())
 }
@@ -351,25 +400,54 @@ mod tests {
     fn reads_the_original_layout_with_defaults() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "config.yaml", "shotgun:\n  base_url: https://x\n  script_name: s\n  api_key: k\nrethink:\n  host: localhost\n");
-        write(dir.path(), "entity-configs/Shot.json", r#"{"fields": {"code": {}, "assets": {"mapping": {}}}}"#);
-        write(dir.path(), "entity-configs/Asset.json", r#"{"fields": ["code"]}"#);
+        write(
+            dir.path(),
+            "entity-configs/Shot.json",
+            r#"{"fields": {"code": {}, "assets": {"mapping": {}}}}"#,
+        );
+        write(
+            dir.path(),
+            "entity-configs/Asset.json",
+            r#"{"fields": ["code"]}"#,
+        );
         let config = CacheConfig::load(dir.path()).unwrap();
         assert_eq!(config.fetch_interval(), Duration::from_secs(2));
-        assert_eq!(config.database(), Database::Sqlite(dir.path().join("cache.sqlite")));
-        assert_eq!(config.entities["Shot"].fields, BTreeSet::from(["assets".to_string(), "code".to_string()]));
+        assert_eq!(
+            config.database(),
+            Database::Sqlite(dir.path().join("cache.sqlite"))
+        );
+        assert_eq!(
+            config.entities["Shot"].fields,
+            BTreeSet::from(["assets".to_string(), "code".to_string()])
+        );
         assert_eq!(config.entities.len(), 2);
-        assert!(!format!("{config:?}").contains("api_key: \"k\""), "the key is not in debug output");
+        assert!(
+            !format!("{config:?}").contains("api_key: \"k\""),
+            "the key is not in debug output"
+        );
     }
 
     #[test]
     fn errors_name_the_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "config.yaml", "shotgun:\n  base_url: https://x\n  script_name: s\n  api_key: [unclosed\n");
+        write(
+            dir.path(),
+            "config.yaml",
+            "shotgun:\n  base_url: https://x\n  script_name: s\n  api_key: [unclosed\n",
+        );
         let err = CacheConfig::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("config.yaml") && err.contains("line"), "{err}");
 
-        write(dir.path(), "config.yaml", "shotgun:\n  base_url: https://x\n  script_name: s\n  api_key: k\n");
-        write(dir.path(), "entity-configs/Shot.json", "{\"fields\": [\"code\",]}");
+        write(
+            dir.path(),
+            "config.yaml",
+            "shotgun:\n  base_url: https://x\n  script_name: s\n  api_key: k\n",
+        );
+        write(
+            dir.path(),
+            "entity-configs/Shot.json",
+            "{\"fields\": [\"code\",]}",
+        );
         let err = CacheConfig::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("Shot.json") && err.contains("line 1"), "{err}");
 
@@ -381,18 +459,30 @@ mod tests {
     #[test]
     fn unknown_types_and_fields_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "config.yaml", "shotgun:\n  base_url: https://x\n  script_name: s\n  api_key: k\n");
-        write(dir.path(), "entity-configs/Shot.json", r#"{"fields": ["code", "nope"]}"#);
+        write(
+            dir.path(),
+            "config.yaml",
+            "shotgun:\n  base_url: https://x\n  script_name: s\n  api_key: k\n",
+        );
+        write(
+            dir.path(),
+            "entity-configs/Shot.json",
+            r#"{"fields": ["code", "nope"]}"#,
+        );
         let config = CacheConfig::load(dir.path()).unwrap();
         let f = serde_json::json!({"data_type": {"value": "text", "editable": false}});
-        let schema = Schema::from_json(&serde_json::json!({"Shot": {"id": f, "code": f}}), None).unwrap();
+        let schema =
+            Schema::from_json(&serde_json::json!({"Shot": {"id": f, "code": f}}), None).unwrap();
         let err = config.check_against(&schema).unwrap_err().to_string();
         assert!(err.contains("Shot.json") && err.contains("nope"), "{err}");
     }
 
     #[test]
     fn digests_ignore_formatting_but_not_content() {
-        let a = EntityConfig { entity_type: "Shot".into(), fields: BTreeSet::from(["code".into(), "id".into()]) };
+        let a = EntityConfig {
+            entity_type: "Shot".into(),
+            fields: BTreeSet::from(["code".into(), "id".into()]),
+        };
         let mut b = a.clone();
         assert_eq!(a.digest(), b.digest());
         b.fields.insert("sg_status_list".into());

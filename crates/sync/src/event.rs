@@ -11,8 +11,15 @@ use serde_json::Value;
 use sg_protocol::value::{parse_date_time, EntityLink};
 
 /// The fields the follower reads of each row.
-pub const EVENT_FIELDS: &[&str] =
-    &["id", "event_type", "attribute_name", "entity", "meta", "created_at", "user"];
+pub const EVENT_FIELDS: &[&str] = &[
+    "id",
+    "event_type",
+    "attribute_name",
+    "entity",
+    "meta",
+    "created_at",
+    "user",
+];
 
 /// What one row asks of the cache.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,9 +29,20 @@ pub enum EventAction {
     /// A record was retired.
     Retire { entity_type: String, id: i64 },
     /// A field was set to a value.
-    Set { entity_type: String, id: i64, field: String, value: Value },
+    Set {
+        entity_type: String,
+        id: i64,
+        field: String,
+        value: Value,
+    },
     /// Links were added to and removed from a multi-entity field.
-    Links { entity_type: String, id: i64, field: String, added: Vec<EntityLink>, removed: Vec<EntityLink> },
+    Links {
+        entity_type: String,
+        id: i64,
+        field: String,
+        added: Vec<EntityLink>,
+        removed: Vec<EntityLink>,
+    },
     /// A field changed but the row does not say to what: read the record.
     Refresh { entity_type: String, id: i64 },
     /// A back-reference row whose record is retired now (its `entity` reads
@@ -64,7 +82,10 @@ fn links(value: Option<&Value>) -> Option<Vec<EntityLink>> {
 /// Classifies one row read with [`EVENT_FIELDS`].
 pub fn classify(row: &Value) -> Option<EventRow> {
     let id = row.get("id")?.as_i64()?;
-    let created_at = row.get("created_at").and_then(Value::as_str).and_then(parse_date_time);
+    let created_at = row
+        .get("created_at")
+        .and_then(Value::as_str)
+        .and_then(parse_date_time);
     let user = row.get("user").and_then(EntityLink::from_json);
     let mut mentioned = Vec::new();
     if let Some(meta) = row.get("meta").filter(|m| m.is_object()) {
@@ -75,8 +96,18 @@ pub fn classify(row: &Value) -> Option<EventRow> {
             mentioned.extend(links(meta.get(key)).unwrap_or_default());
         }
     }
-    let revival = row.get("event_type").and_then(Value::as_str).is_some_and(|t| t.starts_with("Shotgun_") && t.ends_with("_Revival"));
-    Some(EventRow { id, created_at, user, mentioned, revival, action: action(row) })
+    let revival = row
+        .get("event_type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.starts_with("Shotgun_") && t.ends_with("_Revival"));
+    Some(EventRow {
+        id,
+        created_at,
+        user,
+        mentioned,
+        revival,
+        action: action(row),
+    })
 }
 
 fn action(row: &Value) -> EventAction {
@@ -92,8 +123,13 @@ fn action(row: &Value) -> EventAction {
         return EventAction::Schema;
     }
     let meta = row.get("meta").filter(|m| m.is_object());
-    let meta_id = meta.and_then(|m| m.get("entity_id")).and_then(Value::as_i64);
-    let entity = row.get("entity").and_then(EntityLink::from_json).filter(|e| e.entity_type == kind);
+    let meta_id = meta
+        .and_then(|m| m.get("entity_id"))
+        .and_then(Value::as_i64);
+    let entity = row
+        .get("entity")
+        .and_then(EntityLink::from_json)
+        .filter(|e| e.entity_type == kind);
     let id = entity.as_ref().map(|e| e.id).or(meta_id);
     let entity_type = kind.to_string();
     match verb {
@@ -117,7 +153,11 @@ fn change(
     meta_id: Option<i64>,
     entity_type: String,
 ) -> EventAction {
-    let Some(field) = row.get("attribute_name").and_then(Value::as_str).map(str::to_string) else {
+    let Some(field) = row
+        .get("attribute_name")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
         return EventAction::Skip;
     };
     if field == "retirement_date" || field == "read_by_current_user" {
@@ -126,7 +166,10 @@ fn change(
     let Some(meta) = meta else {
         // An automatic update with no meta: the row names the record, not the value.
         return match entity {
-            Some(e) => EventAction::Refresh { entity_type, id: e.id },
+            Some(e) => EventAction::Refresh {
+                entity_type,
+                id: e.id,
+            },
             None => EventAction::Skip,
         };
     };
@@ -137,8 +180,14 @@ fn change(
         match entity {
             Some(e) => e.id,
             None => {
-                return match meta.get("original_event_log_entry_id").and_then(Value::as_i64) {
-                    Some(forward) => EventAction::BackReference { entity_type, forward },
+                return match meta
+                    .get("original_event_log_entry_id")
+                    .and_then(Value::as_i64)
+                {
+                    Some(forward) => EventAction::BackReference {
+                        entity_type,
+                        forward,
+                    },
                     None => EventAction::Skip,
                 }
             }
@@ -151,11 +200,22 @@ fn change(
     };
     if meta.get("added").is_some() || meta.get("removed").is_some() {
         match (links(meta.get("added")), links(meta.get("removed"))) {
-            (Some(added), Some(removed)) => EventAction::Links { entity_type, id, field, added, removed },
+            (Some(added), Some(removed)) => EventAction::Links {
+                entity_type,
+                id,
+                field,
+                added,
+                removed,
+            },
             _ => EventAction::Refresh { entity_type, id },
         }
     } else if let Some(value) = meta.get("new_value") {
-        EventAction::Set { entity_type, id, field, value: value.clone() }
+        EventAction::Set {
+            entity_type,
+            id,
+            field,
+            value: value.clone(),
+        }
     } else {
         EventAction::Refresh { entity_type, id }
     }
@@ -167,67 +227,108 @@ mod tests {
     use serde_json::json;
 
     fn classify_action(row: Value) -> EventAction {
-        classify(&row).map(|r| r.action).unwrap_or(EventAction::Skip)
+        classify(&row)
+            .map(|r| r.action)
+            .unwrap_or(EventAction::Skip)
     }
 
     #[test]
     fn lifecycle_rows() {
         assert_eq!(
-            classify_action(json!({"id": 1, "event_type": "Shotgun_Shot_New", "entity": {"type": "Shot", "id": 7},
-                "meta": {"type": "new_entity", "entity_type": "Shot", "entity_id": 7}})),
-            EventAction::Fetch { entity_type: "Shot".into(), id: 7 }
+            classify_action(
+                json!({"id": 1, "event_type": "Shotgun_Shot_New", "entity": {"type": "Shot", "id": 7},
+                "meta": {"type": "new_entity", "entity_type": "Shot", "entity_id": 7}})
+            ),
+            EventAction::Fetch {
+                entity_type: "Shot".into(),
+                id: 7
+            }
         );
         assert_eq!(
-            classify_action(json!({"id": 2, "event_type": "Shotgun_Shot_Retirement", "entity": null,
-                "meta": {"type": "entity_retirement", "entity_type": "Shot", "entity_id": 7, "id": 7}})),
-            EventAction::Retire { entity_type: "Shot".into(), id: 7 }
+            classify_action(
+                json!({"id": 2, "event_type": "Shotgun_Shot_Retirement", "entity": null,
+                "meta": {"type": "entity_retirement", "entity_type": "Shot", "entity_id": 7, "id": 7}})
+            ),
+            EventAction::Retire {
+                entity_type: "Shot".into(),
+                id: 7
+            }
         );
         assert_eq!(
-            classify_action(json!({"id": 3, "event_type": "Shotgun_Shot_Revival", "entity": {"type": "Shot", "id": 7},
-                "meta": {"class_name": "Shot", "entity_id": 7, "entity_type": "Shot", "id": 7}})),
-            EventAction::Fetch { entity_type: "Shot".into(), id: 7 }
+            classify_action(
+                json!({"id": 3, "event_type": "Shotgun_Shot_Revival", "entity": {"type": "Shot", "id": 7},
+                "meta": {"class_name": "Shot", "entity_id": 7, "entity_type": "Shot", "id": 7}})
+            ),
+            EventAction::Fetch {
+                entity_type: "Shot".into(),
+                id: 7
+            }
         );
     }
 
     #[test]
     fn change_rows() {
         assert_eq!(
-            classify_action(json!({"id": 4, "event_type": "Shotgun_Shot_Change", "attribute_name": "code",
+            classify_action(
+                json!({"id": 4, "event_type": "Shotgun_Shot_Change", "attribute_name": "code",
                 "entity": null, "meta": {"type": "attribute_change", "entity_type": "Shot", "entity_id": 7,
-                "old_value": "a", "new_value": "b"}})),
-            EventAction::Set { entity_type: "Shot".into(), id: 7, field: "code".into(), value: json!("b") }
+                "old_value": "a", "new_value": "b"}})
+            ),
+            EventAction::Set {
+                entity_type: "Shot".into(),
+                id: 7,
+                field: "code".into(),
+                value: json!("b")
+            }
         );
         // A back-reference row: the meta names the Task, the row's entity is the Shot.
         assert_eq!(
-            classify_action(json!({"id": 5, "event_type": "Shotgun_Shot_Change", "attribute_name": "tasks",
+            classify_action(
+                json!({"id": 5, "event_type": "Shotgun_Shot_Change", "attribute_name": "tasks",
                 "entity": {"type": "Shot", "id": 7}, "meta": {"type": "attribute_change", "entity_type": "Task",
                 "entity_id": 30, "actual_attribute_changed": "Task.entity", "original_event_log_entry_id": 4,
-                "added": [{"type": "Task", "id": 30, "name": "x", "valid": "valid"}], "removed": []}})),
+                "added": [{"type": "Task", "id": 30, "name": "x", "valid": "valid"}], "removed": []}})
+            ),
             EventAction::Links {
                 entity_type: "Shot".into(),
                 id: 7,
                 field: "tasks".into(),
-                added: vec![EntityLink { entity_type: "Task".into(), id: 30 }],
+                added: vec![EntityLink {
+                    entity_type: "Task".into(),
+                    id: 30
+                }],
                 removed: vec![]
             }
         );
         assert_eq!(
-            classify_action(json!({"id": 6, "event_type": "Shotgun_Shot_Change", "attribute_name": "tasks",
+            classify_action(
+                json!({"id": 6, "event_type": "Shotgun_Shot_Change", "attribute_name": "tasks",
                 "entity": null, "meta": {"entity_type": "Task", "entity_id": 30, "actual_attribute_changed": "Task.entity",
-                "added": [], "removed": []}})),
+                "added": [], "removed": []}})
+            ),
             EventAction::Skip,
             "a back-reference row on a retired record with no forward row can't be placed"
         );
         assert_eq!(
-            classify_action(json!({"id": 6, "event_type": "Shotgun_Shot_Change", "attribute_name": "tasks",
+            classify_action(
+                json!({"id": 6, "event_type": "Shotgun_Shot_Change", "attribute_name": "tasks",
                 "entity": null, "meta": {"entity_type": "Task", "entity_id": 30, "actual_attribute_changed": "Task.entity",
-                "original_event_log_entry_id": 5, "added": [], "removed": []}})),
-            EventAction::BackReference { entity_type: "Shot".into(), forward: 5 }
+                "original_event_log_entry_id": 5, "added": [], "removed": []}})
+            ),
+            EventAction::BackReference {
+                entity_type: "Shot".into(),
+                forward: 5
+            }
         );
         assert_eq!(
-            classify_action(json!({"id": 7, "event_type": "Shotgun_Shot_Change", "attribute_name": "code",
-                "entity": {"type": "Shot", "id": 7}, "meta": {"type": "attribute_change", "entity_id": 7, "warning": "too big"}})),
-            EventAction::Refresh { entity_type: "Shot".into(), id: 7 }
+            classify_action(
+                json!({"id": 7, "event_type": "Shotgun_Shot_Change", "attribute_name": "code",
+                "entity": {"type": "Shot", "id": 7}, "meta": {"type": "attribute_change", "entity_id": 7, "warning": "too big"}})
+            ),
+            EventAction::Refresh {
+                entity_type: "Shot".into(),
+                id: 7
+            }
         );
     }
 
@@ -245,7 +346,9 @@ mod tests {
             assert_eq!(classify_action(row.clone()), EventAction::Skip, "{row}");
         }
         assert_eq!(
-            classify_action(json!({"id": 13, "event_type": "Shotgun_DisplayColumn_New", "meta": {}})),
+            classify_action(
+                json!({"id": 13, "event_type": "Shotgun_DisplayColumn_New", "meta": {}})
+            ),
             EventAction::Schema
         );
     }

@@ -41,12 +41,16 @@ fn exec(conn: &mut dyn Connection, f: Fragment) -> Result<usize, EngineError> {
 pub fn get(conn: &mut dyn Connection, key: &str) -> Result<Option<String>, EngineError> {
     let mut f = Fragment::text("SELECT \"value\" FROM \"__sync_state\" WHERE \"key\" = ");
     f.bind(SqlValue::Text(key.into()));
-    Ok(run(conn, f)?.first().and_then(|r| r[0].as_str().map(str::to_string)))
+    Ok(run(conn, f)?
+        .first()
+        .and_then(|r| r[0].as_str().map(str::to_string)))
 }
 
 pub fn set(conn: &mut dyn Connection, key: &str, value: &str) -> Result<(), EngineError> {
     let mut f = Fragment::text("INSERT INTO \"__sync_state\" (\"key\", \"value\") VALUES (");
-    f.bind(SqlValue::Text(key.into())).push(", ").bind(SqlValue::Text(value.into()));
+    f.bind(SqlValue::Text(key.into()))
+        .push(", ")
+        .bind(SqlValue::Text(value.into()));
     f.push(") ON CONFLICT (\"key\") DO UPDATE SET \"value\" = excluded.\"value\"");
     exec(conn, f).map(|_| ())
 }
@@ -69,9 +73,13 @@ pub fn position(conn: &mut dyn Connection) -> Result<Option<EventPosition>, Engi
     Ok(Some(EventPosition { watermark, missing }))
 }
 
-pub fn set_position(conn: &mut dyn Connection, position: &EventPosition) -> Result<(), EngineError> {
+pub fn set_position(
+    conn: &mut dyn Connection,
+    position: &EventPosition,
+) -> Result<(), EngineError> {
     set(conn, "watermark", &position.watermark.to_string())?;
-    let missing = serde_json::to_string(&position.missing).map_err(|e| EngineError::Store(e.to_string()))?;
+    let missing =
+        serde_json::to_string(&position.missing).map_err(|e| EngineError::Store(e.to_string()))?;
     set(conn, "missing", &missing)
 }
 
@@ -123,7 +131,12 @@ pub fn set_type(conn: &mut dyn Connection, s: &TypeState) -> Result<(), EngineEr
     f.bind(SqlValue::Text(s.phase.clone())).push(", ");
     f.bind(SqlValue::Int(s.last_id)).push(", ");
     f.bind(SqlValue::Int(s.imported)).push(", ");
-    f.bind(s.imported_at.clone().map(SqlValue::Text).unwrap_or(SqlValue::Null));
+    f.bind(
+        s.imported_at
+            .clone()
+            .map(SqlValue::Text)
+            .unwrap_or(SqlValue::Null),
+    );
     f.push(
         ") ON CONFLICT (\"entity_type\") DO UPDATE SET \"digest\" = excluded.\"digest\", \"status\" = excluded.\"status\", \
          \"phase\" = excluded.\"phase\", \"last_id\" = excluded.\"last_id\", \"imported\" = excluded.\"imported\", \
@@ -142,11 +155,18 @@ pub fn remove_type(conn: &mut dyn Connection, entity_type: &str) -> Result<(), E
 }
 
 /// The newest event applied to each of these records (0 when none).
-pub fn guards(conn: &mut dyn Connection, entity_type: &str, ids: &[i64]) -> Result<BTreeMap<i64, i64>, EngineError> {
+pub fn guards(
+    conn: &mut dyn Connection,
+    entity_type: &str,
+    ids: &[i64],
+) -> Result<BTreeMap<i64, i64>, EngineError> {
     let mut out = BTreeMap::new();
     for chunk in ids.chunks(500) {
-        let mut f = Fragment::text("SELECT \"id\", \"event_id\" FROM \"__sync_guard\" WHERE \"entity_type\" = ");
-        f.bind(SqlValue::Text(entity_type.into())).push(" AND \"id\" IN (");
+        let mut f = Fragment::text(
+            "SELECT \"id\", \"event_id\" FROM \"__sync_guard\" WHERE \"entity_type\" = ",
+        );
+        f.bind(SqlValue::Text(entity_type.into()))
+            .push(" AND \"id\" IN (");
         for (i, id) in chunk.iter().enumerate() {
             if i > 0 {
                 f.push(", ");
@@ -164,9 +184,19 @@ pub fn guards(conn: &mut dyn Connection, entity_type: &str, ids: &[i64]) -> Resu
 }
 
 /// Records that `event_id` is the newest event applied to a record.
-pub fn set_guard(conn: &mut dyn Connection, entity_type: &str, id: i64, event_id: i64) -> Result<(), EngineError> {
-    let mut f = Fragment::text("INSERT INTO \"__sync_guard\" (\"entity_type\", \"id\", \"event_id\") VALUES (");
-    f.bind(SqlValue::Text(entity_type.into())).push(", ").bind(SqlValue::Int(id)).push(", ");
+pub fn set_guard(
+    conn: &mut dyn Connection,
+    entity_type: &str,
+    id: i64,
+    event_id: i64,
+) -> Result<(), EngineError> {
+    let mut f = Fragment::text(
+        "INSERT INTO \"__sync_guard\" (\"entity_type\", \"id\", \"event_id\") VALUES (",
+    );
+    f.bind(SqlValue::Text(entity_type.into()))
+        .push(", ")
+        .bind(SqlValue::Int(id))
+        .push(", ");
     f.bind(SqlValue::Int(event_id));
     f.push(") ON CONFLICT (\"entity_type\", \"id\") DO UPDATE SET \"event_id\" = excluded.\"event_id\" WHERE excluded.\"event_id\" > \"__sync_guard\".\"event_id\"");
     exec(conn, f).map(|_| ())

@@ -19,20 +19,48 @@ pub enum Difference {
     /// The cache has a record the site does not.
     Extra { entity_type: String, id: i64 },
     /// Active on one side, retired on the other.
-    Retired { entity_type: String, id: i64, site: bool },
+    Retired {
+        entity_type: String,
+        id: i64,
+        site: bool,
+    },
     /// A field's value differs.
-    Field { entity_type: String, id: i64, field: String, site: Value, cache: Value },
+    Field {
+        entity_type: String,
+        id: i64,
+        field: String,
+        site: Value,
+        cache: Value,
+    },
 }
 
 impl std::fmt::Display for Difference {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Difference::Missing { entity_type, id } => write!(f, "{entity_type} {id}: on the site, not in the cache"),
-            Difference::Extra { entity_type, id } => write!(f, "{entity_type} {id}: in the cache, not on the site"),
-            Difference::Retired { entity_type, id, site } => {
-                write!(f, "{entity_type} {id}: {} on the site, not in the cache", if *site { "retired" } else { "active" })
+            Difference::Missing { entity_type, id } => {
+                write!(f, "{entity_type} {id}: on the site, not in the cache")
             }
-            Difference::Field { entity_type, id, field, site, cache } => {
+            Difference::Extra { entity_type, id } => {
+                write!(f, "{entity_type} {id}: in the cache, not on the site")
+            }
+            Difference::Retired {
+                entity_type,
+                id,
+                site,
+            } => {
+                write!(
+                    f,
+                    "{entity_type} {id}: {} on the site, not in the cache",
+                    if *site { "retired" } else { "active" }
+                )
+            }
+            Difference::Field {
+                entity_type,
+                id,
+                field,
+                site,
+                cache,
+            } => {
                 write!(f, "{entity_type} {id}.{field}: site {site}, cache {cache}")
             }
         }
@@ -60,7 +88,11 @@ type Records = BTreeMap<i64, (bool, serde_json::Map<String, Value>)>;
 impl<S: Store> Cache<S> {
     /// Every difference between the cache and the site for `types` (all
     /// cached types when empty); `sample` limits the records compared per type.
-    pub async fn validate(&self, types: &[String], sample: Option<usize>) -> Result<Vec<Difference>, SyncError> {
+    pub async fn validate(
+        &self,
+        types: &[String],
+        sample: Option<usize>,
+    ) -> Result<Vec<Difference>, SyncError> {
         let catalog = self.engine.catalog();
         let wanted: Vec<String> = if types.is_empty() {
             catalog.layout.tables.keys().cloned().collect()
@@ -72,7 +104,12 @@ impl<S: Store> Cache<S> {
             let Some(table) = catalog.layout.table(&entity_type) else {
                 return Err(SyncError::Other(format!("{entity_type} is not cached")));
             };
-            let fields: Vec<String> = table.fields.keys().filter(|f| *f != "id").cloned().collect();
+            let fields: Vec<String> = table
+                .fields
+                .keys()
+                .filter(|f| *f != "id")
+                .cloned()
+                .collect();
             let mut site: Records = BTreeMap::new();
             let mut cache: Records = BTreeMap::new();
             for retired in [false, true] {
@@ -86,15 +123,21 @@ impl<S: Store> Cache<S> {
                 }
                 let mut page = 1;
                 loop {
-                    let mut p = ReadParams::from_json(params.as_object().ok_or_else(|| SyncError::Other("bad params".into()))?)
-                        .map_err(|f| SyncError::Other(f.message))?;
+                    let mut p = ReadParams::from_json(
+                        params
+                            .as_object()
+                            .ok_or_else(|| SyncError::Other("bad params".into()))?,
+                    )
+                    .map_err(|f| SyncError::Other(f.message))?;
                     p.paging.current_page = page;
                     let engine = self.engine.clone();
                     let result = tokio::task::spawn_blocking(move || engine.read(&p))
                         .await
                         .map_err(|e| SyncError::Other(e.to_string()))??;
                     for record in result["entities"].as_array().into_iter().flatten() {
-                        if let (Some(id), Value::Object(map)) = (record["id"].as_i64(), record.clone()) {
+                        if let (Some(id), Value::Object(map)) =
+                            (record["id"].as_i64(), record.clone())
+                        {
                             cache.insert(id, (retired, map));
                         }
                     }
@@ -112,13 +155,23 @@ impl<S: Store> Cache<S> {
                     (None, Some(_)) => out.push(Difference::Extra { entity_type: t, id }),
                     (Some((site_retired, s)), Some((cache_retired, c))) => {
                         if site_retired != cache_retired {
-                            out.push(Difference::Retired { entity_type: t.clone(), id, site: *site_retired });
+                            out.push(Difference::Retired {
+                                entity_type: t.clone(),
+                                id,
+                                site: *site_retired,
+                            });
                         }
                         for field in &fields {
                             let sv = s.get(field).cloned().unwrap_or(Value::Null);
                             let cv = c.get(field).cloned().unwrap_or(Value::Null);
                             if normalize(&sv) != normalize(&cv) {
-                                out.push(Difference::Field { entity_type: t.clone(), id, field: field.clone(), site: sv, cache: cv });
+                                out.push(Difference::Field {
+                                    entity_type: t.clone(),
+                                    id,
+                                    field: field.clone(),
+                                    site: sv,
+                                    cache: cv,
+                                });
                             }
                         }
                     }

@@ -21,10 +21,15 @@ use sg_sync::{Cache, CacheConfig, LogProgress};
 fn fixture_schema() -> Schema {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/");
     let read = |name: &str| -> Value {
-        let text = std::fs::read_to_string(format!("{dir}{name}")).expect("shared fixtures beside the project");
+        let text = std::fs::read_to_string(format!("{dir}{name}"))
+            .expect("shared fixtures beside the project");
         serde_json::from_str(&text).expect("fixture JSON")
     };
-    Schema::from_json(&read("site-schema.fields.json"), Some(&read("site-schema.entities.json"))).expect("schema")
+    Schema::from_json(
+        &read("site-schema.fields.json"),
+        Some(&read("site-schema.entities.json")),
+    )
+    .expect("schema")
 }
 
 /// A small production: projects, sequences, shots with assets, tasks, users, versions, notes.
@@ -80,22 +85,34 @@ fn dataset(rng: &mut StdRng) -> Value {
 }
 
 async fn start_site(faults: EventFaults, seed: u64) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let engine = Engine::new(SqliteStore::open_temporary().expect("db"), fixture_schema()).expect("engine");
+    let engine =
+        Engine::new(SqliteStore::open_temporary().expect("db"), fixture_schema()).expect("engine");
     let mut rng = StdRng::seed_from_u64(seed);
     engine.load_dataset(&dataset(&mut rng)).expect("dataset");
     let logins = Logins {
-        allowed: ["cache:cache-key", "writer:writer-key", "quiet:quiet-key:no-events"]
-            .iter()
-            .map(|s| Credential::parse_script(s).expect("script"))
-            .collect(),
+        allowed: [
+            "cache:cache-key",
+            "writer:writer-key",
+            "quiet:quiet-key:no-events",
+        ]
+        .iter()
+        .map(|s| Credential::parse_script(s).expect("script"))
+        .collect(),
     };
     let site = Arc::new(Site::new(engine, logins, faults).expect("site"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(sg_sim::serve(site, listener, ServerOptions::default(), async {
-        let _ = stopped.await;
-    }));
+    tokio::spawn(sg_sim::serve(
+        site,
+        listener,
+        ServerOptions::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     (url, stop)
 }
 
@@ -109,20 +126,60 @@ fn write_config(dir: &Path, url: &str) {
     let types: &[(&str, &[&str])] = &[
         ("Project", &["name"]),
         ("Sequence", &["code", "project", "shots"]),
-        ("Shot", &["code", "sg_status_list", "sg_sequence", "project", "assets", "tasks", "sg_cut_in", "description", "created_at", "updated_at"]),
-        ("Asset", &["code", "sg_asset_type", "shots", "project", "tasks"]),
-        ("Task", &["content", "entity", "sg_status_list", "task_assignees", "due_date", "project", "start_date"]),
+        (
+            "Shot",
+            &[
+                "code",
+                "sg_status_list",
+                "sg_sequence",
+                "project",
+                "assets",
+                "tasks",
+                "sg_cut_in",
+                "description",
+                "created_at",
+                "updated_at",
+            ],
+        ),
+        (
+            "Asset",
+            &["code", "sg_asset_type", "shots", "project", "tasks"],
+        ),
+        (
+            "Task",
+            &[
+                "content",
+                "entity",
+                "sg_status_list",
+                "task_assignees",
+                "due_date",
+                "project",
+                "start_date",
+            ],
+        ),
         ("HumanUser", &["name", "login"]),
-        ("Version", &["code", "entity", "sg_status_list", "description"]),
+        (
+            "Version",
+            &["code", "entity", "sg_status_list", "description"],
+        ),
         ("Note", &["subject", "content", "note_links"]),
     ];
     for (t, fields) in types {
-        std::fs::write(configs.join(format!("{t}.json")), json!({ "fields": fields }).to_string()).expect("entity config");
+        std::fs::write(
+            configs.join(format!("{t}.json")),
+            json!({ "fields": fields }).to_string(),
+        )
+        .expect("entity config");
     }
 }
 
 /// One random write of any kind.
-async fn random_write(rng: &mut StdRng, writer: &Client, quiet: Option<&Client>, created: &mut Vec<(String, i64)>) {
+async fn random_write(
+    rng: &mut StdRng,
+    writer: &Client,
+    quiet: Option<&Client>,
+    created: &mut Vec<(String, i64)>,
+) {
     let client = match quiet {
         Some(quiet) if rng.gen_bool(0.1) => quiet,
         _ => writer,
@@ -132,35 +189,77 @@ async fn random_write(rng: &mut StdRng, writer: &Client, quiet: Option<&Client>,
     let asset = rng.gen_range(1..=30);
     let task = rng.gen_range(1..=150);
     let call = match rng.gen_range(0..14) {
-        0 => ("create", json!({"type": "Shot", "fields": [{"field_name": "code", "value": format!("NEW{}", rng.gen::<u16>())},
+        0 => (
+            "create",
+            json!({"type": "Shot", "fields": [{"field_name": "code", "value": format!("NEW{}", rng.gen::<u16>())},
                 {"field_name": "sg_sequence", "value": link("Sequence", rng.gen_range(1..=5))},
-                {"field_name": "assets", "value": [link("Asset", asset)]}], "return_fields": ["id"]})),
-        1 => ("create", json!({"type": "Task", "fields": [{"field_name": "content", "value": "new task"},
+                {"field_name": "assets", "value": [link("Asset", asset)]}], "return_fields": ["id"]}),
+        ),
+        1 => (
+            "create",
+            json!({"type": "Task", "fields": [{"field_name": "content", "value": "new task"},
                 {"field_name": "entity", "value": link(if rng.gen_bool(0.5) { "Shot" } else { "Asset" }, if rng.gen_bool(0.5) { shot } else { asset })},
-                {"field_name": "due_date", "value": format!("2025-0{}-1{}", rng.gen_range(1..=9), rng.gen_range(0..=9))}], "return_fields": ["id"]})),
-        2 => ("update", json!({"type": "Shot", "id": shot, "fields": [{"field_name": "code", "value": format!("SH{shot:03}_{}", rng.gen::<u8>())}]})),
-        3 => ("update", json!({"type": "Shot", "id": shot, "fields": [{"field_name": "sg_status_list", "value": (["ip", "wtg", "fin", "hld"][rng.gen_range(0..4)])},
-                {"field_name": "sg_cut_in", "value": rng.gen_range(900..1200)}]})),
-        4 => ("update", json!({"type": "Shot", "id": shot, "fields": [{"field_name": "assets", "value": [link("Asset", asset)],
-                "multi_entity_update_mode": (["add", "remove", "set"][rng.gen_range(0..3)])}]})),
-        5 => ("update", json!({"type": "Task", "id": task, "fields": [{"field_name": "entity", "value": link("Shot", shot)},
-                {"field_name": "sg_status_list", "value": (["wtg", "ip", "fin"][rng.gen_range(0..3)])}]})),
-        6 => ("update", json!({"type": "Task", "id": task, "fields": [{"field_name": "task_assignees", "value": [link("HumanUser", rng.gen_range(1..=5))],
-                "multi_entity_update_mode": if rng.gen_bool(0.5) { "add" } else { "remove" }}]})),
-        7 => ("update", json!({"type": "Sequence", "id": rng.gen_range(1..=5), "fields": [{"field_name": "code", "value": format!("SEQ_R{}", rng.gen::<u8>())}]})),
-        8 => ("delete", json!({"type": if rng.gen_bool(0.5) { "Task" } else { "Shot" }, "id": if rng.gen_bool(0.5) { task } else { shot }})),
-        9 => ("revive", json!({"type": if rng.gen_bool(0.5) { "Task" } else { "Shot" }, "id": if rng.gen_bool(0.5) { task } else { shot }})),
-        10 => ("update", json!({"type": "Asset", "id": asset, "fields": [{"field_name": "code", "value": format!("asset_{asset}_{}", rng.gen::<u8>())},
-                {"field_name": "shots", "value": [link("Shot", shot)], "multi_entity_update_mode": "add"}]})),
-        11 => ("update", json!({"type": "Version", "id": rng.gen_range(1..=40), "fields": [{"field_name": "description", "value": format!("note {}", rng.gen::<u32>())},
-                {"field_name": "entity", "value": link("Shot", shot)}]})),
-        12 => ("create", json!({"type": "Note", "fields": [{"field_name": "subject", "value": "look"}, {"field_name": "content", "value": "hello"},
-                {"field_name": "note_links", "value": [link("Shot", shot)]}], "return_fields": ["id"]})),
+                {"field_name": "due_date", "value": format!("2025-0{}-1{}", rng.gen_range(1..=9), rng.gen_range(0..=9))}], "return_fields": ["id"]}),
+        ),
+        2 => (
+            "update",
+            json!({"type": "Shot", "id": shot, "fields": [{"field_name": "code", "value": format!("SH{shot:03}_{}", rng.gen::<u8>())}]}),
+        ),
+        3 => (
+            "update",
+            json!({"type": "Shot", "id": shot, "fields": [{"field_name": "sg_status_list", "value": (["ip", "wtg", "fin", "hld"][rng.gen_range(0..4)])},
+                {"field_name": "sg_cut_in", "value": rng.gen_range(900..1200)}]}),
+        ),
+        4 => (
+            "update",
+            json!({"type": "Shot", "id": shot, "fields": [{"field_name": "assets", "value": [link("Asset", asset)],
+                "multi_entity_update_mode": (["add", "remove", "set"][rng.gen_range(0..3)])}]}),
+        ),
+        5 => (
+            "update",
+            json!({"type": "Task", "id": task, "fields": [{"field_name": "entity", "value": link("Shot", shot)},
+                {"field_name": "sg_status_list", "value": (["wtg", "ip", "fin"][rng.gen_range(0..3)])}]}),
+        ),
+        6 => (
+            "update",
+            json!({"type": "Task", "id": task, "fields": [{"field_name": "task_assignees", "value": [link("HumanUser", rng.gen_range(1..=5))],
+                "multi_entity_update_mode": if rng.gen_bool(0.5) { "add" } else { "remove" }}]}),
+        ),
+        7 => (
+            "update",
+            json!({"type": "Sequence", "id": rng.gen_range(1..=5), "fields": [{"field_name": "code", "value": format!("SEQ_R{}", rng.gen::<u8>())}]}),
+        ),
+        8 => (
+            "delete",
+            json!({"type": if rng.gen_bool(0.5) { "Task" } else { "Shot" }, "id": if rng.gen_bool(0.5) { task } else { shot }}),
+        ),
+        9 => (
+            "revive",
+            json!({"type": if rng.gen_bool(0.5) { "Task" } else { "Shot" }, "id": if rng.gen_bool(0.5) { task } else { shot }}),
+        ),
+        10 => (
+            "update",
+            json!({"type": "Asset", "id": asset, "fields": [{"field_name": "code", "value": format!("asset_{asset}_{}", rng.gen::<u8>())},
+                {"field_name": "shots", "value": [link("Shot", shot)], "multi_entity_update_mode": "add"}]}),
+        ),
+        11 => (
+            "update",
+            json!({"type": "Version", "id": rng.gen_range(1..=40), "fields": [{"field_name": "description", "value": format!("note {}", rng.gen::<u32>())},
+                {"field_name": "entity", "value": link("Shot", shot)}]}),
+        ),
+        12 => (
+            "create",
+            json!({"type": "Note", "fields": [{"field_name": "subject", "value": "look"}, {"field_name": "content", "value": "hello"},
+                {"field_name": "note_links", "value": [link("Shot", shot)]}], "return_fields": ["id"]}),
+        ),
         _ => {
             if let Some((t, id)) = created.get(rng.gen_range(0..created.len().max(1))).cloned() {
                 ("delete", json!({"type": t, "id": id}))
             } else {
-                ("update", json!({"type": "Shot", "id": shot, "fields": [{"field_name": "description", "value": "batch"}]}))
+                (
+                    "update",
+                    json!({"type": "Shot", "id": shot, "fields": [{"field_name": "description", "value": "batch"}]}),
+                )
             }
         }
     };
@@ -169,8 +268,15 @@ async fn random_write(rng: &mut StdRng, writer: &Client, quiet: Option<&Client>,
     let result = if batch {
         let mut item = params.clone();
         item["request_type"] = json!(method);
-        writer.call("batch", Some(json!([item, {"request_type": "update", "type": "Shot", "id": shot,
-            "fields": [{"field_name": "description", "value": "batched"}]}]))).await
+        writer
+            .call(
+                "batch",
+                Some(
+                    json!([item, {"request_type": "update", "type": "Shot", "id": shot,
+            "fields": [{"field_name": "description", "value": "batched"}]}]),
+                ),
+            )
+            .await
     } else {
         client.call(method, Some(params)).await
     };
@@ -185,16 +291,32 @@ async fn random_write(rng: &mut StdRng, writer: &Client, quiet: Option<&Client>,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn converges_after_random_writes_with_late_and_lost_events() {
-    let writes: usize = std::env::var("SYNC_CONVERGENCE_WRITES").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
-    let faults = EventFaults { late_commit: Duration::from_millis(300), lost_rate: 0.05, noise_every: 10 };
+    let writes: usize = std::env::var("SYNC_CONVERGENCE_WRITES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    let faults = EventFaults {
+        late_commit: Duration::from_millis(300),
+        lost_rate: 0.05,
+        noise_every: 10,
+    };
     let (url, _stop) = start_site(faults, 7).await;
     let dir = tempfile::tempdir().expect("tempdir");
     write_config(dir.path(), &url);
     let config = CacheConfig::load(dir.path()).expect("config");
     let store = SqliteStore::open(&dir.path().join("cache.sqlite")).expect("store");
-    let cache = Cache::open(config, store, Arc::new(LogProgress)).await.expect("cache opens");
+    let cache = Cache::open(config, store, Arc::new(LogProgress))
+        .await
+        .expect("cache opens");
     cache.import_pending().await.expect("import");
-    assert!(cache.validate(&[], None).await.expect("validate").is_empty(), "a fresh import matches the site");
+    assert!(
+        cache
+            .validate(&[], None)
+            .await
+            .expect("validate")
+            .is_empty(),
+        "a fresh import matches the site"
+    );
 
     let writer = Client::new(&url, Auth::script("writer", "writer-key")).expect("client");
     let quiet = Client::new(&url, Auth::script("quiet", "quiet-key")).expect("client");
@@ -215,11 +337,27 @@ async fn converges_after_random_writes_with_late_and_lost_events() {
     for d in differences.iter().take(20) {
         eprintln!("{d}");
     }
-    assert!(differences.is_empty(), "{} differences after {writes} writes", differences.len());
+    assert!(
+        differences.is_empty(),
+        "{} differences after {writes} writes",
+        differences.len()
+    );
 
     // The comparison itself can fail: change one cached value behind the sync's back.
-    cache.engine.upsert_records("Shot", &[serde_json::Map::from_iter([("id".to_string(), json!(1)), ("code".to_string(), json!("tampered"))])]).expect("tamper");
-    let differences = cache.validate(&["Shot".to_string()], None).await.expect("validate");
+    cache
+        .engine
+        .upsert_records(
+            "Shot",
+            &[serde_json::Map::from_iter([
+                ("id".to_string(), json!(1)),
+                ("code".to_string(), json!("tampered")),
+            ])],
+        )
+        .expect("tamper");
+    let differences = cache
+        .validate(&["Shot".to_string()], None)
+        .await
+        .expect("validate");
     assert_eq!(differences.len(), 1, "{differences:?}");
 }
 
@@ -228,13 +366,19 @@ async fn converges_after_random_writes_with_late_and_lost_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "known gap: without a scan, a few updated_at stamps and the lists of records retired at the time stay behind (see the closing note of issue 4)"]
 async fn the_event_log_alone_keeps_the_cache_exact() {
-    let faults = EventFaults { late_commit: Duration::from_millis(200), lost_rate: 0.0, noise_every: 7 };
+    let faults = EventFaults {
+        late_commit: Duration::from_millis(200),
+        lost_rate: 0.0,
+        noise_every: 7,
+    };
     let (url, _stop) = start_site(faults, 3).await;
     let dir = tempfile::tempdir().expect("tempdir");
     write_config(dir.path(), &url);
     let config = CacheConfig::load(dir.path()).expect("config");
     let store = SqliteStore::open(&dir.path().join("cache.sqlite")).expect("store");
-    let cache = Cache::open(config, store, Arc::new(LogProgress)).await.expect("cache opens");
+    let cache = Cache::open(config, store, Arc::new(LogProgress))
+        .await
+        .expect("cache opens");
     cache.import_pending().await.expect("import");
     let writer = Client::new(&url, Auth::script("writer", "writer-key")).expect("client");
     let mut rng = StdRng::seed_from_u64(5);
@@ -251,5 +395,9 @@ async fn the_event_log_alone_keeps_the_cache_exact() {
     for d in differences.iter().take(20) {
         eprintln!("{d}");
     }
-    assert!(differences.is_empty(), "{} differences without a scan", differences.len());
+    assert!(
+        differences.is_empty(),
+        "{} differences without a scan",
+        differences.len()
+    );
 }
