@@ -136,3 +136,30 @@ pub fn add_fields_sql(old: &TableLayout, new: &TableLayout, dialect: Dialect) ->
     }
     sql
 }
+
+/// The statements that remove from `old`'s table the fields `new` no longer
+/// has: their indexes, columns and link tables, so the same field name can
+/// be created again later.
+pub fn drop_fields_sql(old: &TableLayout, new: &TableLayout) -> String {
+    let t = &old.entity_type;
+    let mut sql = String::new();
+    for field in old.fields.values().filter(|f| !new.fields.contains_key(&f.name)) {
+        let name = &field.name;
+        match field.storage {
+            Storage::Id => {}
+            Storage::Links => {
+                sql.push_str(&format!("DROP TABLE IF EXISTS \"{t}__{name}\";\n"));
+            }
+            Storage::Entity => {
+                sql.push_str(&format!("DROP INDEX IF EXISTS \"{t}__{name}__idx\";\n"));
+                sql.push_str(&format!("ALTER TABLE \"{t}\" DROP COLUMN \"{name}__type\";\n"));
+                sql.push_str(&format!("ALTER TABLE \"{t}\" DROP COLUMN \"{name}__id\";\n"));
+            }
+            _ => {
+                sql.push_str(&format!("DROP INDEX IF EXISTS \"{t}__{name}__idx\";\n"));
+                sql.push_str(&format!("ALTER TABLE \"{t}\" DROP COLUMN \"{name}\";\n"));
+            }
+        }
+    }
+    sql
+}

@@ -124,6 +124,7 @@ impl<S: Store> Engine<S> {
                 match old.layout.table(&table.entity_type) {
                     None => conn.execute_batch(&ddl::create_table_sql(table, dialect))?,
                     Some(existing) => {
+                        conn.execute_batch(&ddl::drop_fields_sql(existing, table))?;
                         conn.execute_batch(&ddl::add_fields_sql(existing, table, dialect))?
                     }
                 }

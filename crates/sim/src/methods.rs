@@ -104,6 +104,16 @@ impl Site {
         faults: EventFaults,
     ) -> Result<Site, Fault> {
         let last_event = max_id(&engine, "EventLogEntry").map_err(engine_fault)?;
+        // Which Tasks each delete retired, so that a revive brings back just those.
+        engine
+            .store()
+            .with_transaction(&mut |conn| {
+                conn.execute_batch(
+                    "CREATE TABLE IF NOT EXISTS \"__sim_cascade\" (\"parent_type\" TEXT NOT NULL, \
+                     \"parent_id\" BIGINT NOT NULL, \"task_id\" BIGINT NOT NULL)",
+                )
+            })
+            .map_err(engine_fault)?;
         let site = Site {
             engine,
             logins,

@@ -90,11 +90,12 @@ fn display_column_row(
     meta.insert("entity_id".into(), json!(id));
     meta.insert("field_name".into(), json!(field));
     meta.insert("field_entity_type".into(), json!(entity_type));
+    let attribute_name = meta_extra.get("attribute_name").and_then(Value::as_str).map(str::to_string);
     meta.extend(meta_extra);
     EventRow {
         id: 0,
         event_type: format!("Shotgun_DisplayColumn_{kind}"),
-        attribute_name: None,
+        attribute_name,
         entity: Some(EntityLink {
             entity_type: "DisplayColumn".into(),
             id,
@@ -103,6 +104,19 @@ fn display_column_row(
         project: None,
         description: format!("{kind} field {entity_type}.{field}"),
     }
+}
+
+/// The id of a field's DisplayColumn: the same for every row about one field
+/// (derived from its type and name, as the simulated site keeps no
+/// DisplayColumn records).
+fn display_column_id(entity_type: &str, field: &str) -> i64 {
+    // FNV-1a: stable across runs and builds, unlike the std hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in entity_type.bytes().chain([b'.']).chain(field.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash >> 33) as i64 + 1
 }
 
 /// Runs one schema edit and returns what the site returns for it.
@@ -180,10 +194,29 @@ pub fn edit(
             })?;
             let before = raw.clone();
             apply_properties(raw, &props);
+            // A rename is a change of `human_name`; anything else of `properties`,
+            // with just the properties that were given.
             let mut extra = Map::new();
-            extra.insert("attribute_name".into(), json!("properties"));
-            extra.insert("old_value".into(), before);
-            extra.insert("new_value".into(), raw.clone());
+            if props.len() == 1 && props.contains_key("name") {
+                extra.insert("attribute_name".into(), json!("human_name"));
+                extra.insert("old_value".into(), before["name"]["value"].clone());
+                extra.insert("new_value".into(), raw["name"]["value"].clone());
+            } else {
+                let pick = |def: &Value| -> Value {
+                    let mut out = Map::new();
+                    for key in props.keys() {
+                        let v = match key.as_str() {
+                            "name" | "description" => def[key.as_str()]["value"].clone(),
+                            _ => def["properties"][key.as_str()]["value"].clone(),
+                        };
+                        out.insert(key.clone(), v);
+                    }
+                    Value::Object(out)
+                };
+                extra.insert("attribute_name".into(), json!("properties"));
+                extra.insert("old_value".into(), pick(&before));
+                extra.insert("new_value".into(), pick(raw));
+            }
             (json!(true), name, "Change", extra)
         }
         _ => {
@@ -210,9 +243,10 @@ pub fn edit(
         "schema_field_update" => "schema_field_update",
         _ => "schema_field_delete",
     };
+    let column = display_column_id(&entity_type, &field);
     site.write(caller, method_static, |tx| {
         let id = (tx.allocate)();
-        let row = display_column_row(kind, id, &field, &entity_type, extra.clone());
+        let row = display_column_row(kind, column, &field, &entity_type, extra.clone());
         tx.rows.push(EventRow { id, ..row });
         Ok(())
     })?;

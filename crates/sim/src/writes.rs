@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
+use sg_engine::frag::Fragment;
 use sg_engine::layout::{Storage, TableLayout};
+use sg_engine::sql::SqlValue;
 use sg_engine::{Catalog, Connection, EngineError};
 use sg_protocol::value::{format_date_time, EntityLink};
 use sg_protocol::{DataType, Fault};
@@ -825,6 +827,7 @@ impl<'a> WriteTx<'a> {
         }
         for (task, _) in self.child_tasks(entity_type, id, false)? {
             self.retire_one("Task", task)?;
+            self.record_cascade(entity_type, id, task)?;
         }
         self.retire_one(entity_type, id)?;
         Ok(true)
@@ -868,6 +871,35 @@ impl<'a> WriteTx<'a> {
         Ok(())
     }
 
+    /// Remembers that deleting a record retired one of its Tasks.
+    fn record_cascade(&mut self, entity_type: &str, id: i64, task: i64) -> Result<(), EngineError> {
+        let mut f = Fragment::text(
+            "INSERT INTO \"__sim_cascade\" (\"parent_type\", \"parent_id\", \"task_id\") VALUES (",
+        );
+        f.bind(SqlValue::Text(entity_type.to_string())).push(", ");
+        f.bind(SqlValue::Int(id)).push(", ").bind(SqlValue::Int(task)).push(")");
+        let (sql, params) = f.finish(self.conn.dialect());
+        self.conn.execute(&sql, &params).map(|_| ())
+    }
+
+    /// The Tasks a record's delete retired, forgotten as they are returned.
+    fn take_cascade(&mut self, entity_type: &str, id: i64) -> Result<Vec<i64>, EngineError> {
+        let filter = |sql: &str| {
+            let mut f = Fragment::text(sql);
+            f.bind(SqlValue::Text(entity_type.to_string())).push(" AND \"parent_id\" = ");
+            f.bind(SqlValue::Int(id));
+            f
+        };
+        let (sql, params) = filter(
+            "SELECT \"task_id\" FROM \"__sim_cascade\" WHERE \"parent_type\" = ",
+        )
+        .finish(self.conn.dialect());
+        let tasks = self.conn.query(&sql, &params)?.iter().filter_map(|r| r[0].as_i64()).collect();
+        let (sql, params) = filter("DELETE FROM \"__sim_cascade\" WHERE \"parent_type\" = ").finish(self.conn.dialect());
+        self.conn.execute(&sql, &params)?;
+        Ok(tasks)
+    }
+
     /// `revive`: brings a retired record back (and the Tasks retired with it);
     /// false if it was not retired.
     pub fn revive(&mut self, entity_type: &str, id: i64) -> Result<bool, EngineError> {
@@ -876,18 +908,15 @@ impl<'a> WriteTx<'a> {
                 "API revive() EventLogEntry records can't be revived".into(),
             ));
         }
-        let (record, retired) = self
+        let (_, retired) = self
             .fetch(entity_type, id)?
             .ok_or_else(|| fault(format!("API revive() {entity_type} {id} doesn't exist")))?;
         if !retired {
             return Ok(false);
         }
-        // Tasks retired by the same delete carry the same updated_at stamp.
-        let stamp = record.get("updated_at").cloned().unwrap_or(Value::Null);
-        for (task, task_stamp) in self.child_tasks(entity_type, id, true)? {
-            if !stamp.is_null() && task_stamp == stamp {
-                self.revive_one("Task", task)?;
-            }
+        // The Tasks the record's delete retired come back with it (children first).
+        for task in self.take_cascade(entity_type, id)? {
+            self.revive_one("Task", task)?;
         }
         self.revive_one(entity_type, id)?;
         Ok(true)

@@ -928,7 +928,6 @@ async fn deleting_a_shot_retires_its_tasks_and_revive_brings_them_back() {
 /// (within the same second), is revived: only the Tasks the Shot's delete
 /// retired come back.
 #[tokio::test]
-#[ignore = "BUG: revive of a Shot also revives a Task deleted separately in the same second (cascade matched by second-resolution updated_at)"]
 async fn revive_leaves_a_separately_deleted_task_retired() {
     let site = start().await;
     let c = site.client();
@@ -1098,7 +1097,6 @@ async fn schema_field_create_update_and_delete() {
 /// A field deleted and then created again under the same display name works,
 /// and does not bring back the deleted field's values.
 #[tokio::test]
-#[ignore = "BUG: schema_field_create after schema_field_delete of the same name fails (the column is left in place and added again)"]
 async fn a_deleted_field_can_be_created_again() {
     let site = start().await;
     let c = site.client();
