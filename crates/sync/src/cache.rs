@@ -120,8 +120,13 @@ impl<S: Store> Cache<S> {
                 config.file.shotgun.api_key.expose(),
             ),
         )?;
-        store.with_transaction(&mut |conn| state::create_tables(conn))?;
-        let kept = store.with_reader(&mut |conn| state::site_schema(conn))?;
+        // Database work runs off the async threads (the PostgreSQL client blocks).
+        let (store, kept) = blocking(move || {
+            store.with_transaction(&mut |conn| state::create_tables(conn))?;
+            let kept = store.with_reader(&mut |conn| state::site_schema(conn))?;
+            Ok((store, kept))
+        })
+        .await?;
         let (schema_json, fresh) = match Self::fetch_schema(&client).await {
             Ok(s) => (s, true),
             Err(e) => {
@@ -139,12 +144,15 @@ impl<S: Store> Cache<S> {
                 SyncError::Other(format!("the site's schema can't be read: {}", f.message))
             })?;
         config.check_against(&schema)?;
-        if fresh {
-            let text = schema_json.to_string();
-            store.with_transaction(&mut |conn| state::set(conn, "site_schema", &text))?;
-        }
         let selection = config.selection();
-        let engine = Engine::with_selection(store, schema, Some(selection))?;
+        let engine = blocking(move || {
+            if fresh {
+                let text = schema_json.to_string();
+                store.with_transaction(&mut |conn| state::set(conn, "site_schema", &text))?;
+            }
+            Engine::with_selection(store, schema, Some(selection))
+        })
+        .await?;
         Ok(Arc::new(Cache {
             engine: Arc::new(engine),
             client,
@@ -926,6 +934,16 @@ impl<S: Store> Cache<S> {
     pub fn site_unreachable(&self) -> bool {
         self.outage.load(Ordering::Relaxed)
     }
+}
+
+/// Runs blocking database work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, sg_engine::EngineError> + Send + 'static,
+) -> Result<T, SyncError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| SyncError::Other(format!("database task failed: {e}")))?
+        .map_err(SyncError::from)
 }
 
 /// The position after `rows`: ids skipped over become missing (stamped with

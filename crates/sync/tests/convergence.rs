@@ -13,7 +13,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
 use sg_client::Client;
-use sg_engine::{Engine, SqliteStore};
+use sg_engine::postgres::PostgresStore;
+use sg_engine::{AnyStore, Engine, SqliteStore};
 use sg_protocol::{Auth, Schema};
 use sg_sim::{Credential, EventFaults, Logins, ServerOptions, Site};
 use sg_sync::{Cache, CacheConfig, LogProgress};
@@ -289,8 +290,50 @@ async fn random_write(
     }
 }
 
+/// Which store a test runs on.
+#[derive(Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A cache store in `dir` (SQLite) or in a schema of its own (PostgreSQL,
+/// dropped with the store). Opened off the async threads: the PostgreSQL client blocks.
+async fn open_store(backend: Backend, dir: &Path) -> AnyStore {
+    let path = dir.join("cache.sqlite");
+    tokio::task::spawn_blocking(move || match backend {
+        Backend::Sqlite => AnyStore::from(SqliteStore::open(&path).expect("sqlite store")),
+        Backend::Postgres => {
+            let url = std::env::var("SHOTGUN_CACHE_TEST_POSTGRES")
+                .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".into());
+            AnyStore::from(
+                PostgresStore::open_temporary(&url)
+                    .expect("PostgreSQL must be running for this test"),
+            )
+        }
+    })
+    .await
+    .expect("open the store")
+}
+
+/// Drops a cache off the async threads (a PostgreSQL store drops its schema then).
+async fn close<T: Send + 'static>(cache: T) {
+    tokio::task::spawn_blocking(move || drop(cache))
+        .await
+        .expect("close");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn converges_after_random_writes_with_late_and_lost_events() {
+    converges(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn converges_on_postgresql_too() {
+    converges(Backend::Postgres).await;
+}
+
+async fn converges(backend: Backend) {
     let writes: usize = std::env::var("SYNC_CONVERGENCE_WRITES")
         .ok()
         .and_then(|v| v.parse().ok())
