@@ -19,9 +19,21 @@ pub struct SimArgs {
     #[arg(long, default_value = "127.0.0.1:8090", value_name = "ADDR")]
     listen: String,
 
-    /// The site schema, as `schema_read` returns it (JSON).
+    /// The site schema, as `schema_read` returns it (JSON). Without it, a
+    /// built-in schema of a typical production (Project, Sequence, Shot,
+    /// Asset, Task, Version, PublishedFile, Note, HumanUser, ...).
     #[arg(long, value_name = "PATH")]
-    schema: PathBuf,
+    schema: Option<PathBuf>,
+
+    /// Fill the site with a generated production: small (about 5,000
+    /// records), medium (about 100,000) or large (about 1,000,000). Not done
+    /// when --state names a site that already exists.
+    #[arg(long, value_name = "SIZE")]
+    generate: Option<sg_sim::generate::Size>,
+
+    /// Seed of the generated production (the same seed gives the same data on the same day).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    seed: u64,
 
     /// The entity display names, as `schema_entity_read` returns them (JSON).
     #[arg(long, value_name = "PATH")]
@@ -125,13 +137,17 @@ pub fn run(args: SimArgs) -> Result<()> {
             Schema::from_json(&saved["fields"], Some(&saved["entities"]))
                 .map_err(|f| anyhow::anyhow!("{}: {}", path.display(), f.message))?
         }
-        None => {
-            let fields = read_json(&args.schema)?;
-            let entities = args.entity_schema.as_deref().map(read_json).transpose()?;
-            Schema::from_json(&fields, entities.as_ref())
-                .map_err(|f| anyhow::anyhow!("{}: {}", args.schema.display(), f.message))?
-        }
+        None => match &args.schema {
+            Some(path) => {
+                let fields = read_json(path)?;
+                let entities = args.entity_schema.as_deref().map(read_json).transpose()?;
+                Schema::from_json(&fields, entities.as_ref())
+                    .map_err(|f| anyhow::anyhow!("{}: {}", path.display(), f.message))?
+            }
+            None => sg_sim::builtin::schema(),
+        },
     };
+    let fresh = saved_schema.is_none();
     let store = match &args.state {
         Some(path) => {
             SqliteStore::open(path).with_context(|| format!("can't open {}", path.display()))?
@@ -139,6 +155,18 @@ pub fn run(args: SimArgs) -> Result<()> {
         None => SqliteStore::open_temporary().context("can't create the site's database")?,
     };
     let engine = Engine::new(store, schema).context("can't create the site's tables")?;
+    if let (Some(size), true) = (args.generate, fresh) {
+        let started = std::time::Instant::now();
+        let count = sg_sim::generate::generate(&engine, size, args.seed, &mut |entity_type, n| {
+            tracing::debug!(entity_type, records = n, "generating");
+        })
+        .context("can't generate the production")?;
+        tracing::info!(
+            records = count,
+            seconds = started.elapsed().as_secs_f64(),
+            "production generated"
+        );
+    }
     if let Some(path) = &args.load {
         let dataset = read_json(path)?;
         let count = engine

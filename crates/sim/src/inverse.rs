@@ -39,6 +39,8 @@ const PAIRS: &[(&str, &str, &str)] = &[
     ("PublishedFile", "version", "published_files"),
     ("Note", "note_links", "notes"),
     ("*", "notes", "note_links"),
+    ("Sequence", "episode", "sequences"),
+    ("Episode", "sequences", "episode"),
     ("Reply", "entity", "replies"),
     ("Note", "replies", "entity"),
 ];

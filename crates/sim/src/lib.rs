@@ -6,15 +6,19 @@
 //! come from `sg-engine`, so the site and the cache's proxy answer queries
 //! identically.
 //!
-//! - [`auth`]: who may call; [`methods`]: one dispatch on `method_name`;
-//! - [`writes`]: create, update, delete, revive (validation, defaults, audit
-//!   fields, inverse links, event rows); [`inverse`]: which fields mirror which;
-//! - [`events`]: event ids, row shapes, late and lost rows;
-//! - [`schema_edit`]: `schema_field_create`/`update`/`delete`;
-//! - [`server`]: HTTP.
+//! - who may call is [`auth`], and [`methods`] is one dispatch on `method_name`;
+//! - [`writes`] does create, update, delete and revive (validation, defaults,
+//!   audit fields, inverse links, event rows), and [`inverse`] says which
+//!   fields mirror which;
+//! - [`events`] gives out event ids and writes rows, late and lost ones too;
+//! - [`schema_edit`] is `schema_field_create`, `_update` and `_delete`;
+//! - [`builtin`] is the default schema, [`generate`] fills a site with a production;
+//! - [`server`] is the HTTP layer.
 
 pub mod auth;
+pub mod builtin;
 pub mod events;
+pub mod generate;
 pub mod inverse;
 pub mod methods;
 pub mod schema_edit;

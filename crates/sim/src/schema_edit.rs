@@ -90,7 +90,10 @@ fn display_column_row(
     meta.insert("entity_id".into(), json!(id));
     meta.insert("field_name".into(), json!(field));
     meta.insert("field_entity_type".into(), json!(entity_type));
-    let attribute_name = meta_extra.get("attribute_name").and_then(Value::as_str).map(str::to_string);
+    let attribute_name = meta_extra
+        .get("attribute_name")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     meta.extend(meta_extra);
     EventRow {
         id: 0,

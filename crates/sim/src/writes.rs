@@ -877,7 +877,10 @@ impl<'a> WriteTx<'a> {
             "INSERT INTO \"__sim_cascade\" (\"parent_type\", \"parent_id\", \"task_id\") VALUES (",
         );
         f.bind(SqlValue::Text(entity_type.to_string())).push(", ");
-        f.bind(SqlValue::Int(id)).push(", ").bind(SqlValue::Int(task)).push(")");
+        f.bind(SqlValue::Int(id))
+            .push(", ")
+            .bind(SqlValue::Int(task))
+            .push(")");
         let (sql, params) = f.finish(self.conn.dialect());
         self.conn.execute(&sql, &params).map(|_| ())
     }
@@ -886,16 +889,22 @@ impl<'a> WriteTx<'a> {
     fn take_cascade(&mut self, entity_type: &str, id: i64) -> Result<Vec<i64>, EngineError> {
         let filter = |sql: &str| {
             let mut f = Fragment::text(sql);
-            f.bind(SqlValue::Text(entity_type.to_string())).push(" AND \"parent_id\" = ");
+            f.bind(SqlValue::Text(entity_type.to_string()))
+                .push(" AND \"parent_id\" = ");
             f.bind(SqlValue::Int(id));
             f
         };
-        let (sql, params) = filter(
-            "SELECT \"task_id\" FROM \"__sim_cascade\" WHERE \"parent_type\" = ",
-        )
-        .finish(self.conn.dialect());
-        let tasks = self.conn.query(&sql, &params)?.iter().filter_map(|r| r[0].as_i64()).collect();
-        let (sql, params) = filter("DELETE FROM \"__sim_cascade\" WHERE \"parent_type\" = ").finish(self.conn.dialect());
+        let (sql, params) =
+            filter("SELECT \"task_id\" FROM \"__sim_cascade\" WHERE \"parent_type\" = ")
+                .finish(self.conn.dialect());
+        let tasks = self
+            .conn
+            .query(&sql, &params)?
+            .iter()
+            .filter_map(|r| r[0].as_i64())
+            .collect();
+        let (sql, params) = filter("DELETE FROM \"__sim_cascade\" WHERE \"parent_type\" = ")
+            .finish(self.conn.dialect());
         self.conn.execute(&sql, &params)?;
         Ok(tasks)
     }
