@@ -1,6 +1,8 @@
 //! `shotgun-cache`: the command line. Thin glue that parses arguments, wires
 //! the crates together and decides exit codes; the work lives in the crates.
 
+mod cache_cmd;
+mod progress;
 mod sim;
 
 use clap::{Parser, Subcommand};
@@ -10,7 +12,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "shotgun-cache", version, about, long_about = None)]
 struct Cli {
-    /// Log filter, e.g. `info` or `sg_sim=debug` (overrides RUST_LOG).
+    /// Log filter, e.g. `info` or `sg_sync=debug` (overrides RUST_LOG).
     #[arg(long, global = true, value_name = "FILTER")]
     log: Option<String>,
 
@@ -20,7 +22,19 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run a simulated Shotgun site: the /api3/json protocol over a loaded dataset.
+    /// Ask for the site, the script and its key, read the site's schema and
+    /// write the configuration folder (config.yaml and entity-configs/).
+    Setup(cache_cmd::SetupArgs),
+    /// Import the configured types, then keep them in step with the site's event log.
+    Run(cache_cmd::RunArgs),
+    /// Show each cached type's state and size, the event position and the lag.
+    Status(cache_cmd::StatusArgs),
+    /// Compare the cache with the site, record by record; exit status 1 on any difference.
+    Validate(cache_cmd::ValidateArgs),
+    /// Import types again (a running `run` does it at its next step).
+    Rebuild(cache_cmd::RebuildArgs),
+    /// Run a simulated Shotgun site: the /api3/json protocol with writes, an
+    /// event log, generated data, latency and faults.
     Sim(sim::SimArgs),
 }
 
@@ -39,13 +53,19 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log.as_deref());
     let result = match cli.command {
-        Command::Sim(args) => sim::run(args),
+        Command::Setup(args) => cache_cmd::setup(args).map(|()| true),
+        Command::Run(args) => cache_cmd::run(args).map(|()| true),
+        Command::Status(args) => cache_cmd::status(args).map(|()| true),
+        Command::Validate(args) => cache_cmd::validate(args),
+        Command::Rebuild(args) => cache_cmd::rebuild(args).map(|()| true),
+        Command::Sim(args) => sim::run(args).map(|()| true),
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::from(1),
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(2)
         }
     }
 }
@@ -58,5 +78,12 @@ mod tests {
     #[test]
     fn command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_subcommand_has_help() {
+        for sub in Cli::command().get_subcommands() {
+            assert!(sub.get_about().is_some(), "{} has no help", sub.get_name());
+        }
     }
 }

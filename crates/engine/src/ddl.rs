@@ -143,7 +143,11 @@ pub fn add_fields_sql(old: &TableLayout, new: &TableLayout, dialect: Dialect) ->
 pub fn drop_fields_sql(old: &TableLayout, new: &TableLayout) -> String {
     let t = &old.entity_type;
     let mut sql = String::new();
-    for field in old.fields.values().filter(|f| !new.fields.contains_key(&f.name)) {
+    for field in old
+        .fields
+        .values()
+        .filter(|f| !new.fields.contains_key(&f.name))
+    {
         let name = &field.name;
         match field.storage {
             Storage::Id => {}
@@ -152,8 +156,12 @@ pub fn drop_fields_sql(old: &TableLayout, new: &TableLayout) -> String {
             }
             Storage::Entity => {
                 sql.push_str(&format!("DROP INDEX IF EXISTS \"{t}__{name}__idx\";\n"));
-                sql.push_str(&format!("ALTER TABLE \"{t}\" DROP COLUMN \"{name}__type\";\n"));
-                sql.push_str(&format!("ALTER TABLE \"{t}\" DROP COLUMN \"{name}__id\";\n"));
+                sql.push_str(&format!(
+                    "ALTER TABLE \"{t}\" DROP COLUMN \"{name}__type\";\n"
+                ));
+                sql.push_str(&format!(
+                    "ALTER TABLE \"{t}\" DROP COLUMN \"{name}__id\";\n"
+                ));
             }
             _ => {
                 sql.push_str(&format!("DROP INDEX IF EXISTS \"{t}__{name}__idx\";\n"));

@@ -99,6 +99,9 @@ async fn inject(fault: InjectedFault, stall: Duration) -> Response {
 struct AppState {
     site: Arc<Site>,
     options: ServerOptions,
+    /// The fault rate in force, in millionths; tests change it while running
+    /// with `POST /_sim/fault_rate` (body: a fraction such as `0.3`).
+    fault_ppm: std::sync::atomic::AtomicU64,
 }
 
 fn json_response(body: &serde_json::Value) -> Response {
@@ -116,6 +119,24 @@ async fn api(
     uri: Uri,
     body: Bytes,
 ) -> Response {
+    if uri.path() == "/_sim/fault_rate" && method == Method::POST {
+        let rate = std::str::from_utf8(&body)
+            .ok()
+            .and_then(|t| t.trim().parse::<f64>().ok());
+        return match rate.filter(|r| (0.0..=1.0).contains(r)) {
+            Some(r) => {
+                state
+                    .fault_ppm
+                    .store((r * 1e6) as u64, std::sync::atomic::Ordering::Relaxed);
+                (StatusCode::OK, format!("fault rate {r}")).into_response()
+            }
+            None => (
+                StatusCode::BAD_REQUEST,
+                "expected a fraction between 0 and 1",
+            )
+                .into_response(),
+        };
+    }
     if !uri.path().trim_end_matches('/').ends_with("/api3/json") {
         return (StatusCode::NOT_FOUND, "not found").into_response();
     }
@@ -130,7 +151,8 @@ async fn api(
         };
         tokio::time::sleep(wait).await;
     }
-    if let Some(fault) = pick_fault(state.options.fault_rate) {
+    let rate = state.fault_ppm.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6;
+    if let Some(fault) = pick_fault(rate) {
         return inject(fault, state.options.stall).await;
     }
     let site = state.site.clone();
@@ -179,7 +201,13 @@ pub async fn serve(
         .fallback(api)
         .layer(axum::middleware::map_response(too_large))
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(Arc::new(AppState { site, options }));
+        .with_state(Arc::new(AppState {
+            site,
+            fault_ppm: std::sync::atomic::AtomicU64::new(
+                (options.fault_rate.clamp(0.0, 1.0) * 1e6) as u64,
+            ),
+            options,
+        }));
     let result = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

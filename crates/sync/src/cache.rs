@@ -192,6 +192,11 @@ impl<S: Store> Cache<S> {
             .map_err(SyncError::from)
     }
 
+    /// The id and time of the newest row in the site's event log.
+    pub async fn newest_event_public(&self) -> Result<(i64, Option<i64>), SyncError> {
+        self.newest_event().await
+    }
+
     /// The id of the newest row in the site's event log.
     async fn newest_event(&self) -> Result<(i64, Option<i64>), SyncError> {
         let params = json!({"type": "EventLogEntry", "return_fields": ["id", "created_at"],
@@ -875,53 +880,58 @@ impl<S: Store> Cache<S> {
         Ok(true)
     }
 
-    /// Keeps the cache in step until `shutdown` turns true.
+    /// Keeps the cache in step until `shutdown` turns true, while
+    /// `leadership` says this process is the one that syncs.
     pub async fn run(
         self: Arc<Self>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
+        leadership: crate::leader::Leadership,
     ) -> Result<(), SyncError> {
         let config = self.config();
         let fetch_interval = config.fetch_interval();
         let scan_interval = config.scan_interval();
-        let mut imported = false;
         let mut last_scan = Instant::now();
+        let mut was_leader = false;
         loop {
             if *shutdown.borrow() {
                 return Ok(());
             }
-            let step = async {
-                if !imported {
+            let leader = leadership.is_leader();
+            if leader != was_leader && !leader {
+                tracing::info!("another process keeps the cache in step; serving only");
+            }
+            was_leader = leader;
+            if leader {
+                let step = async {
+                    // Cheap when nothing is pending; picks up `rebuild` requests.
                     self.import_pending().await?;
-                    imported = true;
-                }
-                self.reload_config().await?;
-                loop {
-                    let rows = self.poll_events().await?;
-                    if (rows as u64) < PAGE {
-                        break;
+                    self.reload_config().await?;
+                    loop {
+                        let rows = self.poll_events().await?;
+                        if (rows as u64) < PAGE {
+                            break;
+                        }
                     }
-                }
-                if last_scan.elapsed() >= scan_interval {
-                    let count = self.reconcile().await?;
-                    tracing::info!(records = count, "reconcile scan done");
-                    last_scan = Instant::now();
-                }
-                Ok::<(), SyncError>(())
-            };
-            match step.await {
-                Ok(()) => {
-                    if self.outage.swap(false, Ordering::Relaxed) {
-                        tracing::info!("the site is reachable again; catching up");
+                    if last_scan.elapsed() >= scan_interval {
+                        let count = self.reconcile().await?;
+                        tracing::info!(records = count, "reconcile scan done");
+                        last_scan = Instant::now();
                     }
-                }
-                Err(e) if e.is_outage() => {
-                    if !self.outage.swap(true, Ordering::Relaxed) {
-                        tracing::warn!(
-                            "the site can't be reached ({e}); serving what is cached and retrying"
-                        );
+                    Ok::<(), SyncError>(())
+                };
+                match step.await {
+                    Ok(()) => {
+                        if self.outage.swap(false, Ordering::Relaxed) {
+                            tracing::info!("the site is reachable again; catching up");
+                        }
                     }
+                    Err(e) if e.is_outage() => {
+                        if !self.outage.swap(true, Ordering::Relaxed) {
+                            tracing::warn!("the site can't be reached ({e}); serving what is cached and retrying");
+                        }
+                    }
+                    Err(e) => tracing::error!("sync step failed: {e}"),
                 }
-                Err(e) => tracing::error!("sync step failed: {e}"),
             }
             tokio::select! {
                 _ = tokio::time::sleep(fetch_interval) => {}

@@ -211,7 +211,8 @@ impl CacheConfig {
         if file.shotgun.base_url.trim().is_empty() {
             return Err(file_error(&path, "shotgun.base_url is empty"));
         }
-        if !(file.monitor.fetch_interval > 0.0) || !(file.scan_interval > 0.0) {
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        if !positive(file.monitor.fetch_interval) || !positive(file.scan_interval) {
             return Err(file_error(
                 &path,
                 "monitor.fetch_interval and scan_interval must be positive",

@@ -15,9 +15,12 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod leader;
 pub mod state;
+pub mod status;
 pub mod validate;
 
 pub use cache::{Cache, LogProgress, Progress};
 pub use config::{CacheConfig, Database};
 pub use error::SyncError;
+pub use leader::Leadership;

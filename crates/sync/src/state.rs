@@ -206,3 +206,19 @@ pub fn set_guard(
 pub fn site_schema(conn: &mut dyn Connection) -> Result<Option<Value>, EngineError> {
     Ok(get(conn, "site_schema")?.and_then(|s| serde_json::from_str(&s).ok()))
 }
+
+/// Marks types to be imported again (by the running sync, at its next step).
+pub fn request_rebuild(
+    conn: &mut dyn Connection,
+    entity_types: &[String],
+) -> Result<usize, EngineError> {
+    let mut changed = 0;
+    for t in entity_types {
+        let mut f = Fragment::text(
+            "UPDATE \"__sync_types\" SET \"digest\" = 'rebuild' WHERE \"entity_type\" = ",
+        );
+        f.bind(SqlValue::Text(t.clone()));
+        changed += exec(conn, f)?;
+    }
+    Ok(changed)
+}

@@ -347,7 +347,7 @@ async fn converges(backend: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
     write_config(dir.path(), &url);
     let config = CacheConfig::load(dir.path()).expect("config");
-    let store = SqliteStore::open(&dir.path().join("cache.sqlite")).expect("store");
+    let store = open_store(backend, dir.path()).await;
     let cache = Cache::open(config, store, Arc::new(LogProgress))
         .await
         .expect("cache opens");
@@ -387,21 +387,25 @@ async fn converges(backend: Backend) {
     );
 
     // The comparison itself can fail: change one cached value behind the sync's back.
-    cache
-        .engine
-        .upsert_records(
+    let engine = cache.engine.clone();
+    tokio::task::spawn_blocking(move || {
+        engine.upsert_records(
             "Shot",
             &[serde_json::Map::from_iter([
                 ("id".to_string(), json!(1)),
                 ("code".to_string(), json!("tampered")),
             ])],
         )
-        .expect("tamper");
+    })
+    .await
+    .expect("join")
+    .expect("tamper");
     let differences = cache
         .validate(&["Shot".to_string()], None)
         .await
         .expect("validate");
     assert_eq!(differences.len(), 1, "{differences:?}");
+    close(cache).await;
 }
 
 /// Without rows lost and without writes that log nothing, following the log

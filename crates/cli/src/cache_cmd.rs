@@ -1,0 +1,440 @@
+//! The cache's commands: `setup`, `run`, `status`, `validate` and `rebuild`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use sg_engine::{AnyStore, PostgresStore, SqliteStore};
+use sg_protocol::{DataType, Schema};
+use sg_sync::config::{
+    write_config, ConfigFile, ImportSection, MonitorSection, Secret, SiteSection,
+};
+use sg_sync::{Cache, CacheConfig, Database, Leadership, LogProgress, Progress};
+
+use crate::progress::Bars;
+
+/// Where the configuration folder is.
+#[derive(Args, Debug, Clone)]
+pub struct ConfigArg {
+    /// The configuration folder (else $SHOTGUN_CACHE_CONFIG, else ~/shotguncache).
+    #[arg(long, value_name = "DIR")]
+    config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    fn load(&self) -> Result<CacheConfig> {
+        let dir = CacheConfig::locate(self.config.as_deref());
+        CacheConfig::load(&dir).map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+/// Opens the configured store (off any async thread: the PostgreSQL client blocks).
+fn open_store(config: &CacheConfig) -> Result<AnyStore> {
+    Ok(match config.database() {
+        Database::Sqlite(path) => AnyStore::from(
+            SqliteStore::open(&path)
+                .with_context(|| format!("can't open the cache database {}", path.display()))?,
+        ),
+        Database::Postgres(url) => AnyStore::from(
+            PostgresStore::connect(&url, None)
+                .map_err(|e| anyhow::anyhow!("can't connect to the cache database: {e}"))?,
+        ),
+    })
+}
+
+/// Ctrl-C, or SIGTERM from a service manager.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("can't start the async runtime")
+}
+
+async fn open_cache(
+    config: CacheConfig,
+    progress: Arc<dyn Progress>,
+) -> Result<Arc<Cache<AnyStore>>> {
+    let store = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || open_store(&config)).await??
+    };
+    Cache::open(config, store, progress)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Drops a cache off the async threads (the PostgreSQL client must not be dropped on one).
+async fn close(cache: Arc<Cache<AnyStore>>) {
+    let _ = tokio::task::spawn_blocking(move || drop(cache)).await;
+}
+
+#[derive(Args, Debug)]
+pub struct SetupArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The site's URL, e.g. https://studio.shotgrid.autodesk.com.
+    #[arg(long, value_name = "URL")]
+    site: Option<String>,
+    /// The API script the cache logs in as.
+    #[arg(long, value_name = "NAME")]
+    script_name: Option<String>,
+    /// The script's key (asked for without echo when not given).
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "SHOTGUN_CACHE_API_KEY",
+        hide_env_values = true
+    )]
+    api_key: Option<String>,
+    /// The entity types to cache, comma-separated (all fields of each).
+    #[arg(long, value_name = "TYPES", value_delimiter = ',')]
+    types: Vec<String>,
+    /// Where to keep the cache: an SQLite file (relative to the config folder) or postgresql://...
+    #[arg(long, value_name = "DATABASE")]
+    database: Option<String>,
+    /// The address the cache's server listens on.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Don't ask anything: take the flags and defaults, overwrite existing files.
+    #[arg(long)]
+    yes: bool,
+}
+
+fn ask(question: &str, default: Option<&str>) -> Result<String> {
+    let stdin = std::io::stdin();
+    loop {
+        match default {
+            Some(d) => eprint!("{question} [{d}]: "),
+            None => eprint!("{question}: "),
+        }
+        std::io::stderr().flush()?;
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            bail!("no answer to '{question}' (stdin closed); give it as a flag");
+        }
+        let line = line.trim();
+        if !line.is_empty() {
+            return Ok(line.to_string());
+        }
+        if let Some(d) = default {
+            return Ok(d.to_string());
+        }
+    }
+}
+
+/// Fields worth caching: everything but what a site computes or can't filter.
+fn cacheable_fields(schema: &Schema, entity_type: &str) -> BTreeSet<String> {
+    let skip = [
+        "cached_display_name",
+        "pinned",
+        "billboard",
+        "sg_uploaded_movie",
+        "image",
+        "filmstrip_image",
+    ];
+    schema
+        .entity(entity_type)
+        .map(|e| {
+            e.fields
+                .values()
+                .filter(|f| {
+                    !matches!(
+                        f.data_type,
+                        DataType::Summary | DataType::PivotColumn | DataType::Image
+                    )
+                })
+                .filter(|f| !skip.contains(&f.name.as_str()))
+                .map(|f| f.name.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn setup(args: SetupArgs) -> Result<()> {
+    let dir = CacheConfig::locate(args.config.config.as_deref());
+    let interactive = !args.yes && std::io::stdin().is_terminal();
+    let need = |value: Option<String>, question: &str, default: Option<&str>| -> Result<String> {
+        match value {
+            Some(v) => Ok(v),
+            None if interactive => ask(question, default),
+            None => default.map(str::to_string).ok_or_else(|| {
+                anyhow::anyhow!("{question}: give it as a flag (no terminal to ask on)")
+            }),
+        }
+    };
+    let site = need(args.site, "Site URL", None)?;
+    let script_name = need(args.script_name, "Script name", Some("shotgun-cache"))?;
+    let api_key = match args.api_key {
+        Some(k) => k,
+        None if interactive => rpassword::prompt_password("API key (not shown): ")?,
+        None => {
+            bail!("the API key: give --api-key or $SHOTGUN_CACHE_API_KEY (no terminal to ask on)")
+        }
+    };
+    let database = need(
+        args.database,
+        "Database (an SQLite file in the config folder, or postgresql://...)",
+        Some("cache.sqlite"),
+    )?;
+    let listen = need(args.listen, "Address to serve on", Some("127.0.0.1:8091"))?;
+
+    let runtime = runtime()?;
+    let schema = runtime.block_on(async {
+        let client =
+            sg_client::Client::new(&site, sg_protocol::Auth::script(&script_name, &api_key))?;
+        client.info().await?;
+        let fields = client.call("schema_read", None).await?;
+        let entities = client.call("schema_entity_read", None).await?;
+        Ok::<_, sg_client::ClientError>((fields, entities))
+    });
+    let (fields, entities) = schema
+        .map_err(|e| anyhow::anyhow!("can't read the site's schema with these credentials: {e}"))?;
+    let schema = Schema::from_json(&fields, Some(&entities))
+        .map_err(|f| anyhow::anyhow!("the site's schema: {}", f.message))?;
+    let known: Vec<String> = schema
+        .entities
+        .keys()
+        .filter(|t| *t != "EventLogEntry")
+        .cloned()
+        .collect();
+    let types: Vec<String> = if !args.types.is_empty() {
+        args.types
+    } else if interactive {
+        eprintln!(
+            "The site has {} entity types: {}",
+            known.len(),
+            known.join(", ")
+        );
+        ask(
+            "Types to cache, comma-separated",
+            Some("Project,Sequence,Shot,Asset,Task,Version,HumanUser"),
+        )?
+        .split(',')
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect()
+    } else {
+        bail!("the types to cache: give --types Shot,Asset,...");
+    };
+    for t in &types {
+        if !known.contains(t) {
+            bail!(
+                "the site has no entity type '{t}' (it has: {})",
+                known.join(", ")
+            );
+        }
+    }
+    if dir.join("config.yaml").exists() && interactive && !args.yes {
+        let answer = ask(
+            &format!("{} already has a config.yaml; overwrite it?", dir.display()),
+            Some("no"),
+        )?;
+        if !answer.to_ascii_lowercase().starts_with('y') {
+            bail!("left {} as it was", dir.display());
+        }
+    }
+    let file = ConfigFile {
+        shotgun: SiteSection {
+            base_url: site,
+            script_name,
+            api_key: Secret(api_key),
+        },
+        database,
+        monitor: MonitorSection::default(),
+        import: ImportSection::default(),
+        scan_interval: 300.0,
+        listen,
+        log_level: "info".into(),
+        entity_config_foldername: "entity-configs".into(),
+    };
+    let entities: BTreeMap<String, BTreeSet<String>> = types
+        .iter()
+        .map(|t| (t.clone(), cacheable_fields(&schema, t)))
+        .collect();
+    write_config(&dir, &file, &entities)
+        .with_context(|| format!("can't write {}", dir.display()))?;
+    // The file holds the API key: readable by its owner only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            dir.join("config.yaml"),
+            std::fs::Permissions::from_mode(0o600),
+        )?;
+    }
+    eprintln!(
+        "wrote {} ({} types); start the cache with: shotgun-cache run --config {}",
+        dir.display(),
+        types.len(),
+        dir.display()
+    );
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let config = args.config.load()?;
+    let leadership = match config.database() {
+        Database::Postgres(url) => Leadership::compete(&url, "public", Duration::from_secs(2)),
+        Database::Sqlite(_) => Leadership::sole(),
+    };
+    let progress: Arc<dyn Progress> = match Bars::on_terminal() {
+        Some(bars) => Arc::new(bars),
+        None => Arc::new(LogProgress),
+    };
+    runtime()?.block_on(async move {
+        let cache = open_cache(config, progress).await?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("stopping");
+            let _ = stop.send(true);
+        });
+        tracing::info!("keeping the cache in step; Ctrl-C stops");
+        let result = cache.clone().run(stopped, leadership).await;
+        close(cache).await;
+        result.map_err(|e| anyhow::anyhow!("{e}"))
+    })
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Print JSON, for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn status(args: StatusArgs) -> Result<()> {
+    let config = args.config.load()?;
+    runtime()?.block_on(async move {
+        let cache = open_cache(config, Arc::new(LogProgress)).await?;
+        let status = cache.status().await.map_err(|e| anyhow::anyhow!("{e}"));
+        close(cache).await;
+        let status = status?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&status)?);
+            return Ok(());
+        }
+        println!(
+            "{:<20} {:<14} {:>10} {:>10}  imported at",
+            "type", "state", "records", "retired"
+        );
+        for t in &status.types {
+            println!(
+                "{:<20} {:<14} {:>10} {:>10}  {}",
+                t.entity_type,
+                t.state,
+                t.records,
+                t.retired,
+                t.imported_at.as_deref().unwrap_or("-")
+            );
+        }
+        let show = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+        println!();
+        println!("event watermark     {}", show(status.watermark));
+        println!("site's newest event {}", show(status.site_newest_event));
+        println!(
+            "lag                 {} events, {} s",
+            show(status.lag_events),
+            show(status.lag_seconds)
+        );
+        println!("missing ids waiting {}", status.missing_ids);
+        println!(
+            "last scan           {}",
+            status.last_scan.as_deref().unwrap_or("-")
+        );
+        println!(
+            "site reachable      {}",
+            if status.site_reachable { "yes" } else { "NO" }
+        );
+        Ok(())
+    })
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The types to compare (all cached types when none are given).
+    types: Vec<String>,
+    /// Compare only this many records per type.
+    #[arg(long, value_name = "N")]
+    sample: Option<usize>,
+}
+
+/// Returns whether the cache matches the site.
+pub fn validate(args: ValidateArgs) -> Result<bool> {
+    let config = args.config.load()?;
+    runtime()?.block_on(async move {
+        let cache = open_cache(config, Arc::new(LogProgress)).await?;
+        let differences = cache
+            .validate(&args.types, args.sample)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"));
+        close(cache).await;
+        let differences = differences?;
+        for d in &differences {
+            println!("{d}");
+        }
+        eprintln!("{} difference(s)", differences.len());
+        Ok(differences.is_empty())
+    })
+}
+
+#[derive(Args, Debug)]
+pub struct RebuildArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The types to import again (all cached types when none are given).
+    types: Vec<String>,
+}
+
+pub fn rebuild(args: RebuildArgs) -> Result<()> {
+    let config = args.config.load()?;
+    let types: Vec<String> = if args.types.is_empty() {
+        config.entities.keys().cloned().collect()
+    } else {
+        args.types
+    };
+    runtime()?.block_on(async move {
+        let cache = open_cache(config, Arc::new(LogProgress)).await?;
+        let marked = cache.request_rebuild(types.clone()).await.map_err(|e| anyhow::anyhow!("{e}"));
+        close(cache).await;
+        eprintln!("{} of {} type(s) marked; a running `shotgun-cache run` imports them again at its next step", marked?, types.len());
+        Ok(())
+    })
+}
