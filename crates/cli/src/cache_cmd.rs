@@ -302,18 +302,39 @@ pub fn setup(args: SetupArgs) -> Result<()> {
 pub struct RunArgs {
     #[command(flatten)]
     config: ConfigArg,
+    /// Only serve: leave the syncing to another `run` on the same PostgreSQL database.
+    #[arg(long)]
+    serve_only: bool,
+    /// Serve on this address instead of the config's `listen`.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// How long a caller's credentials, once checked with the site, are trusted (seconds).
+    #[arg(long, default_value_t = 600, value_name = "SECS")]
+    credential_ttl: u64,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
     let config = args.config.load()?;
-    let leadership = match config.database() {
-        Database::Postgres(url) => Leadership::compete(&url, "public", Duration::from_secs(2)),
-        Database::Sqlite(_) => Leadership::sole(),
+    let leadership = match (args.serve_only, config.database()) {
+        (true, _) => Leadership::never(),
+        (false, Database::Postgres(url)) => {
+            Leadership::compete(&url, "public", Duration::from_secs(2))
+        }
+        (false, Database::Sqlite(_)) => Leadership::sole(),
     };
     let progress: Arc<dyn Progress> = match Bars::on_terminal() {
         Some(bars) => Arc::new(bars),
         None => Arc::new(LogProgress),
     };
+    let listen = args
+        .listen
+        .clone()
+        .unwrap_or_else(|| config.file.listen.clone());
+    let site_url = config.file.shotgun.base_url.clone();
+    let own_script = (
+        config.file.shotgun.script_name.clone(),
+        config.file.shotgun.api_key.expose().to_string(),
+    );
     runtime()?.block_on(async move {
         let cache = open_cache(config, progress).await?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -322,8 +343,34 @@ pub fn run(args: RunArgs) -> Result<()> {
             tracing::info!("stopping");
             let _ = stop.send(true);
         });
+        let proxy = Arc::new(
+            sg_server::Proxy::new(
+                cache.clone(),
+                &site_url,
+                own_script,
+                Duration::from_secs(args.credential_ttl),
+                None,
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("can't listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        println!("serving on http://{addr}");
+        std::io::stdout().flush()?;
+        let mut server_stop = stopped.clone();
+        let server = tokio::spawn(sg_server::serve(
+            proxy,
+            listener,
+            sg_server::ServeOptions::default(),
+            async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            },
+        ));
         tracing::info!("keeping the cache in step; Ctrl-C stops");
         let result = cache.clone().run(stopped, leadership).await;
+        let _ = server.await;
         close(cache).await;
         result.map_err(|e| anyhow::anyhow!("{e}"))
     })

@@ -676,6 +676,43 @@ impl<S: Store> Cache<S> {
         Ok(hidden)
     }
 
+    /// Reads these records from the site and stores them now (used after a
+    /// write through the proxy, so the writer reads its own write at once).
+    /// Types that are not cached are skipped.
+    pub async fn refresh(
+        &self,
+        records: BTreeMap<String, BTreeSet<i64>>,
+    ) -> Result<usize, SyncError> {
+        let catalog = self.engine.catalog();
+        let mut fetched: Vec<(String, Map<String, Value>)> = Vec::new();
+        for (t, ids) in records
+            .iter()
+            .filter(|(t, ids)| catalog.layout.table(t).is_some() && !ids.is_empty())
+        {
+            fetched.extend(
+                self.fetch_records(t, ids)
+                    .await?
+                    .into_iter()
+                    .map(|r| (t.clone(), r)),
+            );
+        }
+        let count = fetched.len();
+        let hidden = self.hidden_links(fetched.clone()).await?;
+        self.db(move |e| {
+            let catalog = e.catalog();
+            e.store().with_transaction(&mut |c| {
+                for (t, record) in &fetched {
+                    if let Some(table) = catalog.layout.table(t) {
+                        store_site_record(c, table, record, &hidden)?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .await?;
+        Ok(count)
+    }
+
     /// The links one event row names, read from the site.
     async fn event_links(&self, id: i64) -> Result<Vec<EntityLink>, SyncError> {
         let params = json!({"type": "EventLogEntry", "return_fields": EVENT_FIELDS,

@@ -32,6 +32,13 @@ impl Leadership {
         }
     }
 
+    /// Never the leader (a process that only serves).
+    pub fn never() -> Leadership {
+        Leadership {
+            leader: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     /// Competes for the lock of `schema` in the database at `url`, from a
     /// thread of its own, retrying every `retry` while another process holds it.
     pub fn compete(url: &str, schema: &str, retry: Duration) -> Leadership {

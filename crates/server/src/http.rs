@@ -1,0 +1,121 @@
+//! HTTP for the proxy: `POST /api3/json` (and `/<prefix>/api3/json`) on
+//! HTTP/1.1 keep-alive, and `GET /healthz`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use sg_protocol::Fault;
+
+use crate::proxy::{Answer, Proxy};
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Bodies larger than this get a fault (default 50 MB).
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            max_body_bytes: 50 * 1024 * 1024,
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+async fn handle(
+    State(proxy): State<Arc<Proxy>>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    if uri.path() == "/healthz" && method == Method::GET {
+        let status = proxy.cache().status().await;
+        return match status {
+            Ok(s) => {
+                let code = if s.site_reachable {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                json_response(
+                    code,
+                    json!({"site_reachable": s.site_reachable, "lag_events": s.lag_events,
+                    "watermark": s.watermark, "types": s.types.len()})
+                    .to_string(),
+                )
+            }
+            Err(e) => json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": e.to_string()}).to_string(),
+            ),
+        };
+    }
+    if !uri.path().trim_end_matches('/').ends_with("/api3/json") {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    }
+    if method != Method::POST {
+        return (StatusCode::METHOD_NOT_ALLOWED, "POST only").into_response();
+    }
+    match proxy.handle(body).await {
+        Answer::Json(value) => json_response(StatusCode::OK, value.to_string()),
+        Answer::Site(reply) => {
+            let status =
+                StatusCode::from_u16(reply.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let content_type = reply
+                .content_type
+                .unwrap_or_else(|| "application/json; charset=utf-8".into());
+            (status, [(header::CONTENT_TYPE, content_type)], reply.body).into_response()
+        }
+        // As a gateway would answer: the client raises its ProtocolError.
+        Answer::Unreachable(why) => (StatusCode::BAD_GATEWAY, why).into_response(),
+    }
+}
+
+async fn too_large(response: Response) -> Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return json_response(
+            StatusCode::OK,
+            Fault::bad_request("Request body is too large")
+                .to_json()
+                .to_string(),
+        );
+    }
+    response
+}
+
+/// Serves the proxy on `listener` until `shutdown` completes.
+pub async fn serve(
+    proxy: Arc<Proxy>,
+    listener: TcpListener,
+    options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .fallback(handle)
+        .layer(axum::middleware::map_response(too_large))
+        .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .with_state(proxy);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

@@ -1,0 +1,21 @@
+//! The proxy: a server that speaks a Shotgun site's own `/api3/json`
+//! protocol, answering reads from the cache and sending everything else to
+//! the site, so that existing tools get their answers at local speed by
+//! changing one URL.
+//!
+//! - [`route`] decides, before anything is sent, whether the cache can answer
+//!   a request (every type, field and path it touches is cached);
+//! - [`credentials`] checks callers' credentials against the site once and
+//!   remembers the verdict under a hash of the secret;
+//! - [`forward`] sends a request to the site unchanged and returns its reply unchanged;
+//! - [`proxy`] puts these together per method, including write-through;
+//! - [`http`] is the HTTP layer (`POST /api3/json`, `GET /healthz`).
+
+pub mod credentials;
+pub mod forward;
+pub mod http;
+pub mod proxy;
+pub mod route;
+
+pub use http::{serve, ServeOptions};
+pub use proxy::Proxy;

@@ -1,0 +1,352 @@
+//! Answering one request: from the cache when it can, from the site when it
+//! can't, and writes through the site with the cache updated at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use serde_json::{json, Map, Value};
+
+use sg_engine::{AnyStore, Store};
+use sg_protocol::value::EntityLink;
+use sg_protocol::{Auth, Fault, ReadParams, Reply, Request, SummarizeParams};
+use sg_sync::Cache;
+
+use crate::credentials::{key_of, CredentialCache, Verdict};
+use crate::forward::{Forwarder, SiteReply};
+use crate::route::{route_read, route_summarize, Route};
+
+/// What goes back to the caller.
+#[derive(Debug)]
+pub enum Answer {
+    /// A JSON body built here (a result or a fault), sent with HTTP 200.
+    Json(Value),
+    /// The site's own reply, passed on unchanged.
+    Site(SiteReply),
+    /// The site could not be reached for a request only it can answer.
+    Unreachable(String),
+}
+
+/// The proxy of one cache.
+pub struct Proxy {
+    cache: Arc<Cache<AnyStore>>,
+    forwarder: Forwarder,
+    credentials: CredentialCache,
+    /// The cache's own script: callers may not use its key.
+    own_script: (String, String),
+    /// When set, only these scripts (and users) may read cached data.
+    allowed_scripts: Option<BTreeSet<String>>,
+    /// The site's `info`, kept so clients take the same code paths.
+    info: Mutex<Option<Value>>,
+}
+
+fn fault(f: Fault) -> Answer {
+    Answer::Json(f.to_json())
+}
+
+impl Proxy {
+    pub fn new(
+        cache: Arc<Cache<AnyStore>>,
+        site_url: &str,
+        own_script: (String, String),
+        credential_ttl: Duration,
+        allowed_scripts: Option<BTreeSet<String>>,
+    ) -> Result<Proxy, sg_client::ClientError> {
+        Ok(Proxy {
+            cache,
+            forwarder: Forwarder::new(site_url)?,
+            credentials: CredentialCache::new(credential_ttl),
+            own_script,
+            allowed_scripts,
+            info: Mutex::new(None),
+        })
+    }
+
+    pub fn cache(&self) -> &Arc<Cache<AnyStore>> {
+        &self.cache
+    }
+
+    async fn forward(&self, body: Bytes) -> Answer {
+        match self.forwarder.send(body).await {
+            Ok(reply) => Answer::Site(reply),
+            Err(e) => Answer::Unreachable(format!("can't reach the site: {e}")),
+        }
+    }
+
+    /// Refuses the cache's own key and scripts not on the allowed list.
+    fn refuse(&self, auth: Option<&Auth>) -> Option<Fault> {
+        let auth = auth?;
+        if auth.script_name.as_deref() == Some(self.own_script.0.as_str())
+            && auth.script_key.as_deref() == Some(self.own_script.1.as_str())
+        {
+            return Some(Fault::authentication(
+                "The cache's own API key can't be used through the cache",
+            ));
+        }
+        if let (Some(allowed), Some(name)) = (&self.allowed_scripts, &auth.script_name) {
+            if !allowed.contains(name) {
+                return Some(Fault::authentication(format!(
+                    "Can't authenticate script '{name}'"
+                )));
+            }
+        }
+        None
+    }
+
+    /// Whether the site accepts these credentials (asked once, then remembered).
+    async fn check(&self, auth: Option<&Auth>) -> Result<(), Answer> {
+        let Some(auth) = auth else {
+            return Err(fault(Fault::authentication(
+                "No authentication credentials were given",
+            )));
+        };
+        let Some(key) = key_of(auth) else {
+            return Err(fault(Fault::authentication(
+                "No authentication credentials were given",
+            )));
+        };
+        match self.credentials.get(&key) {
+            Some(Verdict::Accepted) => return Ok(()),
+            Some(Verdict::Refused) => {
+                return Err(fault(Fault::authentication(
+                    "Can't authenticate with these credentials",
+                )))
+            }
+            None => {}
+        }
+        let probe = Request {
+            method_name: "read".into(),
+            auth: Some(auth.clone()),
+            params: Some(json!({"type": "EventLogEntry", "return_fields": ["id"],
+                "paging": {"entities_per_page": 1, "current_page": 1}, "return_paging_info_without_counts": true})),
+        };
+        let reply = match self
+            .forwarder
+            .send(Bytes::from(probe.to_json().to_string()))
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(Answer::Unreachable(format!(
+                    "can't check credentials with the site: {e}"
+                )))
+            }
+        };
+        if !reply.status.is_success() {
+            return Err(Answer::Site(reply));
+        }
+        let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+        match Fault::from_json(&body) {
+            Some(f) if f.code == sg_protocol::ErrorCode::Authentication => {
+                self.credentials.remember(key, Verdict::Refused);
+                Err(fault(f))
+            }
+            _ => {
+                self.credentials.remember(key, Verdict::Accepted);
+                Ok(())
+            }
+        }
+    }
+
+    /// Answers one request body.
+    pub async fn handle(&self, body: Bytes) -> Answer {
+        let request = match Request::from_slice(&body) {
+            Ok(r) => r,
+            Err(f) => return fault(f),
+        };
+        if let Some(f) = self.refuse(request.auth.as_ref()) {
+            return fault(f);
+        }
+        match request.method_name.as_str() {
+            "info" => self.info(body).await,
+            "read" | "summarize" | "schema_read" | "schema_entity_read" | "schema_field_read" => {
+                self.read_side(&request, body).await
+            }
+            "create" | "update" | "delete" | "revive" | "batch" => {
+                self.write_through(&request, body).await
+            }
+            _ => self.forward(body).await,
+        }
+    }
+
+    async fn info(&self, body: Bytes) -> Answer {
+        if let Some(info) = self.info.lock().ok().and_then(|i| i.clone()) {
+            return Answer::Json(info);
+        }
+        match self.forward(body).await {
+            Answer::Site(reply) if reply.status.is_success() => {
+                if let Ok(info) = serde_json::from_slice::<Value>(&reply.body) {
+                    if info.get("version").is_some() {
+                        if let Ok(mut kept) = self.info.lock() {
+                            *kept = Some(info);
+                        }
+                    }
+                }
+                Answer::Site(reply)
+            }
+            other => other,
+        }
+    }
+
+    async fn read_side(&self, request: &Request, body: Bytes) -> Answer {
+        let catalog = self.cache.engine.catalog();
+        let route = match request.method_name.as_str() {
+            "read" => match request.params_object().and_then(ReadParams::from_json) {
+                Ok(p) => route_read(&catalog.layout, &catalog.schema, &p),
+                Err(f) => return fault(f),
+            },
+            "summarize" => match request.params_object().and_then(SummarizeParams::from_json) {
+                Ok(p) => route_summarize(&catalog.layout, &catalog.schema, &p),
+                Err(f) => return fault(f),
+            },
+            // The schema methods answer for the whole site, from the copy the cache keeps,
+            // unless they ask for one project's view.
+            _ => match request.params.as_ref().and_then(|p| p.get("project")) {
+                Some(p) if !p.is_null() => Route::Site,
+                _ => Route::Cache,
+            },
+        };
+        if route == Route::Site {
+            return self.forward(body).await;
+        }
+        if let Err(answer) = self.check(request.auth.as_ref()).await {
+            return answer;
+        }
+        let engine = self.cache.engine.clone();
+        let request = request.clone();
+        let result = tokio::task::spawn_blocking(move || -> Result<Value, Fault> {
+            let catalog = engine.catalog();
+            match request.method_name.as_str() {
+                "read" => engine
+                    .read(&ReadParams::from_json(request.params_object()?)?)
+                    .map_err(|e| e.to_fault()),
+                "summarize" => engine
+                    .summarize(&SummarizeParams::from_json(request.params_object()?)?)
+                    .map_err(|e| e.to_fault()),
+                "schema_read" => Ok(catalog.schema.to_fields_json()),
+                "schema_entity_read" => Ok(catalog.schema.to_entities_json()),
+                _ => {
+                    let params = request.params_object()?;
+                    let t = params.get("type").and_then(Value::as_str).unwrap_or("");
+                    let entity = catalog.schema.entity(t).ok_or_else(|| {
+                        Fault::bad_request(format!(
+                            "API schema_field_read() entity type {t} doesn't exist"
+                        ))
+                    })?;
+                    match params.get("field_name").and_then(Value::as_str) {
+                        None => Ok(entity.fields_json()),
+                        Some(f) => entity
+                            .field(f)
+                            .map(|field| json!({ f: field.raw }))
+                            .ok_or_else(|| {
+                                Fault::bad_request(format!(
+                                    "API schema_field_read() {t}.{f} doesn't exist"
+                                ))
+                            }),
+                    }
+                }
+            }
+        })
+        .await;
+        match result {
+            Ok(Ok(value)) => Answer::Json(Reply::Results(value).to_json()),
+            Ok(Err(f)) => fault(f),
+            Err(e) => fault(Fault::new(
+                sg_protocol::ErrorCode::Other(100),
+                format!("internal error: {e}"),
+            )),
+        }
+    }
+
+    /// Sends a write to the site once; when the site accepts it, reads the
+    /// records it touched into the cache before answering, so the caller
+    /// reads its own write on its next call.
+    async fn write_through(&self, request: &Request, body: Bytes) -> Answer {
+        let mut touched = self.records_touched(request).await;
+        let reply = match self.forwarder.send(body).await {
+            Ok(r) => r,
+            Err(e) => return Answer::Unreachable(format!("can't reach the site: {e}")),
+        };
+        let accepted = reply.status.is_success()
+            && serde_json::from_slice::<Value>(&reply.body)
+                .map(|b| Fault::from_json(&b).is_none())
+                .unwrap_or(false);
+        if accepted {
+            if let Ok(body) = serde_json::from_slice::<Value>(&reply.body) {
+                collect_links(&body["results"], &mut touched);
+            }
+            if let Err(e) = self.cache.refresh(touched).await {
+                tracing::warn!(
+                    "a write went through but the cache could not read it back yet: {e}"
+                );
+            }
+        }
+        Answer::Site(reply)
+    }
+
+    /// Records a write may change: the record itself, the records its new
+    /// values link to, and the records its current links point at (their
+    /// inverse fields change too).
+    async fn records_touched(&self, request: &Request) -> BTreeMap<String, BTreeSet<i64>> {
+        let mut out: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+        let items: Vec<Map<String, Value>> = match &request.params {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_object().cloned())
+                .collect(),
+            Some(Value::Object(p)) => vec![p.clone()],
+            _ => Vec::new(),
+        };
+        let mut current: Vec<(String, i64)> = Vec::new();
+        for item in &items {
+            let t = item
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            if let Some(id) = item.get("id").and_then(Value::as_i64) {
+                out.entry(t.clone()).or_default().insert(id);
+                current.push((t.clone(), id));
+            }
+            if let Some(fields) = item.get("fields") {
+                collect_links(fields, &mut out);
+            }
+        }
+        let engine = self.cache.engine.clone();
+        let linked = tokio::task::spawn_blocking(move || {
+            let catalog = engine.catalog();
+            let mut found = Vec::new();
+            for (t, id) in current {
+                let Some(table) = catalog.layout.table(&t) else {
+                    continue;
+                };
+                let fetched = engine.store().with_reader(&mut |c| {
+                    sg_engine::write::fetch_record(c, &catalog.layout, table, id)
+                });
+                if let Ok(Some((record, _))) = fetched {
+                    found.push(Value::Object(record));
+                }
+            }
+            found
+        })
+        .await
+        .unwrap_or_default();
+        for record in &linked {
+            collect_links(record, &mut out);
+        }
+        out
+    }
+}
+
+/// Every `{type, id}` inside a value.
+fn collect_links(value: &Value, out: &mut BTreeMap<String, BTreeSet<i64>>) {
+    if let Some(link) = EntityLink::from_json(value) {
+        out.entry(link.entity_type).or_default().insert(link.id);
+    }
+    match value {
+        Value::Array(items) => items.iter().for_each(|v| collect_links(v, out)),
+        Value::Object(map) => map.values().for_each(|v| collect_links(v, out)),
+        _ => {}
+    }
+}
