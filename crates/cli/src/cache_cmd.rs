@@ -150,7 +150,7 @@ fn ask(question: &str, default: Option<&str>) -> Result<String> {
 }
 
 /// Fields worth caching: everything but what a site computes or can't filter.
-fn cacheable_fields(schema: &Schema, entity_type: &str) -> BTreeSet<String> {
+pub(crate) fn cacheable_fields(schema: &Schema, entity_type: &str) -> BTreeSet<String> {
     let skip = [
         "cached_display_name",
         "pinned",

@@ -2,6 +2,7 @@
 //! the crates together and decides exit codes; the work lives in the crates.
 
 mod cache_cmd;
+mod demo;
 mod progress;
 mod sim;
 
@@ -33,6 +34,10 @@ enum Command {
     Validate(cache_cmd::ValidateArgs),
     /// Import types again (a running `run` does it at its next step).
     Rebuild(cache_cmd::RebuildArgs),
+    /// Show the cache at work: a simulated site with a medium production and
+    /// 150 ms of latency, a cache of it, the proxy, typical queries timed both
+    /// ways, and a change arriving; then keep serving until Ctrl-C.
+    Demo(demo::DemoArgs),
     /// Run a simulated Shotgun site: the /api3/json protocol with writes, an
     /// event log, generated data, latency and faults.
     Sim(sim::SimArgs),
@@ -58,6 +63,7 @@ fn main() -> std::process::ExitCode {
         Command::Status(args) => cache_cmd::status(args).map(|()| true),
         Command::Validate(args) => cache_cmd::validate(args),
         Command::Rebuild(args) => cache_cmd::rebuild(args).map(|()| true),
+        Command::Demo(args) => demo::run(args).map(|()| true),
         Command::Sim(args) => sim::run(args).map(|()| true),
     };
     match result {
