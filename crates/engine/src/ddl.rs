@@ -143,6 +143,16 @@ pub fn add_fields_sql(old: &TableLayout, new: &TableLayout, dialect: Dialect) ->
 pub fn drop_fields_sql(old: &TableLayout, new: &TableLayout) -> String {
     let t = &old.entity_type;
     let mut sql = String::new();
+    // The link indexes carry the status too: they go with it (set_schema
+    // creates them again without it).
+    if old.fields.contains_key("sg_status_list") && !new.fields.contains_key("sg_status_list") {
+        for field in old.fields.values().filter(|f| f.storage == Storage::Entity) {
+            sql.push_str(&format!(
+                "DROP INDEX IF EXISTS \"{t}__{}__idx\";\n",
+                field.name
+            ));
+        }
+    }
     for field in old
         .fields
         .values()

@@ -125,7 +125,9 @@ impl<S: Store> Engine<S> {
                     None => conn.execute_batch(&ddl::create_table_sql(table, dialect))?,
                     Some(existing) => {
                         conn.execute_batch(&ddl::drop_fields_sql(existing, table))?;
-                        conn.execute_batch(&ddl::add_fields_sql(existing, table, dialect))?
+                        conn.execute_batch(&ddl::add_fields_sql(existing, table, dialect))?;
+                        // Indexes dropped with a column come back as the new layout has them.
+                        conn.execute_batch(&ddl::create_table_sql(table, dialect))?
                     }
                 }
             }

@@ -9,7 +9,7 @@ mod common;
 use serde_json::json;
 
 use common::{
-    cond, engine, entities, field, obj, postgres_url, schema, schema_fields, store, Backend,
+    cond, engine, entities, field, ids, obj, postgres_url, schema, schema_fields, store, Backend,
 };
 use sg_engine::frag::Fragment;
 use sg_engine::sql::SqlValue;
@@ -218,10 +218,46 @@ fn schema_changes_add_fields(backend: Backend) {
     );
 }
 
+/// A schema without some fields drops their columns (the status, which the
+/// link indexes carry, included), and the same fields can come back later.
+fn schema_changes_remove_fields(backend: Backend) {
+    let e = engine(backend);
+    e.upsert_records(
+        "Shot",
+        &[obj(
+            json!({"id": 1, "code": "sh010", "sg_status_list": "ip"}),
+        )],
+    )
+    .expect("a shot is written");
+    let full = schema_fields();
+    let mut fewer = full.clone();
+    for f in ["sg_status_list", "sg_sequence", "assets", "sg_cut_in"] {
+        fewer["Shot"].as_object_mut().expect("Shot").remove(f);
+    }
+    let parse = |v: &serde_json::Value| sg_protocol::Schema::from_json(v, None).expect("parses");
+    e.set_schema(parse(&fewer)).expect("fields go");
+    assert_eq!(
+        ids(&e, "Shot", json!([cond("code", "is", json!(["sh010"]))])),
+        vec![1]
+    );
+    e.set_schema(parse(&full)).expect("fields come back");
+    let shots = entities(
+        &e,
+        json!({"type": "Shot", "return_fields": ["code", "sg_status_list", "sg_sequence"]}),
+    );
+    assert_eq!(
+        shots,
+        vec![
+            json!({"type": "Shot", "id": 1, "code": "sh010", "sg_status_list": null, "sg_sequence": null})
+        ]
+    );
+}
+
 engine_tests!(
     values_round_trip_through_sql,
     transactions_commit_or_roll_back,
     schema_changes_add_fields,
+    schema_changes_remove_fields,
 );
 
 fn postgres() -> PostgresStore {
