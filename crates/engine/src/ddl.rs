@@ -86,9 +86,8 @@ fn link_tables_and_indexes(table: &TableLayout, dialect: Dialect) -> Vec<String>
     statements
 }
 
-/// The statements that create one type's table, link tables and indexes.
-/// They are idempotent (`IF NOT EXISTS`).
-pub fn create_table_sql(table: &TableLayout, dialect: Dialect) -> String {
+/// The statement that creates one type's table (without its link tables and indexes).
+fn create_main_table_sql(table: &TableLayout, dialect: Dialect) -> String {
     let int = dialect.integer_column();
     let mut columns = vec![
         format!("\"id\" {int} PRIMARY KEY"),
@@ -99,11 +98,17 @@ pub fn create_table_sql(table: &TableLayout, dialect: Dialect) -> String {
             .into_iter()
             .map(|(n, d)| format!("\"{n}\" {d}")),
     );
-    let mut sql = format!(
+    format!(
         "CREATE TABLE IF NOT EXISTS \"{}\" ({});\n",
         table.entity_type,
         columns.join(", ")
-    );
+    )
+}
+
+/// The statements that create one type's table, link tables and indexes.
+/// They are idempotent (`IF NOT EXISTS`).
+pub fn create_table_sql(table: &TableLayout, dialect: Dialect) -> String {
+    let mut sql = create_main_table_sql(table, dialect);
     for stmt in link_tables_and_indexes(table, dialect) {
         sql.push_str(&stmt);
         sql.push_str(";\n");
@@ -111,73 +116,80 @@ pub fn create_table_sql(table: &TableLayout, dialect: Dialect) -> String {
     sql
 }
 
-/// The statements that add to `old`'s table the fields `new` has and it lacks.
-pub fn add_fields_sql(old: &TableLayout, new: &TableLayout, dialect: Dialect) -> String {
-    let added = TableLayout {
-        entity_type: new.entity_type.clone(),
-        fields: new
+/// Creates a type's table, or brings the existing one to its layout: adds
+/// the columns of fields chosen since it was made and drops those of fields
+/// no longer chosen (and their link tables), then creates its link tables
+/// and indexes, once every column they name exists.
+pub fn ensure_columns(
+    conn: &mut dyn crate::store::Connection,
+    table: &TableLayout,
+    dialect: Dialect,
+) -> Result<(), crate::error::EngineError> {
+    use crate::sql::SqlValue;
+    conn.execute_batch(&create_main_table_sql(table, dialect))?;
+    let name = table.entity_type.as_str();
+    let (columns_sql, _) = crate::frag::Fragment::text(dialect.columns_sql()).finish(dialect);
+    let present: Vec<String> = conn
+        .query(&columns_sql, &[SqlValue::Text(name.to_string())])?
+        .into_iter()
+        .filter_map(|r| r.first().and_then(|v| v.as_str().map(str::to_string)))
+        .collect();
+    let wanted = column_definitions(table, dialect);
+    for (column, definition) in &wanted {
+        if !present.contains(column) {
+            conn.execute_batch(&format!(
+                "ALTER TABLE \"{name}\" ADD COLUMN \"{column}\" {definition}"
+            ))?;
+        }
+    }
+    let keep: Vec<&str> = wanted
+        .iter()
+        .map(|(c, _)| c.as_str())
+        .chain(["id", "__retired"])
+        .collect();
+    let stale: Vec<&String> = present
+        .iter()
+        .filter(|c| !keep.contains(&c.as_str()))
+        .collect();
+    if !stale.is_empty() {
+        // Indexes name the field; a link index also carries the status.
+        for field in table
             .fields
-            .iter()
-            .filter(|(name, _)| !old.fields.contains_key(*name))
-            .map(|(name, f)| (name.clone(), f.clone()))
-            .collect(),
-        display_field: None,
-    };
-    let t = &new.entity_type;
-    let mut sql = String::new();
-    for (column, definition) in column_definitions(&added, dialect) {
-        sql.push_str(&format!(
-            "ALTER TABLE \"{t}\" ADD COLUMN \"{column}\" {definition};\n"
-        ));
-    }
-    for stmt in link_tables_and_indexes(&added, dialect) {
-        sql.push_str(&stmt);
-        sql.push_str(";\n");
-    }
-    sql
-}
-
-/// The statements that remove from `old`'s table the fields `new` no longer
-/// has: their indexes, columns and link tables, so the same field name can
-/// be created again later.
-pub fn drop_fields_sql(old: &TableLayout, new: &TableLayout) -> String {
-    let t = &old.entity_type;
-    let mut sql = String::new();
-    // The link indexes carry the status too: they go with it (set_schema
-    // creates them again without it).
-    if old.fields.contains_key("sg_status_list") && !new.fields.contains_key("sg_status_list") {
-        for field in old.fields.values().filter(|f| f.storage == Storage::Entity) {
-            sql.push_str(&format!(
-                "DROP INDEX IF EXISTS \"{t}__{}__idx\";\n",
+            .values()
+            .filter(|f| f.storage == Storage::Entity)
+        {
+            conn.execute_batch(&format!(
+                "DROP INDEX IF EXISTS \"{name}__{}__idx\"",
                 field.name
-            ));
+            ))?;
+        }
+        for column in stale {
+            let field = column
+                .strip_suffix("__type")
+                .or_else(|| column.strip_suffix("__id"))
+                .unwrap_or(column);
+            conn.execute_batch(&format!("DROP INDEX IF EXISTS \"{name}__{field}__idx\""))?;
+            conn.execute_batch(&format!("ALTER TABLE \"{name}\" DROP COLUMN \"{column}\""))?;
         }
     }
-    for field in old
-        .fields
-        .values()
-        .filter(|f| !new.fields.contains_key(&f.name))
-    {
-        let name = &field.name;
-        match field.storage {
-            Storage::Id => {}
-            Storage::Links => {
-                sql.push_str(&format!("DROP TABLE IF EXISTS \"{t}__{name}\";\n"));
-            }
-            Storage::Entity => {
-                sql.push_str(&format!("DROP INDEX IF EXISTS \"{t}__{name}__idx\";\n"));
-                sql.push_str(&format!(
-                    "ALTER TABLE \"{t}\" DROP COLUMN \"{name}__type\";\n"
-                ));
-                sql.push_str(&format!(
-                    "ALTER TABLE \"{t}\" DROP COLUMN \"{name}__id\";\n"
-                ));
-            }
-            _ => {
-                sql.push_str(&format!("DROP INDEX IF EXISTS \"{t}__{name}__idx\";\n"));
-                sql.push_str(&format!("ALTER TABLE \"{t}\" DROP COLUMN \"{name}\";\n"));
+    // Link tables of multi-entity fields no longer chosen.
+    let (tables_sql, _) = crate::frag::Fragment::text(dialect.tables_sql()).finish(dialect);
+    let prefix = format!("{name}__");
+    for existing in conn.query(&tables_sql, &[])? {
+        let Some(existing) = existing
+            .first()
+            .and_then(|v| v.as_str().map(str::to_string))
+        else {
+            continue;
+        };
+        if let Some(field) = existing.strip_prefix(&prefix) {
+            let chosen = table
+                .field(field)
+                .is_some_and(|f| f.storage == Storage::Links);
+            if !chosen && !field.contains("__") {
+                conn.execute_batch(&format!("DROP TABLE IF EXISTS \"{existing}\""))?;
             }
         }
     }
-    sql
+    conn.execute_batch(&create_table_sql(table, dialect))
 }

@@ -80,7 +80,8 @@ impl<S: Store> Engine<S> {
         let dialect = store.dialect();
         store.with_transaction(&mut |conn| {
             for table in layout.tables.values() {
-                conn.execute_batch(&ddl::create_table_sql(table, dialect))?;
+                // An existing table may lack fields chosen since it was made.
+                ddl::ensure_columns(conn, table, dialect)?;
             }
             Ok(())
         })?;
@@ -116,20 +117,13 @@ impl<S: Store> Engine<S> {
         schema: Schema,
         selection: Option<BTreeMap<String, BTreeSet<String>>>,
     ) -> Result<(), EngineError> {
-        let old = self.catalog();
         let layout = Layout::from_schema(&schema, selection.as_ref());
         let dialect = self.store.dialect();
         self.store.with_transaction(&mut |conn| {
+            // The tables are brought to the new layout from what they hold, not
+            // from the old layout: another process may have changed them already.
             for table in layout.tables.values() {
-                match old.layout.table(&table.entity_type) {
-                    None => conn.execute_batch(&ddl::create_table_sql(table, dialect))?,
-                    Some(existing) => {
-                        conn.execute_batch(&ddl::drop_fields_sql(existing, table))?;
-                        conn.execute_batch(&ddl::add_fields_sql(existing, table, dialect))?;
-                        // Indexes dropped with a column come back as the new layout has them.
-                        conn.execute_batch(&ddl::create_table_sql(table, dialect))?
-                    }
-                }
+                ddl::ensure_columns(conn, table, dialect)?;
             }
             Ok(())
         })?;

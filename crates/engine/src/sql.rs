@@ -42,6 +42,38 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    /// A query listing the columns of `table` (bound as `?`).
+    pub fn columns_sql(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "SELECT name FROM pragma_table_info(?)",
+            Dialect::Postgres => {
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() \
+                 AND table_name = ?"
+            }
+        }
+    }
+
+    /// A query listing every table's name.
+    pub fn tables_sql(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table'",
+            Dialect::Postgres => {
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+            }
+        }
+    }
+
+    /// A query with one row when `table` has a column `column` (both bound as `?`).
+    pub fn column_exists_sql(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "SELECT 1 FROM pragma_table_info(?) WHERE name = ?",
+            Dialect::Postgres => {
+                "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() \
+                 AND table_name = ? AND column_name = ?"
+            }
+        }
+    }
+
     /// A case-insensitive equality between a text column and a bound `value`.
     /// SQLite text columns are declared `COLLATE NOCASE`, which folds ASCII
     /// letters and lets the index serve the comparison; values with other

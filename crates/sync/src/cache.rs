@@ -225,9 +225,46 @@ impl<S: Store> Cache<S> {
     /// the first import starts, so that what changes during it is replayed.
     pub async fn import_pending(self: &Arc<Self>) -> Result<(), SyncError> {
         let config = self.config();
-        let known = self
+        let mut known = self
             .db(|e| e.store().with_reader(&mut |c| state::types(c)))
             .await?;
+        // Types cached before but no longer configured (removed while
+        // nothing ran) are dropped, so adding one back imports it afresh.
+        let stale: Vec<String> = known
+            .keys()
+            .filter(|t| !config.entities.contains_key(*t))
+            .cloned()
+            .collect();
+        if !stale.is_empty() {
+            let full = sg_engine::Layout::from_schema(&self.engine.catalog().schema, None);
+            let names = stale.clone();
+            self.db(move |e| {
+                e.store().with_transaction(&mut |c| {
+                    for t in &names {
+                        if let Some(table) = full.table(t) {
+                            for field in table
+                                .fields
+                                .values()
+                                .filter(|f| f.storage == Storage::Links)
+                            {
+                                c.execute_batch(&format!(
+                                    "DROP TABLE IF EXISTS {}",
+                                    table.link_table(&field.name)
+                                ))?;
+                            }
+                            c.execute_batch(&format!("DROP TABLE IF EXISTS {}", table.table()))?;
+                        }
+                        state::remove_type(c, t)?;
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+            for t in stale {
+                tracing::info!(entity_type = t.as_str(), "no longer configured: dropped");
+                known.remove(&t);
+            }
+        }
         let position = self
             .db(|e| e.store().with_reader(&mut |c| state::position(c)))
             .await?;
@@ -889,29 +926,38 @@ impl<S: Store> Cache<S> {
             .collect();
         let old_layout = self.engine.catalog().layout.clone();
         let selection = after.selection();
-        self.db(move |e| {
-            e.store().with_transaction(&mut |c| {
-                for t in &removed {
-                    if let Some(table) = old_layout.table(t) {
-                        for field in table
-                            .fields
-                            .values()
-                            .filter(|f| f.storage == Storage::Links)
-                        {
-                            c.execute_batch(&format!(
-                                "DROP TABLE IF EXISTS {}",
-                                table.link_table(&field.name)
-                            ))?;
+        let before = before.clone();
+        let applied = self
+            .db(move |e| {
+                e.store().with_transaction(&mut |c| {
+                    for t in &removed {
+                        if let Some(table) = old_layout.table(t) {
+                            for field in table
+                                .fields
+                                .values()
+                                .filter(|f| f.storage == Storage::Links)
+                            {
+                                c.execute_batch(&format!(
+                                    "DROP TABLE IF EXISTS {}",
+                                    table.link_table(&field.name)
+                                ))?;
+                            }
+                            c.execute_batch(&format!("DROP TABLE IF EXISTS {}", table.table()))?;
                         }
-                        c.execute_batch(&format!("DROP TABLE IF EXISTS {}", table.table()))?;
+                        state::remove_type(c, t)?;
                     }
-                    state::remove_type(c, t)?;
-                }
-                Ok(())
-            })?;
-            e.set_schema_and_selection(schema.clone(), Some(selection.clone()))
-        })
-        .await?;
+                    Ok(())
+                })?;
+                e.set_schema_and_selection(schema.clone(), Some(selection.clone()))
+            })
+            .await;
+        if let Err(e) = applied {
+            // Keep the old config, so the change is tried again at the next step.
+            if let Ok(mut config) = self.config.lock() {
+                config.entities = before;
+            }
+            return Err(e);
+        }
         tracing::info!("entity configs changed; importing what they add");
         self.import_pending().await?;
         Ok(true)

@@ -76,6 +76,30 @@ pub fn count_in_log(path: &Path, needle: &str) -> usize {
         .count()
 }
 
+/// A temporary folder, kept (and named) when the test fails and
+/// `SGC_KEEP_FAILED=1` is set.
+pub struct TestDir(Option<tempfile::TempDir>);
+
+impl TestDir {
+    pub fn new() -> TestDir {
+        TestDir(Some(tempfile::tempdir().expect("tempdir")))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.as_ref().expect("the folder").path()
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() && std::env::var_os("SGC_KEEP_FAILED").is_some() {
+            if let Some(dir) = self.0.take() {
+                eprintln!("kept the failed test's folder: {}", dir.keep().display());
+            }
+        }
+    }
+}
+
 /// A child process that is killed (SIGKILL) when dropped, test failure or
 /// not; on failure, the end of its log is printed.
 pub struct Proc {
@@ -188,8 +212,13 @@ impl Sim {
         let cache = format!("cache:{CACHE_KEY}");
         let writer = format!("writer:{WRITER_KEY}");
         let quiet = format!("quiet:{QUIET_KEY}:no-events");
+        // The site's data in the test's folder, to look into when a test fails.
+        let state = dir.join("site.sqlite");
+        let state = state.to_str().expect("utf-8 path");
         let mut args = vec![
             "sim",
+            "--state",
+            state,
             "--listen",
             "127.0.0.1:0",
             "--generate",
@@ -228,7 +257,21 @@ impl Sim {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line of sim: {line:?}"))
             .to_string();
-        Sim { url, proc }
+        let sim = Sim { url, proc };
+        sim.touch();
+        sim
+    }
+
+    /// One write, so the event log has a new row: a `run` records where its
+    /// reconcile scans start only once it has seen an event (the site's
+    /// clock); until then each of its scans reads every record.
+    pub fn touch(&self) {
+        let value = format!("touched {}", rand::thread_rng().gen::<u32>());
+        block_on(self.client("writer", WRITER_KEY).call(
+            "update",
+            Some(json!({"type": "Project", "id": 1, "fields": [{"field_name": "sg_description", "value": value}]})),
+        ))
+        .expect("a write");
     }
 
     /// `POST /_sim/fault_rate`: the fraction of calls that fail from now on.
@@ -358,6 +401,8 @@ impl CacheDir {
             ("fetch_interval", "0.2"),
             ("missing_event_timeout", "5"),
             ("scan_interval", "2"),
+            // `run` also serves the cache: on a free port.
+            ("listen", "127.0.0.1:0"),
         ]);
         cache
     }
@@ -485,6 +530,16 @@ impl CacheDir {
         );
     }
 
+    /// Waits until a reconcile scan has recorded where the next one starts
+    /// (scans before that read every record).
+    pub fn wait_first_scan(&self, timeout: Duration) {
+        let done = wait_for(timeout, Duration::from_millis(200), || {
+            let s = self.status().ok()?;
+            s["last_scan"].as_str().map(|_| ())
+        });
+        assert!(done.is_some(), "no scan recorded within {timeout:?}");
+    }
+
     /// `validate` must find no difference.
     pub fn assert_valid(&self, what: &str) {
         let out = self.validate();
@@ -576,6 +631,7 @@ async fn random_write(
     writer: &Client,
     quiet: Option<&Client>,
     created: &mut Vec<(String, i64)>,
+    keep_notes: bool,
 ) -> bool {
     let client = match quiet {
         Some(quiet) if rng.gen_bool(0.1) => quiet,
@@ -660,7 +716,14 @@ async fn random_write(
             json!({"type": "Shot", "id": shot, "fields": [{"field_name": "description", "value": format!("described {}", rng.gen::<u32>())}]}),
         ),
         _ => {
-            if let Some((t, id)) = created.get(rng.gen_range(0..created.len().max(1))).cloned() {
+            let deletable: Vec<&(String, i64)> = created
+                .iter()
+                .filter(|(t, _)| !keep_notes || t != "Note")
+                .collect();
+            if let Some((t, id)) = deletable
+                .get(rng.gen_range(0..deletable.len().max(1)))
+                .map(|c| (*c).clone())
+            {
                 ("delete", json!({"type": t, "id": id}))
             } else {
                 (
@@ -712,6 +775,20 @@ pub struct Writer {
 
 impl Writer {
     pub fn start(url: &str, ids: &SiteIds, seed: u64, threads: usize) -> Writer {
+        Writer::start_with(url, ids, seed, threads, false, Duration::ZERO)
+    }
+
+    /// `keep_notes`: never delete a Note (see the ignored test
+    /// `links_to_retired_records_of_an_uncached_type_are_hidden`);
+    /// `pause`: each thread waits this long after each write.
+    pub fn start_with(
+        url: &str,
+        ids: &SiteIds,
+        seed: u64,
+        threads: usize,
+        keep_notes: bool,
+        pause: Duration,
+    ) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
@@ -735,12 +812,22 @@ impl Writer {
                     let mut created = Vec::new();
                     block_on(async {
                         while !stop.load(Ordering::Relaxed) {
-                            if random_write(&mut rng, &ids, &writer, Some(&quiet), &mut created)
-                                .await
+                            if random_write(
+                                &mut rng,
+                                &ids,
+                                &writer,
+                                Some(&quiet),
+                                &mut created,
+                                keep_notes,
+                            )
+                            .await
                             {
                                 ok.fetch_add(1, Ordering::Relaxed);
                             } else {
                                 failed.fetch_add(1, Ordering::Relaxed);
+                            }
+                            if !pause.is_zero() {
+                                tokio::time::sleep(pause).await;
                             }
                         }
                     });
