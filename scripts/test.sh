@@ -27,6 +27,7 @@ cargo test --workspace
 
 step "benchmarks, smoke run (small data, one pass each)"
 SHOTGUN_BENCH_ROWS=20000 cargo bench -p sg-engine --bench read -- --test
+SYNC_BENCH_SMOKE=1 cargo bench -p sg-sync --bench sync
 
 step "Python compatibility suite (shotgun_api3 against shotgun-cache sim)"
 SHOTGUN_CACHE_BIN="$PWD/target/debug/shotgun-cache" bash tests/compat/run.sh

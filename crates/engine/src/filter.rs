@@ -557,7 +557,13 @@ impl LeafContext<'_, '_> {
                 };
                 let n = n.ok_or_else(|| self.fail("expects a whole number"))?;
                 let now = self.compiler.now;
-                let shifted = shift(now, if relation == InLast { -n } else { n }, unit)
+                let signed = if relation == InLast {
+                    n.checked_neg()
+                } else {
+                    Some(n)
+                };
+                let shifted = signed
+                    .and_then(|n| shift(now, n, unit))
                     .ok_or_else(|| self.fail("expects a unit of HOUR, DAY, WEEK, MONTH or YEAR"))?;
                 let (start, end) = if relation == InLast {
                     (shifted, now)

@@ -13,10 +13,11 @@ use sg_protocol::envelope::Credentials;
 use sg_protocol::Auth;
 
 /// A remembered verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Accepted,
-    Refused,
+    /// Refused, with the site's own fault message.
+    Refused(String),
 }
 
 /// Verdicts by hashed credentials.
@@ -72,7 +73,7 @@ impl CredentialCache {
         verdicts
             .get(key)
             .filter(|(_, at)| at.elapsed() < self.ttl)
-            .map(|(v, _)| *v)
+            .map(|(v, _)| v.clone())
     }
 
     pub fn remember(&self, key: [u8; 32], verdict: Verdict) {

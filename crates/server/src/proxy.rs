@@ -26,6 +26,9 @@ pub enum Answer {
     Site(SiteReply),
     /// The site could not be reached for a request only it can answer.
     Unreachable(String),
+    /// A write's reply did not come back: it may have been carried out, so
+    /// the answer must not invite the client to send it again.
+    WriteUnconfirmed(String),
 }
 
 /// The proxy of one cache.
@@ -108,11 +111,7 @@ impl Proxy {
         };
         match self.credentials.get(&key) {
             Some(Verdict::Accepted) => return Ok(()),
-            Some(Verdict::Refused) => {
-                return Err(fault(Fault::authentication(
-                    "Can't authenticate with these credentials",
-                )))
-            }
+            Some(Verdict::Refused(message)) => return Err(fault(Fault::authentication(message))),
             None => {}
         }
         let probe = Request {
@@ -139,7 +138,8 @@ impl Proxy {
         let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
         match Fault::from_json(&body) {
             Some(f) if f.code == sg_protocol::ErrorCode::Authentication => {
-                self.credentials.remember(key, Verdict::Refused);
+                self.credentials
+                    .remember(key, Verdict::Refused(f.message.clone()));
                 Err(fault(f))
             }
             _ => {
@@ -157,6 +157,12 @@ impl Proxy {
         };
         if let Some(f) = self.refuse(request.auth.as_ref()) {
             return fault(f);
+        }
+        if request.method_name != "info" && request.auth.is_none() {
+            // As the site does: credentials are checked before anything else.
+            return fault(Fault::authentication(
+                "No authentication credentials were given",
+            ));
         }
         match request.method_name.as_str() {
             "info" => self.info(body).await,
@@ -190,6 +196,10 @@ impl Proxy {
     }
 
     async fn read_side(&self, request: &Request, body: Bytes) -> Answer {
+        // As the site does: credentials first, then the params.
+        if let Err(answer) = self.check(request.auth.as_ref()).await {
+            return answer;
+        }
         let catalog = self.cache.engine.catalog();
         let route = match request.method_name.as_str() {
             "read" => match request.params_object().and_then(ReadParams::from_json) {
@@ -210,9 +220,6 @@ impl Proxy {
         if route == Route::Site {
             return self.forward(body).await;
         }
-        if let Err(answer) = self.check(request.auth.as_ref()).await {
-            return answer;
-        }
         let engine = self.cache.engine.clone();
         let request = request.clone();
         let result = tokio::task::spawn_blocking(move || -> Result<Value, Fault> {
@@ -228,7 +235,9 @@ impl Proxy {
                 "schema_entity_read" => Ok(catalog.schema.to_entities_json()),
                 _ => {
                     let params = request.params_object()?;
-                    let t = params.get("type").and_then(Value::as_str).unwrap_or("");
+                    let t = params.get("type").and_then(Value::as_str).ok_or_else(|| {
+                        Fault::bad_request("API schema_field_read() 'type' is required")
+                    })?;
                     let entity = catalog.schema.entity(t).ok_or_else(|| {
                         Fault::bad_request(format!(
                             "API schema_field_read() entity type {t} doesn't exist"
@@ -266,7 +275,14 @@ impl Proxy {
         let mut touched = self.records_touched(request).await;
         let reply = match self.forwarder.send(body).await {
             Ok(r) => r,
-            Err(e) => return Answer::Unreachable(format!("can't reach the site: {e}")),
+            Err(e) if e.is_connect() => {
+                return Answer::Unreachable(format!("can't reach the site: {e}"))
+            }
+            Err(e) => {
+                return Answer::WriteUnconfirmed(format!(
+                    "the site's reply to a write was lost ({e}); it may have been carried out"
+                ))
+            }
         };
         let accepted = reply.status.is_success()
             && serde_json::from_slice::<Value>(&reply.body)

@@ -647,6 +647,13 @@ impl<S: Store> Cache<S> {
             );
         }
         let hidden = self.hidden_links(fetched.clone()).await?;
+        let mut refetched = refetch.clone();
+        for (t, ids) in &linked {
+            refetched
+                .entry(t.clone())
+                .or_default()
+                .extend(ids.iter().copied());
+        }
         // Records read whole first, then the batch's rows on top, in order:
         // the rows are exact deltas (the read can't show links to retired
         // records), and applying them again is harmless. Rows older than the
@@ -661,7 +668,13 @@ impl<S: Store> Cache<S> {
                     store_site_record(c, table, record, &hidden)?;
                 }
                 for row in &rows {
-                    apply_row(c, &catalog.layout, row, &guards)?;
+                    // A record read whole in this poll already shows whether it is
+                    // retired, later than any row of the batch.
+                    let read_whole = matches!(&row.action, EventAction::Retire { entity_type, id }
+                        if refetched.get(entity_type).is_some_and(|ids| ids.contains(id)));
+                    if !read_whole {
+                        apply_row(c, &catalog.layout, row, &guards)?;
+                    }
                 }
                 state::set_position(c, &position)
             })
@@ -825,7 +838,15 @@ impl<S: Store> Cache<S> {
             .cloned()
             .collect();
         let mut count = 0;
+        let schema = self.engine.catalog().schema.clone();
         for entity_type in types {
+            // A type without `updated_at` (Reply on some sites) can't be scanned by it.
+            let has_stamp = schema
+                .entity(&entity_type)
+                .is_some_and(|e| e.field("updated_at").is_some());
+            if !has_stamp {
+                continue;
+            }
             let fields = self.stored_fields(&entity_type);
             let keep: BTreeSet<String> = fields.iter().cloned().collect();
             for retired in [false, true] {

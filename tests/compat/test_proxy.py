@@ -1,0 +1,1378 @@
+"""The cache's proxy against the site it caches: the unmodified `shotgun_api3` client
+sends every call both to the proxy (``shotgun-cache run``) and to the site
+(``shotgun-cache sim``) over the same data, and the answers must be identical.
+
+Three stacks (see proxy_support.py), each a site loaded with the compatibility dataset
+and a cache proxy over it:
+
+- a *read* stack (never written to through the proxy): every dataset type is cached but
+  ``CustomEntity01``, and ``Sequence.description`` is left out of the cache, so reads
+  touching them must pass through to the site.  A tap between the cache and the site
+  records what reaches the site, so each read is also checked to be answered where it
+  should be: from the cache (nothing reaches the site) or by the site.  On it: 2,000+
+  seeded random ``find`` calls (every relation per data type, deep paths, nested groups,
+  sorts on any field, ``retired_only``, limits and pages, results over 500 records that
+  the client pages through), random ``summarize`` calls with groupings, the fixed cases
+  of test_compat.py, the schema methods, credentials, malformed requests;
+- a *write* stack: writes through the proxy are read back through the proxy on the very
+  next call (link names after renames, inverse links, deletes and revivals, batches),
+  rejected writes change nothing, and every write reaches the site exactly once (counted
+  at the tap and in the site's event log);
+- an *outage* stack: with the site killed, cached reads keep working for credentials
+  already checked, and what only the site can answer raises an error in the client.
+
+COMPAT_PROXY_SEED sets the seed (printed), COMPAT_PROXY_QUERIES the number of random finds.
+"""
+
+from __future__ import annotations
+
+import copy
+import http.client
+import json
+import os
+import random
+import socket
+import time
+import urllib.parse
+from collections import Counter
+
+import pytest
+import shotgun_api3
+
+import test_compat as compat
+import test_mockgun_diff as mgdiff
+from conftest import OTHER_SCRIPT, SCRIPT_KEY, SCRIPT_NAME, connect
+from proxy_support import (CACHE_SCRIPT, USER, cached_fields, path_is_cached, start_stack)
+
+SEED = int(os.environ.get("COMPAT_PROXY_SEED", "4242"))
+TARGET = int(os.environ.get("COMPAT_PROXY_QUERIES", "2000"))
+SUMMARY_TARGET = 400
+MAX_DETAILS = 12
+
+UNCACHED_TYPE = "CustomEntity01"
+UNCACHED_FIELDS = {"Sequence": ["description"]}
+PROJECT = {"type": "Project", "id": 1}
+
+
+def dataset_types(data: dict) -> list[str]:
+    return [t for t in data if data[t]]
+
+
+# -- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def read_stack(dataset, tmp_path_factory):
+    types = [t for t in dataset_types(dataset) if t != UNCACHED_TYPE]
+    stack = start_stack(tmp_path_factory.mktemp("proxy-read"), dataset, types, drop_fields=UNCACHED_FIELDS)
+    try:
+        stack.settle()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="module")
+def psg(read_stack):
+    """The client through the proxy."""
+    return connect(read_stack.url)
+
+
+@pytest.fixture(scope="module")
+def ssg(read_stack):
+    """The client straight to the site."""
+    return connect(read_stack.site_url)
+
+
+@pytest.fixture(autouse=True)
+def _stacks_still_running(request):
+    """After each test, fail loudly if a stack's processes died."""
+    yield
+    for name in ("read_stack", "write_stack"):
+        if name in request.fixturenames:
+            stack = request.getfixturevalue(name)
+            assert stack.proxy.alive(), "the proxy exited (%s); stderr:\n%s" % (
+                stack.proxy.proc.poll(), stack.proxy.stderr_tail())
+            assert stack.sim.alive(), "the site exited; stderr:\n%s" % stack.sim.stderr_tail()
+
+
+# -- calling both ---------------------------------------------------------------------------------
+
+
+def outcome(call):
+    """('ok', value) or ('fault', 'ClassName: message') or ('error', repr)."""
+    try:
+        return ("ok", call())
+    except shotgun_api3.Fault as fault:
+        return ("fault", "%s: %s" % (type(fault).__name__, fault))
+    except Exception as error:  # noqa: BLE001 - compared, and reported
+        return ("error", "%s: %s" % (type(error).__name__, error))
+
+
+def has_named_link(value) -> bool:
+    if isinstance(value, dict):
+        if "type" in value and "id" in value and value.get("name") is not None:
+            return True
+        return any(has_named_link(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_named_link(v) for v in value)
+    return False
+
+
+def short(value, limit=700) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def first_difference(got, expected) -> str:
+    if got[0] != expected[0] or got[0] != "ok":
+        return "proxy %s\n    site  %s" % (short(got), short(expected))
+    g, e = got[1], expected[1]
+    if isinstance(g, list) and isinstance(e, list):
+        if len(g) != len(e):
+            gi, ei = [r.get("id") for r in g], [r.get("id") for r in e]
+            return ("proxy %d records, site %d; only in proxy %s; only at site %s"
+                    % (len(g), len(e), sorted(set(gi) - set(ei))[:10], sorted(set(ei) - set(gi))[:10]))
+        for i, (a, b) in enumerate(zip(g, e)):
+            if a != b:
+                return "record #%d differs:\n    proxy %r\n    site  %r" % (i, a, b)
+    return "proxy %s\n    site  %s" % (short(g), short(e))
+
+
+def assert_same(psg, ssg, call, what=""):
+    """Runs `call(sg)` through both and requires identical outcomes; returns the outcome."""
+    got, expected = outcome(lambda: call(psg)), outcome(lambda: call(ssg))
+    assert got == expected, "%s: %s" % (what, first_difference(got, expected))
+    return got
+
+
+def site_reads(stack, mark):
+    """Requests of the tests' script that reached the site after `mark`, leaving out the
+    proxy's credential check (a one-record read of EventLogEntry)."""
+    out = []
+    for entry in stack.tap.since(mark):
+        paging = (entry.get("params") or {}).get("paging") if isinstance(entry.get("params"), dict) else None
+        if entry["type"] == "EventLogEntry" and paging and paging.get("entities_per_page") == 1:
+            continue
+        out.append(entry)
+    return out
+
+
+# -- random queries -------------------------------------------------------------------------------
+
+Skip = mgdiff.Skip
+
+EXTRA_TYPES = [("Project", 2), ("Department", 1), ("Group", 1), ("ApiUser", 1), ("LocalStorage", 1),
+               (UNCACHED_TYPE, 3)]
+QUERY_TYPES = mgdiff.QUERY_TYPES + EXTRA_TYPES
+
+DEEP_PATHS = dict(mgdiff.DEEP_PATHS)
+DEEP_PATHS.update({
+    "Task": DEEP_PATHS["Task"] + ["entity.Shot.sg_sequence.Sequence.description", "entity.Shot.assets.Asset.code",
+                                  "step.Step.color", "entity.Shot.sg_sequence.Sequence.project.Project.name"],
+    "Version": DEEP_PATHS["Version"] + ["entity.Shot.sg_sequence.Sequence.description", "sg_task.Task.entity",
+                                        "sg_task.Task.task_assignees.HumanUser.name", "user.HumanUser.department"],
+    "Project": ["users.HumanUser.login", "users.HumanUser.department.Department.name"],
+    "Department": [],
+    "Group": [],
+    "ApiUser": [],
+    "LocalStorage": [],
+    UNCACHED_TYPE: ["project.Project.name", "project.Project.sg_status"],
+})
+
+RELATIONS = {
+    "text": ["is", "is_not", "in", "not_in", "contains", "not_contains", "starts_with", "ends_with"],
+    "color": ["is", "is_not", "in", "not_in"],
+    "uuid": ["is", "is_not", "in", "not_in"],
+    "list": ["is", "is_not", "in", "not_in"],
+    "status_list": ["is", "is_not", "in", "not_in"],
+    "entity_type": ["is", "is_not", "in", "not_in"],
+    "number": ["is", "is_not", "less_than", "greater_than", "between", "not_between", "in", "not_in"],
+    "duration": ["is", "is_not", "less_than", "greater_than", "between", "in", "not_in"],
+    "percent": ["is", "is_not", "less_than", "greater_than", "between", "in", "not_in"],
+    "float": ["is", "is_not", "less_than", "greater_than", "between", "in", "not_in"],
+    "date": ["is", "is_not", "less_than", "greater_than", "between", "in", "not_in", "in_last", "not_in_last",
+             "in_next", "not_in_next", "in_calendar_day", "in_calendar_week", "in_calendar_month",
+             "in_calendar_year"],
+    "date_time": ["is", "is_not", "less_than", "greater_than", "between", "in", "not_in", "in_last",
+                  "not_in_last", "in_next", "not_in_next", "in_calendar_day", "in_calendar_week",
+                  "in_calendar_month", "in_calendar_year"],
+    "checkbox": ["is", "is_not"],
+    "entity": ["is", "is_not", "in", "not_in", "type_is", "type_is_not", "name_contains", "name_not_contains",
+               "name_starts_with", "name_ends_with", "name_is"],
+    "multi_entity": ["is", "is_not", "in", "not_in", "type_is", "type_is_not", "name_contains",
+                     "name_not_contains"],
+}
+ALL_RELATIONS = sorted({r for rels in RELATIONS.values() for r in rels} | {"sounds_like"})
+
+SUMMARY_TYPES = {
+    "number": ["count", "sum", "average", "minimum", "maximum", "count_distinct"],
+    "duration": ["sum", "average", "maximum"],
+    "percent": ["average", "minimum"],
+    "float": ["sum", "average", "minimum", "maximum"],
+    "date": ["earliest", "latest", "count"],
+    "date_time": ["earliest", "latest", "count"],
+    "checkbox": ["checked", "unchecked", "count"],
+    "status_list": ["count", "status_list", "count_distinct"],
+    "text": ["count", "record_count", "count_distinct"],
+    "list": ["count", "count_distinct"],
+    "entity": ["count", "count_distinct"],
+    "multi_entity": ["count"],
+}
+ALL_SUMMARY_TYPES = ["record_count", "count", "sum", "maximum", "minimum", "average", "earliest", "latest",
+                     "checked", "unchecked", "count_distinct", "median"]
+GROUPING_TYPES = {
+    "text": ["exact", "firstletter"],
+    "list": ["exact"],
+    "status_list": ["exact"],
+    "entity_type": ["exact"],
+    "checkbox": ["exact"],
+    "entity": ["exact", "entitytype"],
+    "number": ["exact", "tens", "hundreds", "thousands"],
+    "float": ["exact"],
+    "date": ["exact", "day", "week", "month", "quarter", "year"],
+    "date_time": ["day", "week", "month", "quarter", "year", "oneday", "fivedays"],
+}
+UNITS = ["HOUR", "DAY", "WEEK", "MONTH", "YEAR"]
+
+
+class ProxyQueries(mgdiff.QueryGenerator):
+    """Random reads for comparing a proxy with its site: the mockgun differential's
+    conditions (with its guards, sometimes) plus everything mockgun could not run, on
+    every data type of the dataset, with sorts on any field and paging."""
+
+    def __init__(self, rng, site, data, fields, cached):
+        super().__init__(rng, site, data, fields)
+        self.cached = cached
+        for entity_type, _ in EXTRA_TYPES:
+            present = set()
+            for record in data[entity_type]:
+                present.update(k for k, v in record.items() if k != "__retired")
+            self.direct[entity_type] = sorted(present)
+        # Fields the site has but the cache does not (setup leaves computed ones out).
+        self.uncached = {t: sorted(f for f in fields[t] if f not in cached.get(t, ()))
+                         for t, _ in QUERY_TYPES}
+
+    # -- conditions ---------------------------------------------------------------------
+
+    def filter_path(self, entity_type):
+        deep = DEEP_PATHS[entity_type]
+        if deep and self.rng.random() < 0.35:
+            return self.rng.choice(deep)
+        return self.rng.choice(self.direct[entity_type])
+
+    def names(self, entity_type, path):
+        types = [t for t in self.link_types(entity_type, path) if t in self.site.rows]
+        if not types:
+            owner, leaf, _ = self.site.path_info(entity_type, path)
+            valid = self.fields[owner][leaf]["properties"].get("valid_types", {}).get("value") or []
+            types = [t for t in valid if t in self.site.rows][:2]
+        names = []
+        for t in types:
+            for r in self.site.records(t):
+                try:
+                    names.append(self.site.display_name(t, r["id"]))
+                except Exception:  # noqa: BLE001 - no display field the model knows
+                    names.append(r.get("firstname") or r.get("code") or r.get("name"))
+        return [n for n in names if isinstance(n, str) and n] or ["zz_no_match"]
+
+    def fragment(self, text, kind):
+        if kind == "is" or not text:
+            return text
+        if kind == "starts_with":
+            return text[:self.rng.randint(1, min(6, len(text)))]
+        if kind == "ends_with":
+            return text[-self.rng.randint(1, min(6, len(text))):]
+        start = self.rng.randrange(len(text))
+        return text[start:start + self.rng.randint(1, 5)]
+
+    def one_value(self, data_type, entity_type, path, relation):
+        if data_type in ("entity", "multi_entity"):
+            return self.link_value(entity_type, path)
+        if data_type in ("duration", "percent"):
+            return self.number_value(entity_type, path)
+        if data_type in ("color", "uuid"):
+            return self.text_value(entity_type, path, "is")
+        try:
+            return self.scalar_value(data_type, entity_type, path, relation)
+        except (AssertionError, KeyError):
+            return self.rng.choice(["x", 1, 1.5, True])
+
+    def ext_condition(self, entity_type, path):
+        rng = self.rng
+        data_type = self.leaf_type(entity_type, path)
+        relations = RELATIONS.get(data_type)
+        if not relations or rng.random() < 0.03:
+            relation = rng.choice(ALL_RELATIONS)  # mostly a fault, on both sides alike
+        else:
+            relation = rng.choice(relations)
+        try:
+            return self.ext_value(entity_type, path, data_type, relation)
+        except (TypeError, KeyError, AttributeError, IndexError, ValueError):
+            # A relation the data type does not take, with a value of no particular kind.
+            return [path, relation, rng.choice(["x", 1, [1, 2], {"type": "Shot", "id": 1}])]
+
+    def ext_value(self, entity_type, path, data_type, relation):
+        rng = self.rng
+        if relation in ("is", "is_not") and data_type != "checkbox" and rng.random() < 0.12:
+            return [path, relation, None]
+        if relation in ("in", "not_in"):
+            values = [self.one_value(data_type, entity_type, path, "is") for _ in range(rng.randint(1, 4))]
+            if rng.random() < 0.1:
+                values.append(None)
+            return [path, relation, values]
+        if relation in ("between", "not_between"):
+            pair = [self.one_value(data_type, entity_type, path, "is") for _ in range(2)]
+            try:
+                pair.sort()
+            except TypeError:
+                pass
+            return [path, relation, pair]
+        if relation in ("in_last", "not_in_last", "in_next", "not_in_next"):
+            return [path, relation, [rng.randint(1, 400), rng.choice(UNITS)]]
+        if relation.startswith("in_calendar_"):
+            return [path, relation, rng.randint(-3, 2)]
+        if relation in ("type_is", "type_is_not"):
+            return [path, relation, rng.choice((self.link_types(entity_type, path) or ["Shot"]) + ["Asset", "Shot"])]
+        if relation.startswith("name_"):
+            kind = relation.replace("name_", "").replace("not_", "")
+            value = self.fragment(rng.choice(self.names(entity_type, path)), kind)
+            if rng.random() < 0.3:
+                value = self.swap_ascii_case(value)
+            return [path, relation, value]
+        kind = relation.replace("not_", "")
+        if data_type in ("text", "color", "uuid") and kind in ("contains", "starts_with", "ends_with"):
+            return [path, relation, self.text_value(entity_type, path, kind)]
+        return [path, relation, self.one_value(data_type, entity_type, path, relation)]
+
+    def condition(self, entity_type, path):
+        if self.rng.random() < 0.45:
+            try:
+                condition, guards = super().condition(entity_type, path)
+            except (Skip, AssertionError, KeyError):
+                pass
+            else:
+                if guards and self.rng.random() < 0.5:
+                    return {"filter_operator": "all", "filters": guards + [condition]}
+                return condition
+        return self.ext_condition(entity_type, path)
+
+    def filters(self, entity_type):
+        rng = self.rng
+        conditions = [self.condition(entity_type, self.filter_path(entity_type))
+                      for _ in range(rng.choices([0, 1, 2, 3, 4], [8, 34, 30, 18, 10])[0])]
+        if len(conditions) >= 3 and rng.random() < 0.5:
+            k = rng.randint(2, len(conditions) - 1)
+            conditions = conditions[:-k] + [{"filter_operator": rng.choice(["any", "all"]),
+                                             "filters": conditions[-k:]}]
+        operator = rng.choice(["all", "any"]) if len(conditions) > 1 else None
+        return conditions, operator
+
+    # -- whole calls ----------------------------------------------------------------------
+
+    def query(self):
+        rng = self.rng
+        entity_type = rng.choices([t for t, _ in QUERY_TYPES], [w for _, w in QUERY_TYPES])[0]
+        filters, operator = self.filters(entity_type)
+        direct = self.direct[entity_type]
+        fields = rng.sample(direct, min(len(direct), rng.randint(1, 6)))
+        deep = DEEP_PATHS[entity_type]
+        if deep and rng.random() < 0.5:
+            fields += rng.sample(deep, min(len(deep), rng.randint(1, 3)))
+        if self.uncached.get(entity_type) and rng.random() < 0.05:
+            fields.append(rng.choice(self.uncached[entity_type]))
+        if rng.random() < 0.01:
+            fields.append("no_such_field")
+        order = None
+        if rng.random() < 0.45:
+            order = []
+            for _ in range(rng.choice([1, 1, 2, 3])):
+                field = rng.choice(deep) if deep and rng.random() < 0.12 else rng.choice(direct)
+                if field not in [o["field_name"] for o in order]:
+                    order.append({"field_name": field, "direction": rng.choice(["asc", "desc"])})
+        r = rng.random()
+        limit, page = 0, 0
+        if r < 0.12:
+            limit, page = rng.randint(1, 60), rng.randint(1, 6)
+        elif r < 0.18:
+            limit = rng.randint(1, 30)
+        elif r < 0.21:
+            page = rng.choice([1, 2])
+        return {"entity_type": entity_type, "filters": filters, "fields": fields, "order": order,
+                "filter_operator": operator, "retired_only": rng.random() < 0.1, "limit": limit,
+                "page": page, "include_archived_projects": rng.random() > 0.05}
+
+    def summary(self):
+        rng = self.rng
+        entity_type = rng.choices([t for t, _ in QUERY_TYPES], [w for _, w in QUERY_TYPES])[0]
+        filters, operator = self.filters(entity_type)
+        candidates = self.direct[entity_type] + DEEP_PATHS[entity_type]
+        summaries = []
+        for _ in range(rng.randint(1, 4)):
+            field = rng.choice(candidates)
+            data_type = self.leaf_type(entity_type, field)
+            kinds = SUMMARY_TYPES.get(data_type, ["count"])
+            kind = rng.choice(ALL_SUMMARY_TYPES) if rng.random() < 0.04 else rng.choice(kinds)
+            if kind == "count_distinct" and data_type in ("entity", "multi_entity"):
+                # A site-side bug (see test_site_count_distinct_counts_hidden_links), not
+                # the proxy's: not compared here.
+                kind = "count"
+            summaries.append({"field": field, "type": kind})
+        grouping = []
+        for _ in range(rng.choices([0, 1, 2], [3, 5, 2])[0]):
+            field = rng.choice(candidates)
+            data_type = self.leaf_type(entity_type, field)
+            kinds = GROUPING_TYPES.get(data_type)
+            if not kinds:
+                continue
+            grouping.append({"field": field, "type": rng.choice(kinds), "direction": rng.choice(["asc", "desc"])})
+        return {"entity_type": entity_type, "filters": filters, "summary_fields": summaries,
+                "filter_operator": operator, "grouping": grouping or None}
+
+
+def filter_paths(filters):
+    for f in filters:
+        if isinstance(f, dict):
+            yield from filter_paths(f["filters"])
+        else:
+            yield f[0]
+
+
+def expected_route(cached, schema_fields, entity_type, paths) -> str:
+    """'site' when the proxy must pass the call through, else 'cache' (which includes
+    calls that are faults on both sides)."""
+    if entity_type not in cached:
+        return "site" if entity_type in schema_fields else "cache"
+    for path in paths:
+        if path != "type" and path_is_cached(cached, schema_fields, entity_type, path) is False:
+            return "site"
+    return "cache"
+
+
+def find_call(q):
+    return lambda sg: sg.find(q["entity_type"], copy.deepcopy(q["filters"]), list(q["fields"]),
+                              order=copy.deepcopy(q["order"]), filter_operator=q["filter_operator"],
+                              limit=q["limit"], retired_only=q["retired_only"], page=q["page"],
+                              include_archived_projects=q["include_archived_projects"])
+
+
+def describe(q) -> str:
+    args = ", ".join("%s=%r" % (k, v) for k, v in q.items() if v not in (None, 0, False, [])
+                     and k not in ("entity_type", "filters", "fields"))
+    return "sg.find(%r, %r, %r%s)" % (q["entity_type"], q["filters"], q["fields"], ", " + args if args else "")
+
+
+def run_random(stack, schema_fields, psg, ssg, queries, make_call, paths_of, say):
+    """Sends each call through both; returns (stats, mismatches, routing errors)."""
+    cached = cached_fields(stack)
+    stats, mismatches, misrouted = Counter(), [], []
+    proxy_time = site_time = 0.0
+    for q in queries:
+        route = expected_route(cached, schema_fields, q["entity_type"], paths_of(q))
+        mark = stack.tap.mark()
+        t0 = time.time()
+        got = outcome(lambda: make_call(q)(psg))
+        t1 = time.time()
+        reached = site_reads(stack, mark)
+        expected = outcome(lambda: make_call(q)(ssg))
+        proxy_time += t1 - t0
+        site_time += time.time() - t1
+        stats["compared"] += 1
+        stats["route " + route] += 1
+        stats[got[0]] += 1
+        if route == "cache" and reached:
+            misrouted.append((q, "answered from the cache expected, but %d request(s) reached the site: %s"
+                              % (len(reached), [(e["method"], e["type"]) for e in reached][:3])))
+        if route == "site" and not reached:
+            misrouted.append((q, "the site should have answered, but nothing reached it"))
+        if got[0] == "ok" and isinstance(got[1], list):
+            records = got[1]
+            if len(records) > 500:
+                stats["over 500 records (paged by the client)"] += 1
+            if not records:
+                stats["empty"] += 1
+            if has_named_link(records):
+                stats["with named links"] += 1
+        if got[0] == "ok" and isinstance(got[1], dict) and got[1].get("groups"):
+            stats["with groups"] += 1
+        if q.get("retired_only"):
+            stats["retired_only"] += 1
+        if q.get("limit") or q.get("page"):
+            stats["limit/page"] += 1
+        if q.get("order"):
+            stats["sorted"] += 1
+        if any(p.count(".") >= 2 for p in paths_of(q)):
+            stats["deep paths"] += 1
+        if got != expected:
+            mismatches.append((q, got, expected))
+    say("proxy %.1fs, site %.1fs" % (proxy_time, site_time))
+    return stats, mismatches, misrouted
+
+
+def report(say, stats, mismatches, misrouted, describe_call):
+    say("counts: " + ", ".join("%s %d" % kv for kv in sorted(stats.items())))
+    for q, got, expected in mismatches[:MAX_DETAILS]:
+        say("MISMATCH %s\n    %s" % (describe_call(q), first_difference(got, expected)))
+    for q, why in misrouted[:MAX_DETAILS]:
+        say("MISROUTED %s\n    %s" % (describe_call(q), why))
+
+
+def find_paths(q):
+    return list(filter_paths(q["filters"])) + list(q["fields"]) + [o["field_name"] for o in q["order"] or []]
+
+
+def summary_paths(q):
+    return (list(filter_paths(q["filters"])) + [s["field"] for s in q["summary_fields"]]
+            + [g["field"] for g in q["grouping"] or []])
+
+
+# == the read stack ==============================================================================
+
+
+def test_proxy_random_finds_match_site(read_stack, psg, ssg, site, dataset, schema, capsys):
+    """At least TARGET seeded random finds give identical results through the proxy and from
+    the site (records, order, link names, faults), and each is answered where it should be."""
+    rng = random.Random(SEED)
+    generator = ProxyQueries(rng, site, dataset, schema[0], cached_fields(read_stack))
+    queries = [generator.query() for _ in range(TARGET)]
+    lines = []
+    started = time.time()
+    stats, mismatches, misrouted = run_random(read_stack, schema[0], psg, ssg, queries, find_call, find_paths,
+                                              lines.append)
+    lines.insert(0, "\nproxy random finds: seed %d (COMPAT_PROXY_SEED), %d queries in %.1fs"
+                 % (SEED, len(queries), time.time() - started))
+    report(lines.append, stats, mismatches, misrouted, describe)
+    with capsys.disabled():
+        print("\n".join(lines))
+    assert stats["compared"] >= TARGET
+    assert not mismatches, "%d of %d finds differ between the proxy and the site (details above)" % (
+        len(mismatches), stats["compared"])
+    assert not misrouted, "%d finds answered by the wrong side (details above)" % len(misrouted)
+    # The run covered what it claims to.
+    assert stats["over 500 records (paged by the client)"] >= 20, stats
+    assert stats["retired_only"] >= 100 and stats["limit/page"] >= 200 and stats["sorted"] >= 500, stats
+    assert stats["deep paths"] >= 300 and stats["with named links"] >= 500, stats
+    assert stats["route site"] >= 100 and stats["route cache"] >= 1500, stats
+    assert stats["fault"] >= 10 and stats["ok"] >= 1700, stats
+
+
+def test_proxy_random_summaries_match_site(read_stack, psg, ssg, site, dataset, schema, capsys):
+    rng = random.Random(SEED + 1)
+    generator = ProxyQueries(rng, site, dataset, schema[0], cached_fields(read_stack))
+    queries = [generator.summary() for _ in range(SUMMARY_TARGET)]
+
+    def call(q):
+        return lambda sg: sg.summarize(q["entity_type"], copy.deepcopy(q["filters"]),
+                                       copy.deepcopy(q["summary_fields"]), filter_operator=q["filter_operator"],
+                                       grouping=copy.deepcopy(q["grouping"]))
+
+    def describe_summary(q):
+        return "sg.summarize(%r, %r, %r, filter_operator=%r, grouping=%r)" % (
+            q["entity_type"], q["filters"], q["summary_fields"], q["filter_operator"], q["grouping"])
+
+    lines = ["\nproxy random summaries: seed %d, %d calls" % (SEED + 1, len(queries))]
+    stats, mismatches, misrouted = run_random(read_stack, schema[0], psg, ssg, queries, call, summary_paths,
+                                              lines.append)
+    report(lines.append, stats, mismatches, misrouted, describe_summary)
+    with capsys.disabled():
+        print("\n".join(lines))
+    assert not mismatches, "%d of %d summaries differ (details above)" % (len(mismatches), len(queries))
+    assert not misrouted, "%d summaries answered by the wrong side (details above)" % len(misrouted)
+    assert stats["with groups"] >= 100 and stats["route site"] >= 10 and stats["ok"] >= 250, stats
+
+
+FIXED_FINDS = (
+    [(t, f, None, {}) for t, f in compat.FILTER_CASES]
+    + [(t, f, None, {"filter_operator": op}) for t, f, op in compat.GROUP_CASES]
+    + [(t, f, None, {}) for t, f in compat.DEEP_FILTER_CASES]
+    + [(t, [], fields, {}) for t, fields in compat.RETURN_CASES]
+    + [(t, f, [o["field_name"] for o in order], {"order": order}) for t, f, order in compat.SORT_CASES]
+    + [(t, [[field, relation, value]], None, {}) for _, t, field, relation, value in compat.BAD_RELATIONS]
+)
+
+
+def test_proxy_fixed_finds_match_site(psg, ssg, site):
+    """Every find case of test_compat.py (filters per relation and data type, groups, deep
+    paths, return fields and link names, sorts, and the relations a type refuses)."""
+    for entity_type, filters, fields, kwargs in FIXED_FINDS:
+        if fields is None:
+            fields = ["code", "sg_status_list"] if "code" in site.fields[entity_type] else ["id"]
+        assert_same(psg, ssg, lambda sg: sg.find(entity_type, copy.deepcopy(filters), fields, **kwargs),
+                    "find(%r, %r, %r, %r)" % (entity_type, filters, fields, kwargs))
+    for name, call in compat.SQL_SHAPED:
+        assert_same(psg, ssg, call, name)
+    for entity_type in ("Shot", "Task"):
+        got = assert_same(psg, ssg, lambda sg: sg.find(entity_type, [], ["id"]), entity_type)
+        assert len(got[1]) > 500
+
+
+def test_proxy_paging_and_retired_only(psg, ssg, site):
+    calls = [
+        lambda sg: sg.find("Shot", [], limit=10),
+        lambda sg: sg.find("Shot", [], limit=10, page=3),
+        lambda sg: sg.find("Shot", [], ["code"], limit=600),
+        lambda sg: sg.find("Shot", [], ["code"], page=2),
+        lambda sg: sg.find("Task", [], ["content", "entity"], page=3),
+        lambda sg: sg.find("Shot", [], limit=10, page=1000),
+        lambda sg: sg.find("Task", [["sg_status_list", "is_not", None]], ["entity", "step"],
+                           order=[{"field_name": "entity", "direction": "desc"}]),
+        lambda sg: sg.find("Shot", [], ["code", "sg_sequence", "assets"], retired_only=True),
+        lambda sg: sg.find("Task", [["entity", "type_is", "Shot"]], ["entity.Shot.code"], retired_only=True),
+        lambda sg: sg.find_one("Shot", [], ["code"]),
+        lambda sg: sg.find_one("Shot", [], order=[{"field_name": "id", "direction": "desc"}]),
+        lambda sg: sg.find("Shot", [["sg_cut_in", "is_not", None]], ["sg_cut_in"],
+                           order=[{"field_name": "sg_cut_in", "direction": "asc"},
+                                  {"field_name": "id", "direction": "desc"}], limit=7, page=4),
+    ]
+    for i, call in enumerate(calls):
+        assert_same(psg, ssg, call, "paging case %d" % i)
+
+
+def test_proxy_summaries_match_site(psg, ssg):
+    P1 = [["project", "is", PROJECT]]
+    calls = [
+        lambda sg: sg.summarize("Shot", P1, [{"field": "id", "type": "count"}, {"field": "sg_cut_in", "type": "sum"},
+                                             {"field": "sg_cut_duration", "type": "average"},
+                                             {"field": "sg_cut_out", "type": "maximum"}]),
+        lambda sg: sg.summarize("Shot", [["sg_status_list", "is_not", None]], [{"field": "id", "type": "count"}],
+                                grouping=[{"field": "sg_status_list", "type": "exact", "direction": "desc"}]),
+        lambda sg: sg.summarize("Shot", P1, [{"field": "id", "type": "count"}],
+                                grouping=[{"field": "sg_sequence", "type": "exact", "direction": "asc"}]),
+        lambda sg: sg.summarize("Task", [["sg_status_list", "in", ["ip", "fin"]], ["step", "is_not", None]],
+                                [{"field": "id", "type": "count"}, {"field": "due_date", "type": "earliest"}],
+                                grouping=[{"field": "sg_status_list", "type": "exact", "direction": "asc"},
+                                          {"field": "step", "type": "exact", "direction": "asc"}]),
+        lambda sg: sg.summarize("Task", [["due_date", "is_not", None]], [{"field": "id", "type": "count"}],
+                                grouping=[{"field": "due_date", "type": "month", "direction": "asc"}]),
+        lambda sg: sg.summarize("Asset", [], [{"field": "id", "type": "count"}],
+                                grouping=[{"field": "code", "type": "firstletter", "direction": "asc"}]),
+        lambda sg: sg.summarize("Shot", [["sg_sequence.Sequence.code", "is", "SQ010"]],
+                                [{"field": "id", "type": "count"}]),
+        # through an uncached field and on the uncached type: the site answers
+        lambda sg: sg.summarize("Shot", [["sg_sequence.Sequence.description", "is_not", None]],
+                                [{"field": "id", "type": "count"}],
+                                grouping=[{"field": "sg_sequence", "type": "exact", "direction": "asc"}]),
+        lambda sg: sg.summarize(UNCACHED_TYPE, [], [{"field": "id", "type": "count"}],
+                                grouping=[{"field": "sg_primary", "type": "exact", "direction": "asc"}]),
+    ]
+    for i, call in enumerate(calls):
+        got = assert_same(psg, ssg, call, "summary case %d" % i)
+        assert got[0] == "ok", got
+
+
+def test_proxy_schema_methods_match_site(psg, ssg, schema):
+    fields, entities = schema
+    assert assert_same(psg, ssg, lambda sg: sg.schema_read(), "schema_read")[1] == fields
+    assert assert_same(psg, ssg, lambda sg: sg.schema_entity_read(), "schema_entity_read")[1] == entities
+    for entity_type in sorted(fields):
+        assert_same(psg, ssg, lambda sg: sg.schema_field_read(entity_type), entity_type)
+    for entity_type, field in [("Shot", "code"), ("Task", "task_assignees"), ("Sequence", "description"),
+                               (UNCACHED_TYPE, "code"), ("Shot", "image"), ("EventLogEntry", "meta"),
+                               ("Shot", "no_such_field"), ("NoSuchType", "code"), ("Shot; DROP TABLE Shot", "id")]:
+        assert_same(psg, ssg, lambda sg: sg.schema_field_read(entity_type, field), (entity_type, field))
+    assert_same(psg, ssg, lambda sg: sg.schema_field_read("NoSuchType"), "NoSuchType")
+    assert_same(psg, ssg, lambda sg: sg.schema_read(PROJECT), "schema_read(project)")
+    assert_same(psg, ssg, lambda sg: sg.schema_field_read("Version", "sg_status_list", PROJECT), "with project")
+    assert_same(psg, ssg, lambda sg: sg.schema_entity_read(PROJECT), "schema_entity_read(project)")
+
+
+def test_proxy_uncached_reads_pass_through(read_stack, psg, ssg, site):
+    """Reads of an uncached type or field, of EventLogEntry, and with filter presets go to
+    the site: equal answers, and (proof that they are not served from a copy) a change
+    made on the site shows through the proxy on the very next call."""
+    calls = [
+        lambda sg: sg.find(UNCACHED_TYPE, [], ["code", "project", "sg_primary"]),
+        lambda sg: sg.find(UNCACHED_TYPE, [["code", "contains", "%"]], ["code"]),
+        lambda sg: sg.find("Sequence", [], ["code", "description"]),
+        lambda sg: sg.find("Shot", [["sg_sequence.Sequence.description", "contains", "fire"]], ["code"]),
+        lambda sg: sg.find("Shot", [], ["code"], order=[{"field_name": "sg_sequence.Sequence.description",
+                                                         "direction": "desc"}], limit=40),
+        lambda sg: sg.find("Shot", [["code", "is", "SQ010_0010"]], ["code", "image", "open_notes_count"]),
+        lambda sg: sg.find("EventLogEntry", [], ["event_type", "entity"], limit=20),
+        lambda sg: sg.find("Version", [], ["code"], limit=20, additional_filter_presets=[
+            {"preset_name": "LATEST", "latest_by": "ENTITIES_CREATED_AT"}]),
+    ]
+    for i, call in enumerate(calls):
+        mark = read_stack.tap.mark()
+        assert_same(psg, ssg, call, "passthrough case %d" % i)
+        assert site_reads(read_stack, mark), "passthrough case %d did not reach the site" % i
+
+    # Changed on the site directly: the proxy shows it at once (it asked the site).
+    target = ssg.find_one(UNCACHED_TYPE, [["code", "is", "abc"]], ["code"])
+    sequence = ssg.find_one("Sequence", [["description", "is_not", None]], ["code", "description"],
+                            order=[{"field_name": "id", "direction": "asc"}])
+    try:
+        ssg.update(UNCACHED_TYPE, target["id"], {"code": "abc changed on the site"})
+        assert psg.find_one(UNCACHED_TYPE, [["id", "is", target["id"]]], ["code"])["code"] == "abc changed on the site"
+        ssg.update("Sequence", sequence["id"], {"description": "described on the site"})
+        got = psg.find_one("Sequence", [["id", "is", sequence["id"]]], ["description"])
+        assert got["description"] == "described on the site"
+    finally:
+        ssg.update(UNCACHED_TYPE, target["id"], {"code": "abc"})
+        ssg.update("Sequence", sequence["id"], {"description": sequence["description"]})
+        read_stack.settle()
+
+
+def test_proxy_credentials(read_stack, psg, ssg):
+    """Bad credentials, and the cache's own key, get AuthenticationFault and no data, for
+    cached reads, passthrough reads, the schema methods and writes; a user's login works."""
+    url = read_stack.url
+    marker = "proxy-auth-%d" % random.Random(SEED).randrange(10**6)
+    for script, key in [(SCRIPT_NAME, "wrong-key"), ("no_such_script", SCRIPT_KEY), (OTHER_SCRIPT[0], SCRIPT_KEY),
+                        (SCRIPT_NAME.upper(), SCRIPT_KEY), CACHE_SCRIPT]:
+        bad = connect(url, script, key)  # info needs no credentials
+        calls = [
+            lambda: bad.find("Shot", [], ["code"], limit=3),
+            lambda: bad.find("Shot", [], ["code"], limit=3),  # the verdict, remembered
+            lambda: bad.find_one("Shot", [["sg_sequence.Sequence.code", "is", "SQ010"]], ["code"]),
+            lambda: bad.summarize("Shot", [], [{"field": "id", "type": "count"}]),
+            lambda: bad.schema_read(),
+            lambda: bad.schema_entity_read(),
+            lambda: bad.schema_field_read("Shot"),
+            lambda: bad.find(UNCACHED_TYPE, [], ["code"]),
+            lambda: bad.find("EventLogEntry", [], limit=1),
+            lambda: bad.create(UNCACHED_TYPE, {"code": marker, "project": PROJECT}),
+            lambda: bad.create("Shot", {"code": marker, "project": PROJECT}),
+            lambda: bad.update("Shot", 1, {"description": marker}),
+        ]
+        for i, call in enumerate(calls):
+            with pytest.raises(shotgun_api3.AuthenticationFault):
+                call()
+                pytest.fail("call %d with %s:%s got data" % (i, script, key))
+    # Raw: no results key at all in the reply.
+    for auth in ({"script_name": SCRIPT_NAME, "script_key": "nope"},
+                 {"script_name": CACHE_SCRIPT[0], "script_key": CACHE_SCRIPT[1]}):
+        status, _, raw = post(url, json.dumps({"method_name": "read", "params": [auth, {
+            "type": "Shot", "return_fields": ["code"]}]}).encode())
+        reply = json.loads(raw)
+        assert status == 200 and reply.get("exception") is True and reply.get("error_code") == 102, reply
+        assert "results" not in reply
+    # Nothing was written by any of them.
+    assert ssg.find("Shot", [["code", "is", marker]]) == []
+    assert ssg.find(UNCACHED_TYPE, [["code", "is", marker]]) == []
+    assert ssg.find("Shot", [["id", "is", 1]], ["description"])[0]["description"] != marker
+    # Good credentials of another script and of a user work, and see the same data.
+    other = connect(url, *OTHER_SCRIPT)
+    assert other.find("Step", [], ["code"]) == ssg.find("Step", [], ["code"])
+    user = shotgun_api3.Shotgun(url + "/", login=USER[0], password=USER[1], connect=False)
+    user.config.timeout_secs = 60
+    assert user.find("Shot", [], ["code", "sg_sequence"], limit=30) == ssg.find("Shot", [], ["code", "sg_sequence"],
+                                                                                  limit=30)
+    bad_user = shotgun_api3.Shotgun(url + "/", login=USER[0], password="wrong", connect=False)
+    bad_user.config.timeout_secs = 60
+    with pytest.raises(shotgun_api3.AuthenticationFault):
+        bad_user.find("Shot", [], ["code"], limit=3)
+    # The good client is not affected.
+    assert_same(psg, ssg, lambda sg: sg.find("Shot", [], ["code"], limit=5))
+
+
+# -- raw HTTP ------------------------------------------------------------------------------------
+
+
+def post(url: str, body: bytes, path: str = "/api3/json", method: str = "POST",
+         content_type: str = "application/json; charset=utf-8"):
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    try:
+        conn.request(method, path, body=body, headers={"content-type": content_type})
+        response = conn.getresponse()
+        return response.status, response.getheader("content-type") or "", response.read()
+    finally:
+        conn.close()
+
+
+def fault_reply(raw: bytes) -> dict:
+    reply = json.loads(raw)
+    assert isinstance(reply, dict) and reply.get("exception") is True, reply
+    assert isinstance(reply.get("error_code"), int) and reply.get("message"), reply
+    return reply
+
+
+AUTH = compat.AUTH
+
+
+def nested_filter(depth: int) -> dict:
+    node = {"path": "code", "relation": "is", "values": ["x"]}
+    for i in range(depth):
+        node = {"logical_operator": "or" if i % 2 else "and", "conditions": [node, {
+            "path": "id", "relation": "greater_than", "values": [i]}]}
+    return node
+
+
+EXTRA_BODIES = [
+    ("nested groups", json.dumps({"method_name": "read", "params": [AUTH, {
+        "type": "Shot", "return_fields": ["code"], "filters": nested_filter(60)}]}).encode()),
+    ("too deeply nested JSON", b'{"method_name": "read", "params": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
+    ("nested groups past the JSON depth limit", json.dumps({"method_name": "read", "params": [AUTH, {
+        "type": "Shot", "return_fields": ["code"], "filters": nested_filter(200)}]}).encode()),
+    ("big in list", json.dumps({"method_name": "read", "params": [AUTH, {
+        "type": "Shot", "return_fields": ["code"], "filters": {"logical_operator": "and", "conditions": [
+            {"path": "id", "relation": "in", "values": list(range(0, 200000, 3))}]},
+        "paging": {"entities_per_page": 500, "current_page": 1}}]}).encode()),
+    ("big in list of text", json.dumps({"method_name": "read", "params": [AUTH, {
+        "type": "Shot", "return_fields": ["code"], "filters": {"logical_operator": "or", "conditions": [
+            {"path": "code", "relation": "in", "values": ["SQ010_%04d" % i for i in range(40000)]},
+            {"path": "sg_sequence.Sequence.code", "relation": "not_in", "values": ["x%d" % i for i in range(40000)]}]},
+        "paging": {"entities_per_page": 500, "current_page": 1}}]}).encode()),
+    ("many conditions", json.dumps({"method_name": "read", "params": [AUTH, {
+        "type": "Shot", "return_fields": ["code"], "filters": {"logical_operator": "or", "conditions": [
+            {"path": "sg_sequence.Sequence.code", "relation": "is", "values": ["SQ%03d" % i]} for i in range(3000)]},
+        "paging": {"entities_per_page": 500, "current_page": 1}}]}).encode()),
+    ("summarize many groupings", json.dumps({"method_name": "summarize", "params": [AUTH, {
+        "type": "Shot", "filters": {"logical_operator": "and", "conditions": []},
+        "summaries": [{"field": "id", "type": "count"}],
+        "grouping": [{"field": f, "type": "exact", "direction": "asc"}
+                     for f in ["sg_status_list", "sg_sequence", "project", "sg_cut_in", "code"] * 4]}]}).encode()),
+    ("unknown method", json.dumps({"method_name": "frobnicate", "params": [AUTH, {"type": "Shot"}]}).encode()),
+    ("method_name with SQL", json.dumps({"method_name": "read; DROP TABLE Shot", "params": [AUTH]}).encode()),
+    ("info with junk params", json.dumps({"method_name": "info", "params": [{"x": [1, 2, {"y": None}]}]}).encode()),
+    ("schema_field_read without params", json.dumps({"method_name": "schema_field_read", "params": [AUTH]}).encode()),
+    ("summarize params not a dict", json.dumps({"method_name": "summarize", "params": [AUTH, [1, 2]]}).encode()),
+    ("batch not a list", json.dumps({"method_name": "batch", "params": [AUTH, {"requests": 5}]}).encode()),
+    ("update without id", json.dumps({"method_name": "update", "params": [AUTH, {"type": "Shot", "fields": []}]}).encode()),
+    ("NUL bytes", json.dumps({"method_name": "read", "params": [AUTH, {
+        "type": "Shot\u0000", "return_fields": ["code\u0000"]}]}).encode()),
+    ("lone surrogate", b'{"method_name": "read", "params": [{"script_name": "compat_suite", "script_key": "x"},'
+                       b' {"type": "\\ud800"}]}'),
+    ("huge number", b'{"method_name": "read", "params": [' + json.dumps(AUTH).encode()
+     + b', {"type": "Shot", "filters": {"logical_operator": "and", "conditions": [{"path": "id", '
+       b'"relation": "is", "values": [1e999999]}]}}]}'),
+    ("huge integer", b'{"method_name": "read", "params": [' + json.dumps(AUTH).encode()
+     + b', {"type": "Shot", "filters": {"logical_operator": "and", "conditions": [{"path": "id", '
+       b'"relation": "is", "values": [123456789012345678901234567890]}]}}]}'),
+]
+
+def test_proxy_malformed_requests_match_site(read_stack):
+    """Each malformed body of test_compat.py, and more, gets the site's exact answer through
+    the proxy (a fault, status 200), and the proxy keeps serving."""
+    proxy, site = read_stack.url, read_stack.site_url
+    for name, body in compat.MALFORMED + compat.BAD_READS + EXTRA_BODIES:
+        got, expected = post(proxy, body), post(site, body)
+        assert got[0] == 200, (name, got)
+        if expected[0] == 200 and expected[2].startswith(b'{"exception"'):
+            fault_reply(got[2])
+        assert (got[0], got[2]) == (expected[0], expected[2]), "%s:\n  proxy %r\n  site  %r" % (
+            name, got[2][:300], expected[2][:300])
+        assert post(proxy, compat.read_body(type="Step"))[0] == 200
+    for params in ([{"type": "Shot"}], [{"script_name": SCRIPT_NAME}, {"type": "Shot"}],
+                   [{"script_name": SCRIPT_NAME, "script_key": "nope"}, {"type": "Shot"}]):
+        # The same fault code; the message may be the proxy's own once it remembers that
+        # the site refused these credentials ("Can't authenticate with these credentials").
+        body = json.dumps({"method_name": "read", "params": params}).encode()
+        got, expected = post(proxy, body), post(site, body)
+        assert got[0] == expected[0] == 200, (params, got, expected)
+        assert fault_reply(got[2])["error_code"] == fault_reply(expected[2])["error_code"] == 102, (got, expected)
+    # Not the protocol's endpoint, or not POST: refused, and the proxy goes on.
+    assert post(proxy, b"", path="/api3/json", method="GET")[0] in (404, 405)
+    assert post(proxy, compat.read_body(type="Step"), path="/elsewhere")[0] == 404
+    status, _, raw = post(proxy, compat.read_body(type="Step"), path="/prefix/api3/json")
+    assert status == 200 and len(json.loads(raw)["results"]["entities"]) == 8
+    status, _, raw = post(proxy, compat.read_body(type="Step"), content_type="text/plain")
+    assert status == 200 and len(json.loads(raw)["results"]["entities"]) == 8
+    psg = connect(proxy)
+    assert len(psg.find("Shot", [], ["code"])) > 500
+
+
+def test_proxy_checks_credentials_before_params(read_stack):
+    for params in ([], [{"script_name": SCRIPT_NAME, "script_key": "nope"}, {"type": "Shot", "filters": 5}]):
+        body = json.dumps({"method_name": "read", "params": params}).encode()
+        got, expected = post(read_stack.url, body), post(read_stack.site_url, body)
+        assert fault_reply(expected[2])["error_code"] == 102
+        assert got == expected, (params, got, expected)
+
+
+def test_proxy_schema_field_read_without_a_type_matches_site(read_stack):
+    for params in ({"type": ["Shot"]}, {"field_name": "code"}, {"type": 5}):
+        body = json.dumps({"method_name": "schema_field_read", "params": [AUTH, params]}).encode()
+        got, expected = post(read_stack.url, body), post(read_stack.site_url, body)
+        assert got == expected, (params, got, expected)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG (the site's engine, not the proxy): summarize count_distinct of an entity field "
+    "counts links to retired records, which every other read hides (count, filters, "
+    "results, groupings treat them as null). The site holds those links, the cache holds "
+    "null (it imported what the site showed), so e.g. summarize('Shot', [], "
+    "[{field: created_by, type: count_distinct}]) is 43 at the site and 41 through the "
+    "proxy (HumanUsers 8 and 24 are retired); count of the same field agrees (658)"))
+def test_site_count_distinct_counts_hidden_links(psg, ssg):
+    for field in ("created_by", "sg_sequence", "project"):
+        assert_same(psg, ssg, lambda sg: sg.summarize("Shot", [], [{"field": field, "type": "count"}]), field)
+    for field in ("created_by", "sg_sequence", "project"):
+        assert_same(psg, ssg, lambda sg: sg.summarize("Shot", [], [{"field": field, "type": "count_distinct"}]),
+                    field)
+
+
+def test_proxy_engine_panic_answered_like_the_site(read_stack):
+    body = compat.read_body(type="Shot", filters=compat.condition(
+        "created_at", "in_last", -9223372036854775808, "DAY"))
+    got, expected = post(read_stack.url, body), post(read_stack.site_url, body)
+    assert fault_reply(got[2]) == fault_reply(expected[2])
+    assert fault_reply(got[2])["error_code"] == 103
+
+
+def test_proxy_refuses_a_huge_body_and_keeps_serving(read_stack):
+    """A body over the limit (50 MB by default) gets a fault or a closed connection, never
+    a crash; the proxy answers the next call."""
+    chunk = json.dumps({"path": "code", "relation": "is", "values": ["x" * 1000]})
+    conditions = ",".join([chunk] * (55 * 1024))  # about 56 MB
+    body = ('{"method_name": "read", "params": [%s, {"type": "Shot", "filters": {"logical_operator": "or", '
+            '"conditions": [%s]}}]}' % (json.dumps(AUTH), conditions)).encode()
+    assert len(body) > 50 * 1024 * 1024
+    for url in (read_stack.url, read_stack.site_url):
+        try:
+            status, _, raw = post(url, body)
+        except (ConnectionError, socket.error, http.client.HTTPException):
+            continue  # the server stopped reading and closed: refused
+        assert status in (200, 413), (url, status, raw[:200])
+        if status == 200:
+            reply = fault_reply(raw)
+            assert "results" not in reply
+    psg = connect(read_stack.url)
+    assert len(psg.find("Step", [], ["code"])) == 8
+
+
+# == the write stack ===============================================================================
+
+
+@pytest.fixture(scope="module")
+def write_stack(dataset, tmp_path_factory):
+    types = [t for t in dataset_types(dataset) if t != UNCACHED_TYPE]
+    stack = start_stack(tmp_path_factory.mktemp("proxy-write"), dataset, types, noise_every=0, accounts=False)
+    try:
+        stack.settle()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="module")
+def wp(write_stack):
+    return connect(write_stack.url)
+
+
+@pytest.fixture(scope="module")
+def ws(write_stack):
+    return connect(write_stack.site_url)
+
+
+WRITE_METHODS = {"create", "update", "delete", "revive", "batch"}
+
+
+class Writes:
+    """Writes through the proxy, each counted at the tap as it reaches the site."""
+
+    def __init__(self, stack, proxy_sg, site_sg):
+        self.stack, self.p, self.s = stack, proxy_sg, site_sg
+
+    def __call__(self, method, *args, **kwargs):
+        mark = self.stack.tap.mark()
+        try:
+            return getattr(self.p, method)(*args, **kwargs)
+        finally:
+            reached = [e for e in self.stack.tap.since(mark) if e["method"] in WRITE_METHODS]
+            assert len(reached) == 1, "%s%r reached the site %d times: %s" % (
+                method, args, len(reached), reached)
+            assert reached[0]["method"] == method
+
+    def events(self, entity_type, entity_id, event_type, attribute=None):
+        """The site's event rows of one kind about one record (matched on `meta`, since
+        the `entity` link of a retired record reads as null)."""
+        filters = [["event_type", "is", "Shotgun_%s_%s" % (entity_type, event_type)]]
+        if attribute:
+            filters.append(["attribute_name", "is", attribute])
+        rows = self.s.find("EventLogEntry", filters, ["id", "user", "meta"])
+        return [r for r in rows if (r["meta"] or {}).get("entity_id") == entity_id]
+
+    def last_event_id(self):
+        last = self.s.find_one("EventLogEntry", [], ["id"], order=[{"field_name": "id", "direction": "desc"}])
+        return last["id"] if last else 0
+
+    def same(self, entity_type, filters, fields, retired_only=False, what=""):
+        """The proxy's answer, on the very next call, equals the site's."""
+        got = self.p.find(entity_type, filters, fields, retired_only=retired_only)
+        expected = self.s.find(entity_type, filters, fields, retired_only=retired_only)
+        assert got == expected, "%s %s %r: %s" % (what, entity_type, filters, first_difference(
+            ("ok", got), ("ok", expected)))
+        return got
+
+
+@pytest.fixture(scope="module")
+def writes(write_stack, wp, ws):
+    return Writes(write_stack, wp, ws)
+
+
+SHOT_FIELDS = ["code", "description", "sg_status_list", "sg_sequence", "project", "assets", "tasks",
+               "sg_cut_in", "created_by", "updated_at"]
+
+
+def test_proxy_create_then_read_through_proxy(writes):
+    created = writes("create", "Shot", {"code": "proxy_new_010", "project": PROJECT, "sg_cut_in": 1001,
+                                        "sg_sequence": {"type": "Sequence", "id": 2},
+                                        "assets": [{"type": "Asset", "id": 3}], "description": "made via proxy"})
+    shot_id = created["id"]
+    got = writes.same("Shot", [["id", "is", shot_id]], SHOT_FIELDS, what="created")
+    assert got and got[0]["code"] == "proxy_new_010" and got[0]["sg_sequence"]["name"]
+    writes.same("Shot", [["code", "starts_with", "proxy_new"]], SHOT_FIELDS)
+    writes.same("Asset", [["id", "is", 3]], ["code", "shots"], what="inverse of Shot.assets")
+    writes.same("Sequence", [["id", "is", 2]], ["code", "shots"], what="inverse of Shot.sg_sequence")
+    writes.same("Shot", [["sg_sequence.Sequence.id", "is", 2], ["description", "contains", "via proxy"]], ["code"])
+    # Reached the site once: one record, one New event.
+    assert len(writes.s.find("Shot", [["code", "is", "proxy_new_010"]])) == 1
+    assert len(writes.events("Shot", shot_id, "New")) == 1
+    # A Task on it, then a Version on the Task.
+    task = writes("create", "Task", {"content": "proxy task", "project": PROJECT,
+                                     "entity": {"type": "Shot", "id": shot_id}, "step": {"type": "Step", "id": 1},
+                                     "task_assignees": [{"type": "HumanUser", "id": 5}]})
+    writes.same("Shot", [["id", "is", shot_id]], SHOT_FIELDS, what="Shot.tasks after a Task create")
+    writes.same("HumanUser", [["id", "is", 5]], ["name"])
+    version = writes("create", "Version", {"code": "proxy_v001", "project": PROJECT, "sg_task": task,
+                                           "entity": {"type": "Shot", "id": shot_id}})
+    writes.same("Version", [["id", "is", version["id"]]], ["code", "sg_task", "entity", "sg_task.Task.content",
+                                                           "entity.Shot.code"])
+    assert len(writes.events("Task", task["id"], "New")) == 1
+    assert len(writes.events("Version", version["id"], "New")) == 1
+
+
+def test_proxy_update_then_read_through_proxy(writes):
+    shot = writes.s.find_one("Shot", [["sg_sequence", "is_not", None], ["assets", "is_not", None]],
+                             ["sg_sequence", "assets"], order=[{"field_name": "id", "direction": "asc"}])
+    other_seq = writes.s.find_one("Sequence", [["id", "is_not", shot["sg_sequence"]["id"]],
+                                               ["project", "is", PROJECT]], ["code"])
+    old_seq = shot["sg_sequence"]["id"]
+    before = writes.last_event_id()
+    writes("update", "Shot", shot["id"], {"sg_status_list": "fin", "description": "updated via proxy",
+                                          "sg_cut_in": 1234, "sg_sequence": {"type": "Sequence", "id": other_seq["id"]}})
+    writes.same("Shot", [["id", "is", shot["id"]]], SHOT_FIELDS)
+    writes.same("Shot", [["sg_cut_in", "is", 1234]], ["code"])
+    writes.same("Sequence", [["id", "in", [old_seq, other_seq["id"]]]], ["code", "shots"], what="both sequences")
+    for attribute in ("sg_status_list", "description", "sg_cut_in", "sg_sequence"):
+        rows = [r for r in writes.events("Shot", shot["id"], "Change", attribute) if r["id"] > before]
+        assert len(rows) == 1, (attribute, rows)
+    # multi_entity update modes
+    asset_ids = [a["id"] for a in shot["assets"]]
+    new_asset = writes.s.find_one("Asset", [["id", "not_in", asset_ids], ["project", "is", PROJECT]], ["code"])
+    writes("update", "Shot", shot["id"], {"assets": [{"type": "Asset", "id": new_asset["id"]}]},
+           multi_entity_update_modes={"assets": "add"})
+    writes.same("Shot", [["id", "is", shot["id"]]], ["assets"])
+    writes.same("Asset", [["id", "in", asset_ids + [new_asset["id"]]]], ["shots"], what="inverse after add")
+    writes("update", "Shot", shot["id"], {"assets": [{"type": "Asset", "id": asset_ids[0]}]},
+           multi_entity_update_modes={"assets": "remove"})
+    writes.same("Asset", [["id", "in", asset_ids + [new_asset["id"]]]], ["shots"], what="inverse after remove")
+    writes("update", "Shot", shot["id"], {"assets": []})
+    writes.same("Asset", [["id", "in", asset_ids + [new_asset["id"]]]], ["shots"], what="inverse after clear")
+    # Moving a Task to another Shot changes both Shots' task lists.
+    task = writes.s.find_one("Task", [["entity", "type_is", "Shot"]], ["entity"])
+    to_shot = writes.s.find_one("Shot", [["id", "is_not", task["entity"]["id"]]], ["code"])
+    writes("update", "Task", task["id"], {"entity": {"type": "Shot", "id": to_shot["id"]}})
+    writes.same("Shot", [["id", "in", [task["entity"]["id"], to_shot["id"]]]], ["tasks"], what="Shot.tasks")
+    writes.same("Task", [["id", "is", task["id"]]], ["entity", "entity.Shot.code"])
+
+
+def test_proxy_link_names_right_after_renames(writes):
+    """A renamed record's new name shows in links on the very next call through the proxy."""
+    seq = writes.s.find_one("Sequence", [["shots", "is_not", None]], ["code", "shots"])
+    writes("update", "Sequence", seq["id"], {"code": "RENAMED_SEQ"})
+    got = writes.same("Shot", [["sg_sequence", "is", {"type": "Sequence", "id": seq["id"]}]],
+                      ["code", "sg_sequence", "sg_sequence.Sequence.code"])
+    assert got and all(r["sg_sequence"]["name"] == "RENAMED_SEQ" for r in got)
+    writes.same("Shot", [["sg_sequence.Sequence.code", "is", "renamed_seq"]], ["code"])
+    writes.same("Shot", [["sg_sequence", "name_is", "RENAMED_SEQ"]], ["code"])
+    writes.same("Shot", [["sg_sequence", "name_contains", "_SEQ"]], ["code"])
+    summary = lambda sg: sg.summarize("Shot", [["sg_sequence", "is", {"type": "Sequence", "id": seq["id"]}]],  # noqa
+                                      [{"field": "id", "type": "count"}],
+                                      grouping=[{"field": "sg_sequence", "type": "exact", "direction": "asc"}])
+    got = assert_same(writes.p, writes.s, summary, "grouped by the renamed sequence")
+    assert got[1]["groups"][0]["group_name"] == "RENAMED_SEQ"
+
+    task = writes.s.find_one("Task", [["task_assignees", "is_not", None]], ["content", "task_assignees"])
+    writes("update", "Task", task["id"], {"content": "renamed task"})
+    got = writes.same("Version", [["sg_task", "is", {"type": "Task", "id": task["id"]}]], ["sg_task"])
+    assert all(r["sg_task"]["name"] == "renamed task" for r in got)
+    writes.same("Shot", [["tasks", "name_contains", "renamed task"]], ["code", "tasks"])
+
+    user = task["task_assignees"][0]
+    writes("update", "HumanUser", user["id"], {"name": "Renamed Person"})
+    got = writes.same("Task", [["task_assignees", "is", {"type": "HumanUser", "id": user["id"]}]],
+                      ["task_assignees", "task_assignees.HumanUser.name"])
+    assert got and all(any(a["name"] == "Renamed Person" for a in r["task_assignees"]) for r in got)
+    writes.same("Shot", [["created_by", "is", {"type": "HumanUser", "id": user["id"]}]], ["created_by"])
+
+    project = writes("update", "Project", 2, {"name": "Renamed Project"})
+    assert project["name"] == "Renamed Project"
+    writes.same("Shot", [["project", "name_is", "Renamed Project"]], ["project"])
+    for entity_type, entity_id, attribute in [("Sequence", seq["id"], "code"), ("Task", task["id"], "content"),
+                                              ("HumanUser", user["id"], "name"), ("Project", 2, "name")]:
+        assert len(writes.events(entity_type, entity_id, "Change", attribute)) == 1
+
+
+def doomed_shot(writes, code):
+    """A Shot with three Tasks and a Version, made through the proxy (so that Shot.tasks
+    mirrors Task.entity as on a real site; the loaded dataset leaves inverse fields empty)."""
+    made = writes("create", "Shot", {"code": code, "project": PROJECT, "sg_sequence": {"type": "Sequence", "id": 4},
+                                     "assets": [{"type": "Asset", "id": 7}]})
+    task_ids = [writes("create", "Task", {"content": "%s task %d" % (code, i), "project": PROJECT,
+                                          "entity": {"type": "Shot", "id": made["id"]}})["id"] for i in range(3)]
+    writes("create", "Version", {"code": code + "_v1", "project": PROJECT, "entity": {"type": "Shot", "id": made["id"]},
+                                 "sg_task": {"type": "Task", "id": task_ids[0]}})
+    writes.same("Shot", [["id", "is", made["id"]]], SHOT_FIELDS)
+    return made["id"], task_ids
+
+
+def check_shot_and_kin(writes, code, shot_id, task_ids):
+    writes.same("Shot", [["id", "is", shot_id]], SHOT_FIELDS)
+    writes.same("Shot", [["id", "is", shot_id]], SHOT_FIELDS, retired_only=True)
+    writes.same("Task", [["id", "in", task_ids]], ["content", "entity", "entity.Shot.code"])
+    writes.same("Task", [["id", "in", task_ids]], ["content", "entity"], retired_only=True)
+    writes.same("Version", [["code", "is", code + "_v1"]], ["entity", "sg_task", "entity.Shot.code"])
+    writes.same("Asset", [["id", "is", 7]], ["shots"])
+    writes.same("Sequence", [["id", "is", 4]], ["shots"])
+
+
+def test_proxy_delete_then_read_through_proxy(writes):
+    """Deleting a Shot retires its Tasks too; the next calls through the proxy see it all."""
+    shot_id, task_ids = doomed_shot(writes, "proxy_doomed")
+    assert writes("delete", "Shot", shot_id) is True
+    assert writes.same("Shot", [["id", "is", shot_id]], SHOT_FIELDS) == []
+    assert writes.same("Task", [["id", "in", task_ids]], ["content"], retired_only=True)
+    check_shot_and_kin(writes, "proxy_doomed", shot_id, task_ids)
+    assert len(writes.events("Shot", shot_id, "Retirement")) == 1
+
+
+def test_proxy_batch_then_read_through_proxy(writes):
+    victim = writes.s.find_one("Shot", [["code", "is_not", None]], ["code"],
+                               order=[{"field_name": "id", "direction": "asc"}])
+    results = writes("batch", [
+        {"request_type": "create", "entity_type": "Shot",
+         "data": {"code": "proxy_batch_010", "project": PROJECT, "sg_sequence": {"type": "Sequence", "id": 1}}},
+        {"request_type": "update", "entity_type": "Shot", "entity_id": victim["id"],
+         "data": {"description": "batched via proxy"}},
+        {"request_type": "delete", "entity_type": "Asset", "entity_id": 4},
+    ])
+    new_id = results[0]["id"]
+    writes.same("Shot", [["id", "in", [new_id, victim["id"]]]], SHOT_FIELDS)
+    writes.same("Asset", [["id", "is", 4]], ["code"])
+    writes.same("Asset", [["id", "is", 4]], ["code"], retired_only=True)
+    writes.same("Sequence", [["id", "is", 1]], ["shots"])
+    assert len(writes.events("Shot", new_id, "New")) == 1
+    assert len(writes.events("Asset", 4, "Retirement")) == 1
+
+
+def test_proxy_write_to_uncached_type(writes, write_stack):
+    created = writes("create", UNCACHED_TYPE, {"code": "proxy_custom", "project": PROJECT})
+    got = writes.same(UNCACHED_TYPE, [["id", "is", created["id"]]], ["code", "project"])
+    assert got[0]["code"] == "proxy_custom"
+    writes("update", UNCACHED_TYPE, created["id"], {"code": "proxy_custom_2"})
+    writes.same(UNCACHED_TYPE, [["code", "starts_with", "proxy_custom"]], ["code"])
+    assert len(writes.events(UNCACHED_TYPE, created["id"], "New")) == 1
+
+
+def snapshot(sg):
+    return {
+        "Shot": sg.find("Shot", [], SHOT_FIELDS),
+        "retired Shot": sg.find("Shot", [], ["code"], retired_only=True),
+        "Asset": sg.find("Asset", [], ["code", "shots"]),
+        "Sequence": sg.find("Sequence", [], ["code", "shots"]),
+        UNCACHED_TYPE: sg.find(UNCACHED_TYPE, [], ["code"]),
+    }
+
+
+REJECTED = [
+    ("invalid status", "update", ("Shot", 1, {"sg_status_list": "no_such_status"}), {}),
+    ("wrong value type", "update", ("Shot", 1, {"sg_cut_in": "not a number"}), {}),
+    ("unknown field", "update", ("Shot", 1, {"no_such_field": 1}), {}),
+    ("link to a missing record", "create", ("Shot", {"code": "proxy_rejected", "project": PROJECT,
+                                                     "sg_sequence": {"type": "Sequence", "id": 999999}}), {}),
+    ("link of a wrong type", "create", ("Shot", {"code": "proxy_rejected", "project": PROJECT,
+                                                 "sg_sequence": {"type": "Asset", "id": 1}}), {}),
+    ("missing record", "update", ("Shot", 999999, {"description": "x"}), {}),
+    ("delete a missing record", "delete", ("Shot", 999999), {}),
+    ("unknown type", "create", ("NoSuchType", {"code": "x"}), {}),
+    ("batch rolled back", "batch", ([
+        {"request_type": "create", "entity_type": "Shot", "data": {"code": "proxy_rejected", "project": PROJECT}},
+        {"request_type": "update", "entity_type": "Shot", "entity_id": 1, "data": {"description": "proxy_rejected"}},
+        {"request_type": "update", "entity_type": "Shot", "entity_id": 2, "data": {"sg_status_list": "bogus"}},
+    ],), {}),
+]
+
+
+def test_proxy_rejected_writes_change_nothing(writes, write_stack):
+    write_stack.settle()
+    before_site, before_proxy = snapshot(writes.s), snapshot(writes.p)
+    for key in before_site:
+        assert before_proxy[key] == before_site[key], "%s: %s" % (key, first_difference(
+            ("ok", before_proxy[key]), ("ok", before_site[key])))
+    last_event = writes.last_event_id()
+    for name, method, args, kwargs in REJECTED:
+        with pytest.raises(shotgun_api3.Fault):
+            writes(method, *args, **kwargs)
+            pytest.fail("%s was accepted" % name)
+        assert snapshot(writes.p) == before_site, "%s changed what the proxy answers" % name
+    assert snapshot(writes.s) == before_site
+    assert writes.last_event_id() == last_event, "a rejected write logged events"
+    # The refused key of the cache itself writes nothing either.
+    own = connect(write_stack.url, *CACHE_SCRIPT)
+    with pytest.raises(shotgun_api3.AuthenticationFault):
+        own.create("Shot", {"code": "proxy_rejected", "project": PROJECT})
+    assert writes.s.find("Shot", [["code", "is", "proxy_rejected"]]) == []
+
+
+def test_proxy_follows_writes_made_on_the_site(writes, write_stack):
+    """Writes made straight on the site reach the proxy's answers through the event log."""
+    created = writes.s.create("Shot", {"code": "site_made_010", "project": PROJECT,
+                                       "sg_sequence": {"type": "Sequence", "id": 3}})
+    writes.s.update("Sequence", 3, {"code": "SITE_RENAMED"})
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        got = writes.p.find("Shot", [["id", "is", created["id"]]], ["code", "sg_sequence"])
+        if got == writes.s.find("Shot", [["id", "is", created["id"]]], ["code", "sg_sequence"]):
+            break
+        time.sleep(0.2)
+    write_stack.settle()
+    writes.same("Shot", [["sg_sequence", "is", {"type": "Sequence", "id": 3}]], SHOT_FIELDS)
+    writes.same("Sequence", [["id", "is", 3]], ["code", "shots"])
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG (the simulated site, not the proxy): the ApiUser/HumanUser records `sim` makes at "
+    "start for --script/--user accounts are stored with null checkboxes (methods.rs "
+    "user_record upserts only login/name); a null checkbox reads as false (and filters and "
+    "groups as false) but sorts as null, so find('HumanUser', [], order=[email_notes desc]) "
+    "lists the --user record first on the site and among the false ones through the proxy "
+    "(the cache stores the false it read)"))
+def test_site_sorts_a_null_checkbox_as_null(write_stack, wp, ws):
+    order = [{"field_name": "email_notes", "direction": "desc"}]
+    user = ws.find_one("HumanUser", [["login", "is", USER[0]]], ["email_notes"])
+    assert user["email_notes"] is False
+    assert wp.find("HumanUser", [], ["email_notes"], order=order) == ws.find("HumanUser", [], ["email_notes"],
+                                                                            order=order)
+
+
+def count_marked(sg, code):
+    return len(sg.find("Shot", [["code", "is", code]])) + len(sg.find("Shot", [["code", "is", code]],
+                                                                       retired_only=True))
+
+
+def test_lost_reply_direct_client_writes_once(write_stack, ws):
+    """Control for the next test: the official client talking to a site through a link
+    that loses the reply of a create raises at once, and the create reached the site once
+    (the client never resends it)."""
+    tap = write_stack.tap
+    direct = connect(tap.url)
+    code = "lost_reply_direct"
+    tap.lose_reply = lambda e: e["method"] == "create" and code in json.dumps(e.get("params"))
+    try:
+        with pytest.raises(Exception):
+            direct.create("Shot", {"code": code, "project": PROJECT})
+    finally:
+        tap.lose_reply = None
+    assert count_marked(ws, code) == 1
+
+
+def test_lost_reply_write_through_proxy_reaches_site_once(write_stack, wp, ws):
+    tap = write_stack.tap
+    code = "lost_reply_proxy"
+    mark = tap.mark()
+    tap.lose_reply = lambda e: e["method"] == "create" and code in json.dumps(e.get("params"))
+    try:
+        with pytest.raises(Exception):
+            wp.create("Shot", {"code": code, "project": PROJECT})
+    finally:
+        tap.lose_reply = None
+    sent = [e for e in tap.since(mark) if e["method"] == "create"]
+    assert count_marked(ws, code) == 1 and len(sent) == 1, (
+        "one create through the proxy reached the site %d times; %d records made" % (len(sent),
+                                                                                      count_marked(ws, code)))
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "BUG (intermittent): revive through the proxy may not refresh the Tasks the site revives "
+    "with the record: the proxy refreshes the Shot and the links its cached copy holds, and "
+    "when the delete's refresh stored Shot.tasks without the (then hidden) Tasks, the revived "
+    "Tasks show only once the event log is applied, a moment later"))
+def test_proxy_revive_then_read_through_proxy(writes, write_stack):
+    shot_id, task_ids = doomed_shot(writes, "proxy_revived")
+    assert writes("delete", "Shot", shot_id) is True
+    writes.same("Task", [["id", "in", task_ids]], ["content"], retired_only=True)
+    assert writes("revive", "Shot", shot_id) is True
+    try:
+        check_shot_and_kin(writes, "proxy_revived", shot_id, task_ids)
+        assert len(writes.events("Shot", shot_id, "Revival")) == 1
+    finally:
+        write_stack.settle()
+
+
+def test_proxy_delete_and_revive_survive_the_event_log(writes, write_stack):
+    shot = writes.s.find_one("Shot", [["sg_sequence", "is_not", None]], ["code"],
+                             order=[{"field_name": "id", "direction": "asc"}])
+    assert writes("delete", "Shot", shot["id"]) is True
+    assert writes("revive", "Shot", shot["id"]) is True
+    writes.same("Shot", [["id", "is", shot["id"]]], SHOT_FIELDS, what="on the next call")
+    write_stack.settle()
+    time.sleep(2.5)  # one more poll
+    write_stack.settle()
+    writes.same("Shot", [["id", "is", shot["id"]]], SHOT_FIELDS, what="after the event log")
+
+
+# == the outage stack ===============================================================================
+
+
+def test_proxy_with_the_site_down(dataset, tmp_path_factory):
+    """With the site killed: cached reads keep working for credentials the proxy already
+    checked (identical to before); new credentials, passthrough reads and writes raise an
+    error in the client (ProtocolError); the proxy keeps serving throughout."""
+    types = [t for t in dataset_types(dataset) if t != UNCACHED_TYPE]
+    stack = start_stack(tmp_path_factory.mktemp("proxy-outage"), dataset, types, drop_fields=UNCACHED_FIELDS,
+                        tap=False)
+    try:
+        stack.settle()
+        psg = connect(stack.url)
+        psg.BACKOFF = 0.05  # the client's pause before resending on 502/504
+        cached_calls = [
+            lambda sg: sg.find("Shot", [], ["code", "sg_sequence", "assets", "sg_sequence.Sequence.code"]),
+            lambda sg: sg.find("Task", [["entity.Shot.sg_sequence.Sequence.code", "starts_with", "SQ0"]],
+                               ["content", "entity", "task_assignees"],
+                               order=[{"field_name": "entity", "direction": "asc"}], limit=50, page=2),
+            lambda sg: sg.find("Shot", [], ["code"], retired_only=True),
+            lambda sg: sg.summarize("Shot", [], [{"field": "id", "type": "count"}],
+                                    grouping=[{"field": "sg_sequence", "type": "exact", "direction": "asc"}]),
+            lambda sg: sg.schema_read(),
+            lambda sg: sg.schema_field_read("Shot", "code"),
+            lambda sg: sg.schema_entity_read(),
+        ]
+        before = [call(psg) for call in cached_calls]
+        site = connect(stack.site_url)
+        assert before[0] == site.find("Shot", [], ["code", "sg_sequence", "assets", "sg_sequence.Sequence.code"])
+
+        stack.sim.proc.kill()
+        stack.sim.proc.wait(10)
+
+        after = [call(psg) for call in cached_calls]
+        assert after == before
+        # A client connecting now (info is kept) with credentials never checked.
+        other = connect(stack.url, *OTHER_SCRIPT)
+        other.BACKOFF = 0.05
+        with pytest.raises(shotgun_api3.ProtocolError):
+            other.find("Shot", [], ["code"], limit=1)
+        # What only the site can answer.
+        for i, call in enumerate([
+            lambda: psg.find(UNCACHED_TYPE, [], ["code"]),
+            lambda: psg.find("Sequence", [], ["description"]),
+            lambda: psg.find("EventLogEntry", [], limit=1),
+            lambda: psg.schema_read(PROJECT),
+            lambda: psg.create("Shot", {"code": "written while down", "project": PROJECT}),
+            lambda: psg.update("Shot", 1, {"description": "written while down"}),
+            lambda: psg.delete("Shot", 1),
+        ]):
+            started = time.time()
+            with pytest.raises(shotgun_api3.ProtocolError):
+                call()
+            assert time.time() - started < 30, "call %d took %.1fs" % (i, time.time() - started)
+        # Bad credentials still get no data.
+        with pytest.raises((shotgun_api3.AuthenticationFault, shotgun_api3.ProtocolError)):
+            connect(stack.url, SCRIPT_NAME, "wrong-key").find("Shot", [], limit=1)
+        # And the cached reads still work after all that.
+        assert [call(psg) for call in cached_calls] == before
+        assert stack.proxy.alive()
+    finally:
+        stack.stop()
