@@ -10,9 +10,9 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use sg_engine::{AnyStore, PostgresStore, SqliteStore};
-use sg_protocol::{DataType, Schema};
+use sg_protocol::Schema;
 use sg_sync::config::{
-    write_config, ConfigFile, ImportSection, MonitorSection, Secret, SiteSection,
+    cacheable_fields, write_config, ConfigFile, ImportSection, MonitorSection, Secret, SiteSection,
 };
 use sg_sync::{Cache, CacheConfig, Database, Leadership, LogProgress, Progress};
 
@@ -147,34 +147,6 @@ fn ask(question: &str, default: Option<&str>) -> Result<String> {
             return Ok(d.to_string());
         }
     }
-}
-
-/// Fields worth caching: everything but what a site computes or can't filter.
-pub(crate) fn cacheable_fields(schema: &Schema, entity_type: &str) -> BTreeSet<String> {
-    let skip = [
-        "cached_display_name",
-        "pinned",
-        "billboard",
-        "sg_uploaded_movie",
-        "image",
-        "filmstrip_image",
-    ];
-    schema
-        .entity(entity_type)
-        .map(|e| {
-            e.fields
-                .values()
-                .filter(|f| {
-                    !matches!(
-                        f.data_type,
-                        DataType::Summary | DataType::PivotColumn | DataType::Image
-                    )
-                })
-                .filter(|f| !skip.contains(&f.name.as_str()))
-                .map(|f| f.name.clone())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 pub fn setup(args: SetupArgs) -> Result<()> {

@@ -118,7 +118,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             entity_config_foldername: "entity-configs".into(),
         };
         let entities: BTreeMap<String, BTreeSet<String>> =
-            TYPES.iter().map(|t| (t.to_string(), crate::cache_cmd::cacheable_fields(&schema, t))).collect();
+            TYPES.iter().map(|t| (t.to_string(), sg_sync::config::cacheable_fields(&schema, t))).collect();
         write_config(dir.path(), &file, &entities)?;
         let config = CacheConfig::load(dir.path()).map_err(|e| anyhow::anyhow!("{e}"))?;
         let store = AnyStore::from(SqliteStore::open(&dir.path().join("cache.sqlite"))?);

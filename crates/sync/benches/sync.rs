@@ -37,6 +37,7 @@
 //! reported as skipped. Errors (a wrong record count, a value that never shows)
 //! always end with exit status 1.
 
+use sg_sync::config::cacheable_fields;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -49,7 +50,7 @@ use serde_json::{json, Value};
 
 use sg_engine::postgres::PostgresStore;
 use sg_engine::{AnyStore, Engine, SqliteStore, Store};
-use sg_protocol::{Auth, DataType, ReadParams, Request, Schema};
+use sg_protocol::{Auth, ReadParams, Request, Schema};
 use sg_sim::generate::Size;
 use sg_sim::{Credential, EventFaults, Logins, ServerOptions, Site};
 use sg_sync::{Cache, CacheConfig, Leadership, Progress};
@@ -308,34 +309,6 @@ async fn newest_event_async(site: &Arc<Site>) -> Res<i64> {
     tokio::task::spawn_blocking(move || newest_event(&site))
         .await
         .map_err(err)?
-}
-
-/// Fields worth caching, as `shotgun-cache setup` picks them.
-fn cacheable_fields(schema: &Schema, entity_type: &str) -> BTreeSet<String> {
-    let skip = [
-        "cached_display_name",
-        "pinned",
-        "billboard",
-        "sg_uploaded_movie",
-        "image",
-        "filmstrip_image",
-    ];
-    schema
-        .entity(entity_type)
-        .map(|e| {
-            e.fields
-                .values()
-                .filter(|f| {
-                    !matches!(
-                        f.data_type,
-                        DataType::Summary | DataType::PivotColumn | DataType::Image
-                    )
-                })
-                .filter(|f| !skip.contains(&f.name.as_str()))
-                .map(|f| f.name.clone())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn cached_types(schema: &Schema) -> Vec<String> {

@@ -364,6 +364,38 @@ fn load_entity_configs(folder: &Path) -> Result<BTreeMap<String, EntityConfig>, 
     Ok(out)
 }
 
+/// The fields of a type worth caching, as `setup` chooses them: all but
+/// what a site computes (summaries, pivot columns), images, and a few
+/// per-user or UI-only fields.
+pub fn cacheable_fields(schema: &Schema, entity_type: &str) -> BTreeSet<String> {
+    const SKIP: &[&str] = &[
+        "cached_display_name",
+        "pinned",
+        "billboard",
+        "sg_uploaded_movie",
+        "image",
+        "filmstrip_image",
+    ];
+    schema
+        .entity(entity_type)
+        .map(|e| {
+            e.fields
+                .values()
+                .filter(|f| {
+                    !matches!(
+                        f.data_type,
+                        sg_protocol::DataType::Summary
+                            | sg_protocol::DataType::PivotColumn
+                            | sg_protocol::DataType::Image
+                    )
+                })
+                .filter(|f| !SKIP.contains(&f.name.as_str()))
+                .map(|f| f.name.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Writes a configuration folder (used by `setup`).
 pub fn write_config(
     dir: &Path,
