@@ -174,12 +174,8 @@ impl<S: Store> Engine<S> {
         let table = catalog.layout.table(entity_type).ok_or_else(|| {
             error::bad_request(format!("entity type {entity_type} is not cached"))
         })?;
-        self.store.with_transaction(&mut |conn| {
-            for record in records {
-                write::upsert_record(conn, table, record)?;
-            }
-            Ok(())
-        })
+        self.store
+            .with_transaction(&mut |conn| write::upsert_records(conn, table, records))
     }
 
     /// Loads a dataset `{Type: [record, ...]}` (records in wire form, with

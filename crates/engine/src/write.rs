@@ -21,6 +21,21 @@ pub fn upsert_record(
     table: &TableLayout,
     record: &Map<String, Value>,
 ) -> Result<(), EngineError> {
+    upsert_records(conn, table, std::slice::from_ref(record))
+}
+
+/// A record in stored form: its columns and values, and its link lists.
+struct Encoded<'r> {
+    id: i64,
+    columns: Vec<String>,
+    values: Vec<SqlValue>,
+    links: Vec<(&'r str, Vec<EntityLink>)>,
+}
+
+fn encode_record<'r>(
+    table: &TableLayout,
+    record: &'r Map<String, Value>,
+) -> Result<Encoded<'r>, EngineError> {
     let t = &table.entity_type;
     let id = record
         .get("id")
@@ -28,7 +43,7 @@ pub fn upsert_record(
         .ok_or_else(|| bad_request(format!("{t} record needs an integer 'id'")))?;
     let mut columns = vec!["\"id\"".to_string()];
     let mut values = vec![SqlValue::Int(id)];
-    let mut links: Vec<(&str, Vec<EntityLink>)> = Vec::new();
+    let mut links = Vec::new();
     for (name, value) in record {
         if name == "id" || name == "type" {
             continue;
@@ -55,31 +70,152 @@ pub fn upsert_record(
             }
         }
     }
-    let mut sql = Fragment::text(format!(
-        "INSERT INTO {} ({}) VALUES (",
-        table.table(),
-        columns.join(", ")
-    ));
-    for (i, value) in values.into_iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
+    Ok(Encoded {
+        id,
+        columns,
+        values,
+        links,
+    })
+}
+
+/// Bound values per statement, well under both stores' limits.
+const MAX_PARAMS: usize = 8_000;
+
+/// Upserts many records of one type in few statements: one multi-row
+/// `INSERT ... ON CONFLICT` per run of records that set the same fields, and
+/// for each list field one `DELETE` and one multi-row `INSERT` of links.
+/// Every value is checked first, so a bad one writes nothing.
+pub fn upsert_records(
+    conn: &mut dyn Connection,
+    table: &TableLayout,
+    records: &[Map<String, Value>],
+) -> Result<(), EngineError> {
+    let encoded = records
+        .iter()
+        .map(|r| encode_record(table, r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut start = 0;
+    while start < encoded.len() {
+        let columns = &encoded[start].columns;
+        let per_row = columns.len();
+        let mut end = start;
+        let mut ids = std::collections::HashSet::new();
+        // Same fields, distinct ids (a statement may touch a row once), few enough values.
+        while end < encoded.len()
+            && encoded[end].columns == *columns
+            && (end - start + 1) * per_row <= MAX_PARAMS
+            && ids.insert(encoded[end].id)
+        {
+            end += 1;
         }
-        sql.bind(value);
+        let mut sql = Fragment::text(format!(
+            "INSERT INTO {} ({}) VALUES ",
+            table.table(),
+            columns.join(", ")
+        ));
+        for (row, record) in encoded[start..end].iter().enumerate() {
+            sql.push(if row > 0 { ", (" } else { "(" });
+            for (i, value) in record.values.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.bind(value.clone());
+            }
+            sql.push(")");
+        }
+        sql.push(" ON CONFLICT (\"id\") DO ");
+        if per_row > 1 {
+            let sets: Vec<String> = columns[1..]
+                .iter()
+                .map(|c| format!("{c} = excluded.{c}"))
+                .collect();
+            sql.push(&format!("UPDATE SET {}", sets.join(", ")));
+        } else {
+            sql.push("NOTHING");
+        }
+        let (text, params) = sql.finish(conn.dialect());
+        conn.execute(&text, &params)?;
+        start = end;
     }
-    sql.push(") ON CONFLICT (\"id\") DO ");
-    if columns.len() > 1 {
-        let sets: Vec<String> = columns[1..]
+    let mut fields: Vec<&str> = encoded
+        .iter()
+        .flat_map(|e| e.links.iter().map(|(f, _)| *f))
+        .collect();
+    fields.sort_unstable();
+    fields.dedup();
+    for field in fields {
+        let lists: Vec<(i64, &Vec<EntityLink>)> = encoded
             .iter()
-            .map(|c| format!("{c} = excluded.{c}"))
+            .flat_map(|e| {
+                e.links
+                    .iter()
+                    .filter(|(f, _)| *f == field)
+                    .map(move |(_, l)| (e.id, l))
+            })
             .collect();
-        sql.push(&format!("UPDATE SET {}", sets.join(", ")));
-    } else {
-        sql.push("NOTHING");
+        replace_links(conn, table, field, &lists)?;
     }
-    let (text, params) = sql.finish(conn.dialect());
-    conn.execute(&text, &params)?;
-    for (name, list) in links {
-        set_links(conn, table, name, id, &list)?;
+    Ok(())
+}
+
+/// Replaces the link lists of one field for several records (the last list
+/// given for a record wins).
+fn replace_links(
+    conn: &mut dyn Connection,
+    table: &TableLayout,
+    field: &str,
+    lists: &[(i64, &Vec<EntityLink>)],
+) -> Result<(), EngineError> {
+    let link_table = table.link_table(field);
+    let mut latest: Vec<(i64, &Vec<EntityLink>)> = Vec::new();
+    for (id, list) in lists {
+        match latest.iter_mut().find(|(i, _)| i == id) {
+            Some(slot) => slot.1 = list,
+            None => latest.push((*id, list)),
+        }
+    }
+    for chunk in latest.chunks(MAX_PARAMS) {
+        let mut delete = Fragment::text(format!("DELETE FROM {link_table} WHERE \"src_id\" IN ("));
+        for (i, (id, _)) in chunk.iter().enumerate() {
+            if i > 0 {
+                delete.push(", ");
+            }
+            delete.bind(SqlValue::Int(*id));
+        }
+        delete.push(")");
+        let (text, params) = delete.finish(conn.dialect());
+        conn.execute(&text, &params)?;
+    }
+    let mut rows: Vec<[SqlValue; 4]> = Vec::new();
+    for (id, list) in &latest {
+        let mut seen = std::collections::HashSet::new();
+        for (pos, link) in list.iter().enumerate() {
+            if seen.insert((link.entity_type.as_str(), link.id)) {
+                rows.push([
+                    SqlValue::Int(*id),
+                    SqlValue::Int(pos as i64),
+                    SqlValue::Text(link.entity_type.clone()),
+                    SqlValue::Int(link.id),
+                ]);
+            }
+        }
+    }
+    for chunk in rows.chunks(MAX_PARAMS / 4) {
+        let mut insert = Fragment::text(format!(
+            "INSERT INTO {link_table} (\"src_id\", \"pos\", \"dst_type\", \"dst_id\") VALUES "
+        ));
+        for (i, row) in chunk.iter().enumerate() {
+            insert.push(if i > 0 { ", (" } else { "(" });
+            for (j, value) in row.iter().enumerate() {
+                if j > 0 {
+                    insert.push(", ");
+                }
+                insert.bind(value.clone());
+            }
+            insert.push(")");
+        }
+        let (text, params) = insert.finish(conn.dialect());
+        conn.execute(&text, &params)?;
     }
     Ok(())
 }

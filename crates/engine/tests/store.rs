@@ -253,7 +253,55 @@ fn schema_changes_remove_fields(backend: Backend) {
     );
 }
 
+/// Many records in one call: runs of different field sets, the same id twice
+/// (the later values win), link lists replaced, and a bad value writing nothing.
+fn batches_of_records(backend: Backend) {
+    let e = engine(backend);
+    e.upsert_records(
+        "Asset",
+        &[
+            obj(json!({"id": 7, "code": "rock"})),
+            obj(json!({"id": 8, "code": "tree"})),
+        ],
+    )
+    .expect("assets");
+    let batch = vec![
+        obj(json!({"id": 1, "code": "a", "assets": [{"type": "Asset", "id": 7}]})),
+        obj(json!({"id": 2, "code": "b"})),
+        obj(json!({"id": 3, "sg_cut_in": 5})),
+        obj(
+            json!({"id": 1, "code": "a2", "assets": [{"type": "Asset", "id": 8}, {"type": "Asset", "id": 7}]}),
+        ),
+    ];
+    e.upsert_records("Shot", &batch)
+        .expect("the batch is written");
+    let shots = entities(
+        &e,
+        json!({"type": "Shot", "return_fields": ["code", "sg_cut_in", "assets"]}),
+    );
+    assert_eq!(shots[0]["code"], json!("a2"));
+    assert_eq!(
+        shots[0]["assets"],
+        json!([{"type": "Asset", "id": 8, "name": "tree"}, {"type": "Asset", "id": 7, "name": "rock"}])
+    );
+    assert_eq!(
+        (shots[1]["code"].clone(), shots[2]["sg_cut_in"].clone()),
+        (json!("b"), json!(5))
+    );
+    let bad = vec![
+        obj(json!({"id": 4, "code": "c"})),
+        obj(json!({"id": 5, "sg_cut_in": "not a number"})),
+    ];
+    assert!(e.upsert_records("Shot", &bad).is_err());
+    assert_eq!(
+        ids(&e, "Shot", json!([])),
+        vec![1, 2, 3],
+        "a bad value writes nothing"
+    );
+}
+
 engine_tests!(
+    batches_of_records,
     values_round_trip_through_sql,
     transactions_commit_or_roll_back,
     schema_changes_add_fields,

@@ -412,9 +412,7 @@ impl<S: Store> Cache<S> {
                     return Ok(());
                 };
                 e.store().with_transaction(&mut |c| {
-                    for record in &records {
-                        sg_engine::write::upsert_record(c, table, record)?;
-                    }
+                    sg_engine::write::upsert_records(c, table, &records)?;
                     state::set_type(c, &saved)
                 })
             })
