@@ -26,7 +26,8 @@ enum Command {
     /// Ask for the site, the script and its key, read the site's schema and
     /// write the configuration folder (config.yaml and entity-configs/).
     Setup(cache_cmd::SetupArgs),
-    /// Import the configured types, then keep them in step with the site's event log.
+    /// Import the configured types, keep them in step with the site's event log, and
+    /// serve the site's /api3/json from the cache (on the config's `listen`).
     Run(cache_cmd::RunArgs),
     /// Show each cached type's state and size, the event position and the lag.
     Status(cache_cmd::StatusArgs),
