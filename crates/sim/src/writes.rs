@@ -700,20 +700,39 @@ impl<'a> WriteTx<'a> {
             if in_create {
                 change.insert("in_create".into(), json!(true));
             }
-            // Back-reference rows describe the forward side in entity_type and entity_id.
-            let mut row = self.change_row(
-                source_type,
-                source_id,
-                &inverse,
-                source_dt,
-                change,
-                Self::project_of(&target_record),
-            );
-            row.event_type = format!("Shotgun_{}_Change", target.entity_type);
-            row.entity = Some(target.clone());
-            self.log(row);
+            let side = EntityLink {
+                entity_type: source_type.to_string(),
+                id: source_id,
+            };
+            let project = Self::project_of(&target_record);
+            self.log_back_reference(target, &side, &inverse, source_dt, change, project);
         }
         Ok(())
+    }
+
+    /// Logs a back-reference row on `record`'s `field`: as real sites write
+    /// them, its meta's entity_type and entity_id describe `changed`, the
+    /// side whose write caused it.
+    fn log_back_reference(
+        &mut self,
+        record: &EntityLink,
+        changed: &EntityLink,
+        field: &str,
+        data_type: Option<DataType>,
+        change: Map<String, Value>,
+        project: Option<Value>,
+    ) {
+        let mut row = self.change_row(
+            &changed.entity_type,
+            changed.id,
+            field,
+            data_type,
+            change,
+            project,
+        );
+        row.event_type = format!("Shotgun_{}_Change", record.entity_type);
+        row.entity = Some(record.clone());
+        self.log(row);
     }
 
     /// Removes `child` from its previous owner's list after the child's link
@@ -767,18 +786,8 @@ impl<'a> WriteTx<'a> {
         );
         change.insert("original_event_log_entry_id".into(), json!(forward_event));
         let child_dt = self.data_type(&child.entity_type, child_field);
-        // As on every back-reference row, entity_type and entity_id describe the side that changed.
-        let mut row = self.change_row(
-            &child.entity_type,
-            child.id,
-            &field,
-            child_dt,
-            change,
-            Self::project_of(&owner_record),
-        );
-        row.event_type = format!("Shotgun_{}_Change", owner.entity_type);
-        row.entity = Some(owner.clone());
-        self.log(row);
+        let project = Self::project_of(&owner_record);
+        self.log_back_reference(owner, child, &field, child_dt, change, project);
         Ok(())
     }
 
