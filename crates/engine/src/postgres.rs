@@ -137,6 +137,13 @@ impl PostgresStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
+        // `CREATE ... IF NOT EXISTS` on every open would otherwise log a
+        // NOTICE per table that already exists.
+        let options = match config.get_options() {
+            Some(given) => format!("{given} -c client_min_messages=warning"),
+            None => "-c client_min_messages=warning".to_string(),
+        };
+        config.options(&options);
         if let Some(name) = schema {
             if !is_plain_ident(name) {
                 return Err(EngineError::BadIdentifier(name.to_string()));
