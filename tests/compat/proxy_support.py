@@ -157,13 +157,13 @@ class SiteTap:
 
 
 class ProxyServer(SimServer):
-    """A `shotgun-cache run` process; its URL is read from `serving on http://...`."""
+    """A `shotgun-cache run` process; its URL is read from `serving on http(s)://...`."""
 
     def _read_stdout(self):
         for raw in self.proc.stdout:
             line = raw.decode("utf-8", "replace").rstrip("\n")
             self.stdout_lines.append(line)
-            match = re.search(r"serving on (http://\S+)", line)
+            match = re.search(r"serving on (https?://\S+)", line)
             if match and self.url is None:
                 self.url = match.group(1).rstrip("/")
                 self._ready.set()
@@ -272,11 +272,12 @@ def with_accounts(data: dict, fields: dict) -> dict:
 
 
 def start_stack(tmp_dir: Path, data: dict, types: list[str], drop_fields: dict | None = None,
-                tap: bool = True, noise_every: int | None = None, accounts: bool = True) -> Stack:
+                tap: bool = True, noise_every: int | None = None, accounts: bool = True,
+                run_args: list[str] | None = None) -> Stack:
     """Starts a site loaded with `data` (plus its accounts, see `with_accounts`, when
     `accounts`), a tap (when asked) and a proxy caching `types` (every field `setup`
-    chooses, minus `drop_fields` {type: [field, ...]}), and waits until every type is
-    imported.  The caller must `stop()` it."""
+    chooses, minus `drop_fields` {type: [field, ...]}; `run_args` are added to its `run`),
+    and waits until every type is imported.  The caller must `stop()` it."""
     stack = Stack(tmp_dir)
     if accounts:
         data = with_accounts(data, dataset_mod.load_schema()[0])
@@ -311,7 +312,8 @@ def start_stack(tmp_dir: Path, data: dict, types: list[str], drop_fields: dict |
             path.write_text(json.dumps(config, indent=2), encoding="utf-8")
 
         stack.proxy = ProxyServer([str(binary_path()), "run", "--config", str(stack.config_dir),
-                                   "--listen", "127.0.0.1:0"], tmp_dir / "run.stderr.log")
+                                   "--listen", "127.0.0.1:0"] + list(run_args or []),
+                                  tmp_dir / "run.stderr.log")
         stack.proxy.wait_ready(STARTUP_TIMEOUT)
         stack.wait_ready()
         return stack

@@ -32,6 +32,7 @@ import json
 import os
 import random
 import socket
+import subprocess
 import time
 import urllib.parse
 from collections import Counter
@@ -1373,6 +1374,60 @@ def test_proxy_with_the_site_down(dataset, tmp_path_factory):
             connect(stack.url, SCRIPT_NAME, "wrong-key").find("Shot", [], limit=1)
         # And the cached reads still work after all that.
         assert [call(psg) for call in cached_calls] == before
+        assert stack.proxy.alive()
+    finally:
+        stack.stop()
+
+
+def make_certificate(folder) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 and localhost, and its key (PEM files)."""
+    cert, key = folder / "proxy.crt", folder / "proxy.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return str(cert), str(key)
+
+
+def test_proxy_over_tls(dataset, tmp_path_factory):
+    """`run --tls-cert --tls-key` serves HTTPS: the unmodified client, trusting the
+    certificate, gets the site's answers through it; a client speaking plain HTTP to the
+    TLS port, or a handshake that stops half-way, does not stop it serving."""
+    folder = tmp_path_factory.mktemp("proxy-tls")
+    cert, key = make_certificate(folder)
+    types = ["Project", "Sequence", "Shot", "Asset"]
+    stack = start_stack(folder, dataset, types, tap=False, run_args=["--tls-cert", cert, "--tls-key", key])
+    try:
+        stack.settle()
+        assert stack.url.startswith("https://127.0.0.1:"), stack.url
+        psg = shotgun_api3.Shotgun(stack.url + "/", script_name=SCRIPT_NAME, api_key=SCRIPT_KEY, ca_certs=cert)
+        ssg = connect(stack.site_url)
+        fields = ["code", "sg_sequence", "assets", "sg_status_list", "sg_sequence.Sequence.code"]
+        assert psg.find("Shot", [], fields) == ssg.find("Shot", [], fields)
+        assert psg.summarize("Shot", [], [{"field": "id", "type": "count"}]) == \
+            ssg.summarize("Shot", [], [{"field": "id", "type": "count"}])
+
+        host, port = stack.url.split("://", 1)[1].split(":")
+        # Plain HTTP to the TLS port: no answer the client could take for the site's.
+        plain = http.client.HTTPConnection(host, int(port), timeout=10)
+        with pytest.raises((http.client.HTTPException, ConnectionError, OSError)):
+            plain.request("POST", "/api3/json", body=b"{}", headers={"Content-Type": "application/json"})
+            plain.getresponse().read()
+        plain.close()
+        # A connection that sends half a handshake and hangs there.
+        stalled = socket.create_connection((host, int(port)), timeout=10)
+        stalled.sendall(b"\x16\x03\x01\x00\xff")
+        # A client that does not trust the certificate is refused by its own TLS check.
+        untrusting = shotgun_api3.Shotgun(stack.url + "/", script_name=SCRIPT_NAME, api_key=SCRIPT_KEY,
+                                          connect=False)
+        untrusting.config.max_rpc_attempts = 1
+        with pytest.raises(Exception) as refused:
+            untrusting.find("Shot", [], ["code"], limit=1)
+        assert "certificate" in str(refused.value).lower() or "ssl" in type(refused.value).__name__.lower(), \
+            repr(refused.value)
+        # And the proxy goes on answering.
+        assert psg.find_one("Shot", [["id", "is", 1]], ["code"]) == ssg.find_one("Shot", [["id", "is", 1]], ["code"])
+        stalled.close()
         assert stack.proxy.alive()
     finally:
         stack.stop()

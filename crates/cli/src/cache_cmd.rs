@@ -283,10 +283,21 @@ pub struct RunArgs {
     /// How long a caller's credentials, once checked with the site, are trusted (seconds).
     #[arg(long, default_value_t = 600, value_name = "SECS")]
     credential_ttl: u64,
+    /// Serve HTTPS with this PEM certificate chain (the server's certificate first); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
     let config = args.config.load()?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(sg_server::tls::server_config(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let leadership = match (args.serve_only, config.database()) {
         (true, _) => Leadership::never(),
         (false, Database::Postgres(url)) => {
@@ -307,7 +318,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         config.file.shotgun.script_name.clone(),
         config.file.shotgun.api_key.expose().to_string(),
     );
-    runtime()?.block_on(async move {
+    let runtime = runtime()?;
+    let outcome = runtime.block_on(async move {
         let cache = open_cache(config, progress).await?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -329,24 +341,48 @@ pub fn run(args: RunArgs) -> Result<()> {
             .await
             .with_context(|| format!("can't listen on {listen}"))?;
         let addr = listener.local_addr()?;
-        println!("serving on http://{addr}");
+        println!("serving on {scheme}://{addr}");
         std::io::stdout().flush()?;
         let mut server_stop = stopped.clone();
         let server = tokio::spawn(sg_server::serve(
             proxy,
             listener,
-            sg_server::ServeOptions::default(),
+            sg_server::ServeOptions {
+                tls,
+                ..sg_server::ServeOptions::default()
+            },
             async move {
                 let _ = server_stop.wait_for(|s| *s).await;
             },
         ));
         tracing::info!("keeping the cache in step; Ctrl-C stops");
-        let result = cache.clone().run(stopped, leadership).await;
-        let _ = server.await;
+        let mut stop_seen = stopped.clone();
+        let sync = cache.clone().run(stopped, leadership);
+        let result = tokio::select! {
+            result = sync => result,
+            // A step in progress (a long scan, say) is not waited for: every
+            // step is one transaction, rolled back here and done again at
+            // the next start, as after a crash.
+            _ = async {
+                let _ = stop_seen.wait_for(|s| *s).await;
+                tokio::time::sleep(STOP_GRACE).await;
+            } => {
+                tracing::info!("stopped without finishing the current step; it is done again at the next start");
+                Ok(())
+            }
+        };
+        // Keep-alive clients may hold the server's shutdown open: not for long.
+        let _ = tokio::time::timeout(STOP_GRACE, server).await;
         close(cache).await;
         result.map_err(|e| anyhow::anyhow!("{e}"))
-    })
+    });
+    // Blocking database work still running is abandoned, not waited for.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    outcome
 }
+
+/// How long a stop waits for the sync step and the server's connections.
+const STOP_GRACE: Duration = Duration::from_secs(3);
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {

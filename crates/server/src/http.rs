@@ -1,7 +1,6 @@
 //! HTTP for the proxy: `POST /api3/json` (and `/<prefix>/api3/json`) on
 //! HTTP/1.1 keep-alive, and `GET /healthz`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -11,21 +10,26 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio_rustls::rustls::ServerConfig;
 
 use sg_protocol::Fault;
 
 use crate::proxy::{Answer, Proxy};
+use crate::tls::TlsListener;
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// Bodies larger than this get a fault (default 50 MB).
     pub max_body_bytes: usize,
+    /// Serve HTTPS with this certificate (see [`crate::tls::server_config`]).
+    pub tls: Option<Arc<ServerConfig>>,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             max_body_bytes: 50 * 1024 * 1024,
+            tls: None,
         }
     }
 }
@@ -102,7 +106,8 @@ async fn too_large(response: Response) -> Response {
     response
 }
 
-/// Serves the proxy on `listener` until `shutdown` completes.
+/// Serves the proxy on `listener` (over TLS when `options.tls` is set)
+/// until `shutdown` completes.
 pub async fn serve(
     proxy: Arc<Proxy>,
     listener: TcpListener,
@@ -114,10 +119,16 @@ pub async fn serve(
         .layer(axum::middleware::map_response(too_large))
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .with_state(proxy);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    match options.tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(config) => {
+            axum::serve(TlsListener::new(listener, config)?, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }

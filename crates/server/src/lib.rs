@@ -9,13 +9,15 @@
 //!   remembers the verdict under a hash of the secret;
 //! - [`forward`] sends a request to the site unchanged and returns its reply unchanged;
 //! - [`proxy`] puts these together per method, including write-through;
-//! - [`http`] is the HTTP layer (`POST /api3/json`, `GET /healthz`).
+//! - [`http`] is the HTTP layer (`POST /api3/json`, `GET /healthz`);
+//! - [`tls`] serves it over HTTPS with a given certificate.
 
 pub mod credentials;
 pub mod forward;
 pub mod http;
 pub mod proxy;
 pub mod route;
+pub mod tls;
 
 pub use http::{serve, ServeOptions};
 pub use proxy::Proxy;
