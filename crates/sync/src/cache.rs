@@ -30,6 +30,8 @@ use crate::state::{self, EventPosition, TypeState};
 const PAGE: u64 = 500;
 /// Reconcile scans look this far behind the last scan, by the site's clock.
 const SCAN_MARGIN_SECS: i64 = 60;
+/// How long one step may go on reading full pages of events.
+const POLL_BUDGET: Duration = Duration::from_secs(5);
 
 /// Reports import progress (the CLI draws progress bars from it).
 pub trait Progress: Send + Sync {
@@ -288,8 +290,15 @@ impl<S: Store> Cache<S> {
                 missing: BTreeMap::new(),
             };
             self.db(move |e| {
-                e.store()
-                    .with_transaction(&mut |c| state::set_position(c, &start))
+                e.store().with_transaction(&mut |c| {
+                    state::set_position(c, &start)?;
+                    // The import reads everything changed before it starts;
+                    // the first scan need only look at what changed after.
+                    if let (Some(t), None) = (created, state::get(c, "last_scan")?) {
+                        state::set(c, "last_scan", &t.to_string())?;
+                    }
+                    Ok(())
+                })
             })
             .await?;
         }
@@ -825,7 +834,16 @@ impl<S: Store> Cache<S> {
             .db(|e| e.store().with_reader(&mut |c| state::get(c, "last_scan")))
             .await?;
         let since: i64 = since.and_then(|s| s.parse().ok()).unwrap_or(0);
-        let scan_start = self.site_now.load(Ordering::Relaxed);
+        let mut scan_start = self.site_now.load(Ordering::Relaxed);
+        if scan_start == 0 {
+            // No event seen since this process started: the newest event's
+            // time is a moment of the site's clock before this scan reads
+            // anything, so the next scan can start from it.
+            if let (_, Some(created)) = self.newest_event().await? {
+                self.site_now.fetch_max(created, Ordering::Relaxed);
+                scan_start = created;
+            }
+        }
         let stamp = sg_protocol::value::format_date_time(since - SCAN_MARGIN_SECS);
         let types: Vec<String> = self
             .engine
@@ -994,6 +1012,7 @@ impl<S: Store> Cache<S> {
         let scan_interval = config.scan_interval();
         let mut last_scan = Instant::now();
         let mut was_leader = false;
+        let mut in_step = false;
         loop {
             if *shutdown.borrow() {
                 return Ok(());
@@ -1008,9 +1027,13 @@ impl<S: Store> Cache<S> {
                     // Cheap when nothing is pending; picks up `rebuild` requests.
                     self.import_pending().await?;
                     self.reload_config().await?;
+                    // Full pages are read again at once, but not for ever: a
+                    // site written faster than the cache applies must not
+                    // keep config changes and scans waiting.
+                    let polling = Instant::now();
                     loop {
                         let rows = self.poll_events().await?;
-                        if (rows as u64) < PAGE {
+                        if (rows as u64) < PAGE || polling.elapsed() >= POLL_BUDGET {
                             break;
                         }
                     }
@@ -1023,6 +1046,10 @@ impl<S: Store> Cache<S> {
                 };
                 match step.await {
                     Ok(()) => {
+                        if !in_step {
+                            in_step = true;
+                            tracing::info!("in step with the site");
+                        }
                         if self.outage.swap(false, Ordering::Relaxed) {
                             tracing::info!("the site is reachable again; catching up");
                         }
