@@ -974,3 +974,80 @@ pub fn sqlite_sync_types(path: &Path) -> Vec<String> {
         .collect();
     out
 }
+
+/// Where a test's cache keeps its data: the SQLite file `setup` puts in the
+/// configuration folder, or a PostgreSQL database of the test's own. The
+/// tests of `run` that are not about one store run on both.
+pub enum Backend {
+    Sqlite,
+    Postgres(TempDb),
+}
+
+impl Backend {
+    pub fn sqlite() -> Backend {
+        Backend::Sqlite
+    }
+
+    pub fn postgres() -> Backend {
+        Backend::Postgres(TempDb::create())
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres(_) => "PostgreSQL",
+        }
+    }
+
+    /// The `--database` to give `setup` (`None`: its SQLite default).
+    pub fn database(&self) -> Option<&str> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres(db) => Some(&db.url),
+        }
+    }
+
+    /// Another store of the same kind, for a second cache to compare with.
+    pub fn another(&self) -> Backend {
+        match self {
+            Backend::Sqlite => Backend::sqlite(),
+            Backend::Postgres(_) => Backend::postgres(),
+        }
+    }
+
+    /// The cache's tables (state tables left out) and their columns.
+    pub fn tables(&self, cache: &CacheDir) -> std::collections::BTreeMap<String, Vec<String>> {
+        match self {
+            Backend::Sqlite => sqlite_tables(&cache.sqlite_path()),
+            Backend::Postgres(db) => {
+                let mut tables = std::collections::BTreeMap::<String, Vec<String>>::new();
+                for row in db.query_strings(
+                    "SELECT table_name || '|' || column_name FROM information_schema.columns \
+                     WHERE table_schema = current_schema() AND table_name NOT LIKE '\\_\\_%' \
+                     ORDER BY 1",
+                ) {
+                    if let Some((table, column)) = row.split_once('|') {
+                        tables
+                            .entry(table.to_string())
+                            .or_default()
+                            .push(column.to_string());
+                    }
+                }
+                for columns in tables.values_mut() {
+                    columns.sort();
+                }
+                tables
+            }
+        }
+    }
+
+    /// The types with a row in the cache's `__sync_types`.
+    pub fn sync_types(&self, cache: &CacheDir) -> Vec<String> {
+        match self {
+            Backend::Sqlite => sqlite_sync_types(&cache.sqlite_path()),
+            Backend::Postgres(db) => {
+                db.query_strings("SELECT entity_type FROM \"__sync_types\" ORDER BY entity_type")
+            }
+        }
+    }
+}
