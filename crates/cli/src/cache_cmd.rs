@@ -289,6 +289,10 @@ pub struct RunArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Serve cached data only to this script (repeat for more); other scripts get fault 102.
+    /// Without it, every script and user the site accepts is served.
+    #[arg(long = "allow-script", value_name = "NAME")]
+    allow_scripts: Vec<String>,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
@@ -333,7 +337,8 @@ pub fn run(args: RunArgs) -> Result<()> {
                 &site_url,
                 own_script,
                 Duration::from_secs(args.credential_ttl),
-                None,
+                (!args.allow_scripts.is_empty())
+                    .then(|| args.allow_scripts.iter().cloned().collect()),
             )
             .map_err(|e| anyhow::anyhow!("{e}"))?,
         );

@@ -1,10 +1,11 @@
 //! HTTP for the proxy: `POST /api3/json` (and `/<prefix>/api3/json`) on
-//! HTTP/1.1 keep-alive, and `GET /healthz`.
+//! HTTP/1.1 keep-alive, `GET /healthz`, and every other path relayed to the
+//! site (see [`crate::relay`]).
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -71,9 +72,6 @@ async fn handle(
             ),
         };
     }
-    if !uri.path().trim_end_matches('/').ends_with("/api3/json") {
-        return (StatusCode::NOT_FOUND, "not found").into_response();
-    }
     if method != Method::POST {
         return (StatusCode::METHOD_NOT_ALLOWED, "POST only").into_response();
     }
@@ -91,6 +89,21 @@ async fn handle(
         Answer::Unreachable(why) => (StatusCode::BAD_GATEWAY, why).into_response(),
         // shotgun_api3 resends on 502 and 504, not on 503: a write must not go twice.
         Answer::WriteUnconfirmed(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
+    }
+}
+
+/// `/api3/json` and `/healthz` are the proxy's own; the rest is the site's.
+async fn dispatch(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
+    let path = request.uri().path();
+    if path != "/healthz" && !path.trim_end_matches('/').ends_with("/api3/json") {
+        return proxy.relay().relay(request).await;
+    }
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    // Within the body limit (a larger body is answered by `too_large`).
+    match Bytes::from_request(request, &()).await {
+        Ok(body) => handle(State(proxy), method, uri, body).await,
+        Err(rejection) => rejection.into_response(),
     }
 }
 
@@ -115,7 +128,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
-        .fallback(handle)
+        .fallback(dispatch)
         .layer(axum::middleware::map_response(too_large))
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .with_state(proxy);

@@ -9,6 +9,7 @@
 //!   remembers the verdict under a hash of the secret;
 //! - [`forward`] sends a request to the site unchanged and returns its reply unchanged;
 //! - [`proxy`] puts these together per method, including write-through;
+//! - [`relay`] streams everything besides `/api3/json` (uploads, downloads) to the site and back;
 //! - [`http`] is the HTTP layer (`POST /api3/json`, `GET /healthz`);
 //! - [`tls`] serves it over HTTPS with a given certificate.
 
@@ -16,6 +17,7 @@ pub mod credentials;
 pub mod forward;
 pub mod http;
 pub mod proxy;
+pub mod relay;
 pub mod route;
 pub mod tls;
 

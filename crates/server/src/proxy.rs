@@ -15,6 +15,7 @@ use sg_sync::Cache;
 
 use crate::credentials::{key_of, CredentialCache, Verdict};
 use crate::forward::{Forwarder, SiteReply};
+use crate::relay::Relay;
 use crate::route::{route_read, route_summarize, Route};
 
 /// What goes back to the caller.
@@ -35,6 +36,8 @@ pub enum Answer {
 pub struct Proxy {
     cache: Arc<Cache<AnyStore>>,
     forwarder: Forwarder,
+    /// Everything besides `/api3/json`, streamed to the site and back.
+    relay: Relay,
     credentials: CredentialCache,
     /// The cache's own script: callers may not use its key.
     own_script: (String, String),
@@ -59,6 +62,7 @@ impl Proxy {
         Ok(Proxy {
             cache,
             forwarder: Forwarder::new(site_url)?,
+            relay: Relay::new(site_url)?,
             credentials: CredentialCache::new(credential_ttl),
             own_script,
             allowed_scripts,
@@ -68,6 +72,10 @@ impl Proxy {
 
     pub fn cache(&self) -> &Arc<Cache<AnyStore>> {
         &self.cache
+    }
+
+    pub fn relay(&self) -> &Relay {
+        &self.relay
     }
 
     async fn forward(&self, body: Bytes) -> Answer {
