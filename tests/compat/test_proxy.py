@@ -1389,45 +1389,73 @@ def make_certificate(folder) -> tuple[str, str]:
     return str(cert), str(key)
 
 
-def test_proxy_over_tls(dataset, tmp_path_factory):
+@pytest.fixture(scope="module")
+def options_stack(dataset, tmp_path_factory):
+    """A stack whose proxy serves HTTPS and only the script `compat_suite`."""
+    folder = tmp_path_factory.mktemp("proxy-options")
+    cert, key = make_certificate(folder)
+    stack = start_stack(folder, dataset, ["Project", "Sequence", "Shot", "Asset"], tap=False,
+                        run_args=["--tls-cert", cert, "--tls-key", key, "--allow-script", SCRIPT_NAME])
+    stack.cert = cert
+    try:
+        stack.settle()
+        yield stack
+    finally:
+        stack.stop()
+
+
+def test_proxy_over_tls(options_stack):
     """`run --tls-cert --tls-key` serves HTTPS: the unmodified client, trusting the
     certificate, gets the site's answers through it; a client speaking plain HTTP to the
     TLS port, or a handshake that stops half-way, does not stop it serving."""
-    folder = tmp_path_factory.mktemp("proxy-tls")
-    cert, key = make_certificate(folder)
-    types = ["Project", "Sequence", "Shot", "Asset"]
-    stack = start_stack(folder, dataset, types, tap=False, run_args=["--tls-cert", cert, "--tls-key", key])
-    try:
-        stack.settle()
-        assert stack.url.startswith("https://127.0.0.1:"), stack.url
-        psg = shotgun_api3.Shotgun(stack.url + "/", script_name=SCRIPT_NAME, api_key=SCRIPT_KEY, ca_certs=cert)
-        ssg = connect(stack.site_url)
-        fields = ["code", "sg_sequence", "assets", "sg_status_list", "sg_sequence.Sequence.code"]
-        assert psg.find("Shot", [], fields) == ssg.find("Shot", [], fields)
-        assert psg.summarize("Shot", [], [{"field": "id", "type": "count"}]) == \
-            ssg.summarize("Shot", [], [{"field": "id", "type": "count"}])
+    stack, cert = options_stack, options_stack.cert
+    assert stack.url.startswith("https://127.0.0.1:"), stack.url
+    psg = shotgun_api3.Shotgun(stack.url + "/", script_name=SCRIPT_NAME, api_key=SCRIPT_KEY, ca_certs=cert)
+    ssg = connect(stack.site_url)
+    fields = ["code", "sg_sequence", "assets", "sg_status_list", "sg_sequence.Sequence.code"]
+    assert psg.find("Shot", [], fields) == ssg.find("Shot", [], fields)
+    assert psg.summarize("Shot", [], [{"field": "id", "type": "count"}]) == \
+        ssg.summarize("Shot", [], [{"field": "id", "type": "count"}])
 
-        host, port = stack.url.split("://", 1)[1].split(":")
-        # Plain HTTP to the TLS port: no answer the client could take for the site's.
-        plain = http.client.HTTPConnection(host, int(port), timeout=10)
-        with pytest.raises((http.client.HTTPException, ConnectionError, OSError)):
-            plain.request("POST", "/api3/json", body=b"{}", headers={"Content-Type": "application/json"})
-            plain.getresponse().read()
-        plain.close()
-        # A connection that sends half a handshake and hangs there.
-        stalled = socket.create_connection((host, int(port)), timeout=10)
-        stalled.sendall(b"\x16\x03\x01\x00\xff")
-        # A client that does not trust the certificate is refused by its own TLS check.
-        untrusting = shotgun_api3.Shotgun(stack.url + "/", script_name=SCRIPT_NAME, api_key=SCRIPT_KEY,
-                                          connect=False)
-        untrusting.config.max_rpc_attempts = 1
-        with pytest.raises(Exception) as refused:
-            untrusting.find("Shot", [], ["code"], limit=1)
-        assert "certificate" in str(refused.value).lower() or "ssl" in type(refused.value).__name__.lower(), \
-            repr(refused.value)
-        # And the proxy goes on answering.
-        assert psg.find_one("Shot", [["id", "is", 1]], ["code"]) == ssg.find_one("Shot", [["id", "is", 1]], ["code"])
-        stalled.close()
-        assert stack.proxy.alive()
-    finally:
-        stack.stop()
+    host, port = stack.url.split("://", 1)[1].split(":")
+    # Plain HTTP to the TLS port: no answer the client could take for the site's.
+    plain = http.client.HTTPConnection(host, int(port), timeout=10)
+    with pytest.raises((http.client.HTTPException, ConnectionError, OSError)):
+        plain.request("POST", "/api3/json", body=b"{}", headers={"Content-Type": "application/json"})
+        plain.getresponse().read()
+    plain.close()
+    # A connection that sends half a handshake and hangs there.
+    stalled = socket.create_connection((host, int(port)), timeout=10)
+    stalled.sendall(b"\x16\x03\x01\x00\xff")
+    # A client that does not trust the certificate is refused by its own TLS check.
+    untrusting = shotgun_api3.Shotgun(stack.url + "/", script_name=SCRIPT_NAME, api_key=SCRIPT_KEY,
+                                      connect=False)
+    untrusting.config.max_rpc_attempts = 1
+    with pytest.raises(Exception) as refused:
+        untrusting.find("Shot", [], ["code"], limit=1)
+    assert "certificate" in str(refused.value).lower() or "ssl" in type(refused.value).__name__.lower(), \
+        repr(refused.value)
+    # And the proxy goes on answering.
+    assert psg.find_one("Shot", [["id", "is", 1]], ["code"]) == ssg.find_one("Shot", [["id", "is", 1]], ["code"])
+    stalled.close()
+    assert stack.proxy.alive()
+
+
+def test_proxy_allowed_scripts(options_stack):
+    """`run --allow-script NAME`: cached data only for the scripts named; another script
+    the site accepts gets fault 102 and no data, from the cache and for passthrough reads."""
+    stack = options_stack
+    allowed = shotgun_api3.Shotgun(stack.url + "/", script_name=SCRIPT_NAME, api_key=SCRIPT_KEY,
+                                   ca_certs=stack.cert)
+    assert allowed.find("Shot", [["id", "is", 1]], ["code"]) == \
+        connect(stack.site_url).find("Shot", [["id", "is", 1]], ["code"])
+    other = shotgun_api3.Shotgun(stack.url + "/", script_name=OTHER_SCRIPT[0], api_key=OTHER_SCRIPT[1],
+                                 ca_certs=stack.cert, connect=False)
+    # The site itself accepts it.
+    assert connect(stack.site_url, *OTHER_SCRIPT).find("Shot", [["id", "is", 1]], ["id"])
+    for call in (lambda: other.find("Shot", [], ["code"]),
+                 lambda: other.find("Shot", [["id", "is", 1]], ["code"]),
+                 lambda: other.summarize("Shot", [], [{"field": "id", "type": "count"}])):
+        with pytest.raises(shotgun_api3.AuthenticationFault):
+            call()
+    assert stack.proxy.alive()
