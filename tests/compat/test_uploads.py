@@ -120,7 +120,7 @@ def test_upload_links_and_downloads_the_same_bytes(usg, upload_site, tmp_path, s
 
     assert usg.download_attachment(version["sg_uploaded_movie"]) == data
     out = tmp_path / "downloaded.mov"
-    assert usg.download_attachment(attachment, file_path=str(out)) == str(out)
+    assert usg.download_attachment(attachment["this_file"], file_path=str(out)) == str(out)
     assert out.read_bytes() == data
     assert download_with_session(usg, plain) == data
 

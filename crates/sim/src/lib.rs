@@ -13,16 +13,22 @@
 //! - [`events`] gives out event ids and writes rows, late and lost ones too;
 //! - [`schema_edit`] is `schema_field_create`, `_update` and `_delete`;
 //! - [`builtin`] is the default schema, [`generate`] fills a site with a production;
-//! - [`server`] is the HTTP layer.
+//! - [`uploads`] is file uploads and downloads, [`files`] keeps the bytes,
+//!   [`multipart`] reads upload forms;
+//! - [`server`] is the HTTP layer, with [`file_http`] for files.
 
 pub mod auth;
 pub mod builtin;
 pub mod events;
+pub mod file_http;
+pub mod files;
 pub mod generate;
 pub mod inverse;
 pub mod methods;
+pub mod multipart;
 pub mod schema_edit;
 pub mod server;
+pub mod uploads;
 pub mod writes;
 
 pub use auth::{Credential, Logins};

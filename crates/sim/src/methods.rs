@@ -9,10 +9,11 @@ use serde_json::{json, Map, Value};
 
 use sg_engine::{Catalog, Engine, EngineError, SqliteStore, Store};
 use sg_protocol::value::EntityLink;
-use sg_protocol::{Fault, ReadParams, Reply, Request, SummarizeParams};
+use sg_protocol::{Auth, Fault, ReadParams, Reply, Request, SummarizeParams};
 
 use crate::auth::{Credential, Logins};
 use crate::events::{EventContext, EventFaults, EventLog, EventRow};
+use crate::files::FileStore;
 use crate::writes::{Caller, FieldWrite, UpdateMode, WriteTx};
 
 /// The version the site reports; ≥ 7.10 makes the client use its modern wire format.
@@ -27,6 +28,8 @@ pub struct Site {
     sessions: Mutex<HashMap<String, Caller>>,
     /// Where schema edits are saved, when the site keeps its state in a file.
     schema_file: Option<std::path::PathBuf>,
+    /// The bytes of uploaded files (see [`crate::uploads`]).
+    pub files: FileStore,
 }
 
 fn engine_fault(e: EngineError) -> Fault {
@@ -120,6 +123,7 @@ impl Site {
             events: EventLog::new(last_event, faults),
             sessions: Mutex::new(HashMap::new()),
             schema_file: None,
+            files: FileStore::default(),
         };
         for credential in site.logins.allowed.clone() {
             site.user_record(&credential)?;
@@ -191,17 +195,27 @@ impl Site {
 
     /// Who is calling, from the auth block (credentials, session token, sudo).
     fn caller(&self, request: &Request) -> Result<Caller, Fault> {
-        let auth = request.auth.as_ref();
+        self.caller_for(request.auth.as_ref())
+    }
+
+    /// The caller a session token was issued to, if it is one of this site's.
+    pub(crate) fn session_caller(&self, token: &str) -> Option<Caller> {
+        self.sessions
+            .lock()
+            .ok()
+            .and_then(|s| s.get(token).cloned())
+    }
+
+    /// Who is calling, from an auth block however it came (a JSON envelope or
+    /// the fields of an upload form).
+    pub(crate) fn caller_for(&self, auth: Option<&Auth>) -> Result<Caller, Fault> {
         let session_uuid = auth.and_then(|a| a.session_uuid.clone());
         let mut caller = match auth
             .and_then(|a| a.session_token.clone())
             .filter(|_| auth.is_some_and(|a| a.script_name.is_none() && a.user_login.is_none()))
         {
             Some(token) => self
-                .sessions
-                .lock()
-                .ok()
-                .and_then(|s| s.get(&token).cloned())
+                .session_caller(&token)
                 .ok_or_else(|| Fault::authentication("Invalid or expired session token"))?,
             None => {
                 let credential = self.logins.check(auth)?.clone();

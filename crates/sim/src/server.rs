@@ -1,5 +1,6 @@
 //! HTTP for the simulated site: `POST /api3/json` (and `/<prefix>/api3/json`),
-//! HTTP/1.1 keep-alive, many clients at once. Faults go out with HTTP 200, as
+//! the upload forms and file downloads of [`crate::file_http`], HTTP/1.1
+//! keep-alive, many clients at once. Faults go out with HTTP 200, as
 //! a site sends them; a request the site cannot read gets a fault, never a
 //! dropped connection.
 
@@ -13,11 +14,13 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 
 use sg_protocol::{Fault, Request};
 
+use crate::file_http;
 use crate::methods::Site;
 
 /// Options of the HTTP server.
@@ -96,12 +99,32 @@ async fn inject(fault: InjectedFault, stall: Duration) -> Response {
     }
 }
 
-struct AppState {
-    site: Arc<Site>,
+pub(crate) struct AppState {
+    pub(crate) site: Arc<Site>,
     options: ServerOptions,
     /// The fault rate in force, in millionths; tests change it while running
     /// with `POST /_sim/fault_rate` (body: a fraction such as `0.3`).
     fault_ppm: std::sync::atomic::AtomicU64,
+}
+
+impl AppState {
+    /// Waits the configured latency, then, at the fault rate, answers a
+    /// failure in place of the call.
+    pub(crate) async fn delay_or_fail(&self) -> Option<Response> {
+        if let Some((low, high)) = self.options.latency {
+            let wait = if high > low {
+                rand::thread_rng().gen_range(low..=high)
+            } else {
+                low
+            };
+            tokio::time::sleep(wait).await;
+        }
+        let rate = self.fault_ppm.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6;
+        match pick_fault(rate) {
+            Some(fault) => Some(inject(fault, self.options.stall).await),
+            None => None,
+        }
+    }
 }
 
 fn json_response(body: &serde_json::Value) -> Response {
@@ -143,17 +166,8 @@ async fn api(
     if method != Method::POST {
         return (StatusCode::METHOD_NOT_ALLOWED, "POST only").into_response();
     }
-    if let Some((low, high)) = state.options.latency {
-        let wait = if high > low {
-            rand::thread_rng().gen_range(low..=high)
-        } else {
-            low
-        };
-        tokio::time::sleep(wait).await;
-    }
-    let rate = state.fault_ppm.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6;
-    if let Some(fault) = pick_fault(rate) {
-        return inject(fault, state.options.stall).await;
+    if let Some(failure) = state.delay_or_fail().await {
+        return failure;
     }
     let site = state.site.clone();
     let answer = tokio::task::spawn_blocking(move || {
@@ -198,6 +212,12 @@ pub async fn serve(
     });
     let limit = options.max_body_bytes;
     let app = Router::new()
+        .route("/upload/upload_file", post(file_http::upload_file))
+        .route(
+            "/upload/publish_thumbnail",
+            post(file_http::publish_thumbnail),
+        )
+        .route("/file_serve/attachment/{id}", get(file_http::download))
         .fallback(api)
         .layer(axum::middleware::map_response(too_large))
         .layer(DefaultBodyLimit::max(limit))

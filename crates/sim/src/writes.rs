@@ -100,6 +100,18 @@ impl<'a> WriteTx<'a> {
         sg_engine::write::fetch_record(self.conn, &self.catalog.layout, table, id)
     }
 
+    /// An active record's stored fields; None when it is missing or retired.
+    pub fn active_record(
+        &mut self,
+        entity_type: &str,
+        id: i64,
+    ) -> Result<Option<Map<String, Value>>, EngineError> {
+        Ok(match self.fetch(entity_type, id)? {
+            Some((record, false)) => Some(record),
+            _ => None,
+        })
+    }
+
     fn named(&mut self, links: &[EntityLink]) -> Result<Vec<Value>, EngineError> {
         sg_engine::read::named_links(self.conn, &self.catalog.layout, links)
     }
@@ -130,6 +142,18 @@ impl<'a> WriteTx<'a> {
         field: &str,
         value: &Value,
     ) -> Result<Value, EngineError> {
+        self.validate_as(entity_type, field, value, false)
+    }
+
+    /// [`Self::validate`]; `by_site` also allows the fields only the site
+    /// itself writes (not editable ones, such as an Attachment's `this_file`).
+    fn validate_as(
+        &mut self,
+        entity_type: &str,
+        field: &str,
+        value: &Value,
+        by_site: bool,
+    ) -> Result<Value, EngineError> {
         let m = self.method;
         let schema_field = self
             .catalog
@@ -146,7 +170,7 @@ impl<'a> WriteTx<'a> {
         let custom_event = entity_type == "EventLogEntry" && self.method == "create";
         if field == "id"
             || AUDIT_FIELDS.contains(&field)
-            || (editable == Some(false) && !custom_event)
+            || (editable == Some(false) && !custom_event && !by_site)
         {
             return Err(fault(format!(
                 "API {m}() {entity_type}.{field} is not editable"
@@ -350,6 +374,20 @@ impl<'a> WriteTx<'a> {
         fields: &[(String, Value)],
         return_fields: &[String],
     ) -> Result<Value, EngineError> {
+        self.create_by_site(entity_type, fields, &|_| Vec::new(), return_fields)
+    }
+
+    /// A `create` in which the site also sets fields of its own, which may
+    /// depend on the new record's id (an Attachment's `this_file` holds its
+    /// own download URL) and may be fields no caller can edit. They are logged
+    /// like every other field of a create.
+    pub fn create_by_site(
+        &mut self,
+        entity_type: &str,
+        fields: &[(String, Value)],
+        site_fields: &dyn Fn(i64) -> Vec<(String, Value)>,
+        return_fields: &[String],
+    ) -> Result<Value, EngineError> {
         let table = self.table(entity_type)?.clone();
         let mut record = Map::new();
         let mut given = BTreeMap::new();
@@ -365,6 +403,10 @@ impl<'a> WriteTx<'a> {
             sg_engine::write::next_id(self.conn, &table)?
         };
         record.insert("id".into(), json!(id));
+        for (field, value) in site_fields(id) {
+            let stored = self.validate_as(entity_type, &field, &value, true)?;
+            given.insert(field, stored);
+        }
         if custom_event && table.field("user").is_some() {
             record.insert("user".into(), bare(&self.caller.user));
         }
@@ -378,7 +420,12 @@ impl<'a> WriteTx<'a> {
                         !matches!(l.storage, Storage::Links | Storage::Entity | Storage::Id)
                     });
                 if wanted {
-                    record.insert(name.clone(), f.default_value.clone());
+                    // Some schemas give a checkbox's default as 0 or 1.
+                    let default = match (f.data_type, &f.default_value) {
+                        (DataType::Checkbox, Value::Number(n)) => json!(n.as_f64() != Some(0.0)),
+                        (_, v) => v.clone(),
+                    };
+                    record.insert(name.clone(), default);
                     set_fields.push(name.clone());
                 }
             }
