@@ -1459,3 +1459,59 @@ def test_proxy_allowed_scripts(options_stack):
         with pytest.raises(shotgun_api3.AuthenticationFault):
             call()
     assert stack.proxy.alive()
+
+
+@pytest.fixture(scope="module")
+def relay_stack(dataset, tmp_path_factory):
+    """A stack (no tap: the proxy talks to the site itself) caching Versions."""
+    stack = start_stack(tmp_path_factory.mktemp("proxy-relay"), dataset,
+                        ["Project", "Sequence", "Shot", "Version"], tap=False)
+    try:
+        stack.settle()
+        yield stack
+    finally:
+        stack.stop()
+
+
+def test_proxy_relays_uploads_and_downloads(relay_stack, tmp_path):
+    """Form uploads (`/upload/upload_file`) and downloads (`/file_serve/...`) go through
+    the proxy to the site, bodies streamed both ways: the unmodified client uploads a
+    small and a 20 MB file through the proxy, the site holds them, the cache learns the
+    new url field from the event log, and the bytes come back whole through the proxy."""
+    stack = relay_stack
+    psg, ssg = connect(stack.url), connect(stack.site_url)
+    version = ssg.find_one("Version", [], ["id"], order=[{"field_name": "id", "direction": "asc"}])["id"]
+    rng = random.Random(SEED)
+    for size, name in ((1234, "notes.txt"), (20 * 1024 * 1024, "movie.mov")):
+        path = tmp_path / name
+        data = rng.randbytes(size)
+        path.write_bytes(data)
+        attachment = psg.upload("Version", version, str(path), field_name="sg_uploaded_movie",
+                                display_name=name)
+        assert isinstance(attachment, int)
+        link = ssg.find_one("Version", [["id", "is", version]], ["sg_uploaded_movie"])["sg_uploaded_movie"]
+        assert link["id"] == attachment and link["name"] == name, link
+        stack.settle()
+        assert psg.find_one("Version", [["id", "is", version]], ["sg_uploaded_movie"]) == \
+            ssg.find_one("Version", [["id", "is", version]], ["sg_uploaded_movie"])
+        # The download link names the site; the same path and query asked of the proxy.
+        through_proxy = dict(link, url=link["url"].replace(stack.site_url, stack.url, 1))
+        assert through_proxy["url"].startswith(stack.url), (link, stack.url)
+        assert psg.download_attachment(through_proxy) == data
+        assert ssg.download_attachment(link) == data
+    # The site's refusals come back as they are: a download without credentials.
+    unsigned = stack.url + "/file_serve/attachment/%d" % attachment
+    host, port = stack.url.split("://", 1)[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.request("GET", urllib.parse.urlsplit(unsigned).path)
+    refused = conn.getresponse()
+    refused.read()
+    conn.close()
+    site_host, site_port = stack.site_url.split("://", 1)[1].split(":")
+    direct = http.client.HTTPConnection(site_host, int(site_port), timeout=30)
+    direct.request("GET", urllib.parse.urlsplit(unsigned).path)
+    expected = direct.getresponse()
+    expected.read()
+    direct.close()
+    assert refused.status == expected.status and refused.status >= 400
+    assert stack.proxy.alive()
