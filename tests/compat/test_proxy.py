@@ -1286,11 +1286,6 @@ def test_lost_reply_write_through_proxy_reaches_site_once(write_stack, wp, ws):
                                                                                       count_marked(ws, code)))
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "BUG (intermittent): revive through the proxy may not refresh the Tasks the site revives "
-    "with the record: the proxy refreshes the Shot and the links its cached copy holds, and "
-    "when the delete's refresh stored Shot.tasks without the (then hidden) Tasks, the revived "
-    "Tasks show only once the event log is applied, a moment later"))
 def test_proxy_revive_then_read_through_proxy(writes, write_stack):
     shot_id, task_ids = doomed_shot(writes, "proxy_revived")
     assert writes("delete", "Shot", shot_id) is True
