@@ -311,3 +311,18 @@ pub fn rename_tables_of(
     }
     Ok(())
 }
+
+/// The statements that drop a table's secondary indexes (those
+/// [`create_table_sql`] makes besides the primary keys), before a bulk load.
+pub fn drop_indexes_sql(table: &TableLayout, _dialect: Dialect) -> String {
+    let t = &table.entity_type;
+    let mut sql = String::new();
+    for field in table.fields.values() {
+        let name = &field.name;
+        sql.push_str(&format!("DROP INDEX IF EXISTS \"{t}__{name}__idx\";\n"));
+        if field.storage == Storage::Links {
+            sql.push_str(&format!("DROP INDEX IF EXISTS \"{t}__{name}__dst_idx\";\n"));
+        }
+    }
+    sql
+}

@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 
 use sg_client::Client;
 use sg_engine::layout::{Storage, TableLayout};
-use sg_engine::{Engine, Store};
+use sg_engine::{ddl, Engine, Store};
 use sg_protocol::value::EntityLink;
 use sg_protocol::Schema;
 
@@ -108,16 +108,25 @@ fn read_page_params(
     })
 }
 
-fn entities(result: &Value) -> Result<Vec<Map<String, Value>>, SyncError> {
-    result["entities"]
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|v| v.as_object().cloned())
-                .collect()
-        })
-        .ok_or_else(|| SyncError::Other("the site's read reply has no entities list".into()))
+/// The records of a `read` reply (taken out of it, not copied).
+fn entities(result: Value) -> Result<Vec<Map<String, Value>>, SyncError> {
+    match result {
+        Value::Object(mut reply) => match reply.remove("entities") {
+            Some(Value::Array(items)) => Ok(items
+                .into_iter()
+                .filter_map(|v| match v {
+                    Value::Object(record) => Some(record),
+                    _ => None,
+                })
+                .collect()),
+            _ => Err(SyncError::Other(
+                "the site's read reply has no entities list".into(),
+            )),
+        },
+        _ => Err(SyncError::Other(
+            "the site's read reply has no entities list".into(),
+        )),
+    }
 }
 
 /// A record from the site in the form the store takes: its fields, the
@@ -430,22 +439,46 @@ impl<S: Store> Cache<S> {
         };
         // A site answers at most 500 records a page; a shorter page is the last.
         let per_page = self.config().file.import.batch_size.clamp(1, PAGE);
-        while progress.phase != "done" {
-            let retired = progress.phase == "retired";
+        let fetch = |last_id: i64, retired: bool| {
             let params = read_page_params(
                 entity_type,
                 &fields,
-                json!([{"path": "id", "relation": "greater_than", "values": [progress.last_id]}]),
+                json!([{"path": "id", "relation": "greater_than", "values": [last_id]}]),
                 retired,
                 per_page,
             );
-            let page = {
+            let limit = limit.clone();
+            async move {
                 let _permit = limit
                     .acquire()
                     .await
                     .map_err(|e| SyncError::Other(e.to_string()))?;
-                entities(&self.client.call("read", Some(params)).await?)?
-            };
+                entities(self.client.call("read", Some(params)).await?)
+            }
+        };
+        if !shadow && progress.phase != "done" {
+            // A first import fills the table faster without its secondary
+            // indexes; the last page's transaction builds them.
+            let t = entity_type.to_string();
+            self.db(move |e| {
+                let catalog = e.catalog();
+                let dialect = e.store().dialect();
+                let Some(table) = catalog.layout.table(&t) else {
+                    return Ok(());
+                };
+                e.store().with_transaction(&mut |c| {
+                    c.execute_batch(&ddl::drop_indexes_sql(table, dialect))
+                })
+            })
+            .await?;
+        }
+        let mut pending_page = if progress.phase == "done" {
+            None
+        } else {
+            Some(fetch(progress.last_id, progress.phase == "retired").await?)
+        };
+        while let Some(page) = pending_page.take() {
+            let retired = progress.phase == "retired";
             let full = page.len() as u64 >= per_page;
             let mut next = progress.clone();
             if let Some(last) = page
@@ -464,7 +497,8 @@ impl<S: Store> Cache<S> {
                 };
                 next.last_id = 0;
             }
-            if next.phase == "done" && !shadow {
+            let finished = next.phase == "done";
+            if finished && !shadow {
                 next.status = "ready".into();
                 next.imported_at = Some(chrono::Utc::now().to_rfc3339());
             }
@@ -475,36 +509,52 @@ impl<S: Store> Cache<S> {
             let owned_type = entity_type.to_string();
             let saved = next.clone();
             let target = target.clone();
-            let written = self
-                .db(move |e| {
-                    let catalog = e.catalog();
-                    e.store().with_transaction(&mut |c| match &target {
-                        ImportTarget::Live => {
-                            let Some(table) = catalog.layout.table(&owned_type) else {
-                                return Ok(true);
-                            };
-                            sg_engine::write::upsert_records(c, table, &records)?;
-                            state::set_type(c, &saved)?;
-                            Ok(true)
+            let write = self.db(move |e| {
+                let catalog = e.catalog();
+                let dialect = e.store().dialect();
+                e.store().with_transaction(&mut |c| match &target {
+                    ImportTarget::Live => {
+                        let Some(table) = catalog.layout.table(&owned_type) else {
+                            return Ok(true);
+                        };
+                        sg_engine::write::upsert_records(c, table, &records)?;
+                        state::set_type(c, &saved)?;
+                        if finished {
+                            c.execute_batch(&ddl::create_table_sql(table, dialect))?;
                         }
-                        ImportTarget::Shadow(table) => {
-                            let current = state::reimport(c, &owned_type)?;
-                            if current.is_none_or(|r| r.digest != saved.digest) {
-                                return Ok(false);
-                            }
-                            sg_engine::write::upsert_records(c, table, &records)?;
-                            state::set_reimport(c, &saved)?;
-                            Ok(true)
+                        Ok(true)
+                    }
+                    ImportTarget::Shadow(table) => {
+                        let current = state::reimport(c, &owned_type)?;
+                        if current.is_none_or(|r| r.digest != saved.digest) {
+                            return Ok(false);
                         }
-                    })
+                        sg_engine::write::upsert_records(c, table, &records)?;
+                        state::set_reimport(c, &saved)?;
+                        Ok(true)
+                    }
                 })
-                .await?;
+            });
+            // The next page is read from the site while this one is written
+            // (its keyset start is known already); progress is still saved
+            // page by page, in order.
+            let (written, following) = if finished {
+                (write.await?, None)
+            } else {
+                let (written, following) =
+                    tokio::join!(write, fetch(next.last_id, next.phase == "retired"));
+                (written?, Some(following?))
+            };
             if !written {
                 return Ok(None);
             }
+            pending_page = following;
             progress = next;
             self.progress
                 .imported(entity_type, progress.imported.max(0) as u64, total);
+        }
+        if !shadow && progress.imported > 0 {
+            self.analyze(entity_type).await?;
         }
         if !shadow {
             self.progress.finished(
@@ -514,6 +564,24 @@ impl<S: Store> Cache<S> {
             );
         }
         Ok(Some(progress))
+    }
+
+    /// Refreshes the planner's statistics of a type's tables (after a bulk load).
+    pub(crate) async fn analyze(&self, entity_type: &str) -> Result<(), SyncError> {
+        let t = entity_type.to_string();
+        self.db(move |e| {
+            let dialect = e.store().dialect();
+            let names = e
+                .store()
+                .with_reader(&mut |c| ddl::tables_of(c, &t, dialect))?;
+            e.store().with_transaction(&mut |c| {
+                for name in &names {
+                    c.execute_batch(&format!("ANALYZE \"{name}\""))?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Reads the next rows of the event log and applies them. Returns how many
@@ -754,16 +822,19 @@ impl<S: Store> Cache<S> {
                         store_site_record(c, table, record, &hidden)?;
                     }
                 }
+                // The newest row applied to each record, written once at the end.
+                let mut applied = BTreeMap::new();
                 for row in &rows {
                     // A record read whole in this poll already shows whether it is
                     // retired, later than any row of the batch.
                     let read_whole = matches!(&row.action, EventAction::Retire { entity_type, id }
                         if refetched.get(entity_type).is_some_and(|ids| ids.contains(id)));
                     if !read_whole {
-                        apply_row(c, &catalog.layout, row, &guards)?;
-                        apply_row(c, &shadow, row, &guards)?;
+                        apply_row(c, &catalog.layout, row, &guards, &mut applied)?;
+                        apply_row(c, &shadow, row, &guards, &mut applied)?;
                     }
                 }
+                state::set_guards(c, &applied)?;
                 state::set_position(c, &position)
             })
         })
@@ -804,7 +875,7 @@ impl<S: Store> Cache<S> {
                     json!([{"path": "id", "relation": "in", "values": chunk}]),
                     true,
                 );
-                for record in entities(&self.client.call("read", Some(params)).await?)? {
+                for record in entities(self.client.call("read", Some(params)).await?)? {
                     if let Some(id) = record.get("id").and_then(Value::as_i64) {
                         hidden.insert((t.clone(), id));
                     }
@@ -886,7 +957,7 @@ impl<S: Store> Cache<S> {
                     json!([{"path": "id", "relation": "in", "values": chunk}]),
                     retired,
                 );
-                let page = entities(&self.client.call("read", Some(params)).await?)?;
+                let page = entities(self.client.call("read", Some(params)).await?)?;
                 out.extend(page.into_iter().map(|r| storable(r, retired, &keep)));
             }
         }
@@ -946,8 +1017,7 @@ impl<S: Store> Cache<S> {
                         {"path": "updated_at", "relation": "greater_than", "values": [stamp]},
                         {"path": "id", "relation": "greater_than", "values": [last_id]}]);
                     let page = entities(
-                        &self
-                            .client
+                        self.client
                             .call(
                                 "read",
                                 Some(read_params(&entity_type, &fields, conditions, retired)),
@@ -1204,13 +1274,20 @@ fn existing_ids(
 }
 
 /// Applies one row inside the poll's transaction, unless a newer row had
-/// been applied to its record before this poll (`guards`).
+/// been applied to its record before this poll (`guards`); notes in
+/// `applied` the newest row applied to each record.
 fn apply_row(
     conn: &mut dyn sg_engine::Connection,
     layout: &sg_engine::Layout,
     row: &EventRow,
     guards: &BTreeMap<String, BTreeMap<i64, i64>>,
+    applied: &mut BTreeMap<(String, i64), i64>,
 ) -> Result<(), sg_engine::EngineError> {
+    let mut guard = |entity_type: &str, id: i64| {
+        let newest = applied.entry((entity_type.to_string(), id)).or_insert(0);
+        *newest = (*newest).max(row.id);
+        Ok::<(), sg_engine::EngineError>(())
+    };
     let covered = |t: &str, id: i64| {
         guards
             .get(t)
@@ -1224,7 +1301,7 @@ fn apply_row(
             };
             sg_engine::write::set_retired(conn, table, *id, true)?;
             stamp_audit(conn, table, *id, row)?;
-            state::set_guard(conn, entity_type, *id, row.id)
+            guard(entity_type, *id)
         }
         EventAction::Set {
             entity_type,
@@ -1238,24 +1315,26 @@ fn apply_row(
             let Some(layout_field) = table.field(field) else {
                 return Ok(());
             };
-            let mut record = Map::new();
-            record.insert("id".into(), json!(id));
-            record.insert(field.clone(), value.clone());
-            match layout_field.storage {
-                // A value the row can't give in a storable shape is repaired by the scan.
-                Storage::Links => return Ok(()),
-                _ => {
-                    if let Err(e) = sg_engine::write::upsert_record(conn, table, &record) {
-                        tracing::warn!(
-                            event = row.id,
-                            "skipping a change the cache can't store: {e}"
-                        );
-                        return Ok(());
-                    }
-                }
+            // A value the row can't give in a storable shape is repaired by the scan.
+            if layout_field.storage == Storage::Links {
+                return Ok(());
             }
-            stamp_audit(conn, table, *id, row)?;
-            state::set_guard(conn, entity_type, *id, row.id)
+            // The value and the audit stamps in one statement (the stamps
+            // win over a logged `updated_at`, as they did when written apart).
+            let mut record = audit_stamps(table, row);
+            record.insert("id".into(), json!(id));
+            if !record.contains_key(field) {
+                record.insert(field.clone(), value.clone());
+            }
+            // Values are checked before any SQL runs, so a refused one writes nothing.
+            if let Err(e) = sg_engine::write::upsert_record(conn, table, &record) {
+                tracing::warn!(
+                    event = row.id,
+                    "skipping a change the cache can't store: {e}"
+                );
+                return Ok(());
+            }
+            guard(entity_type, *id)
         }
         EventAction::Links {
             entity_type,
@@ -1282,7 +1361,7 @@ fn apply_row(
             }
             sg_engine::write::set_links(conn, table, field, *id, &next)?;
             stamp_audit(conn, table, *id, row)?;
-            state::set_guard(conn, entity_type, *id, row.id)
+            guard(entity_type, *id)
         }
         _ => Ok(()),
     }
@@ -1296,6 +1375,16 @@ fn stamp_audit(
     id: i64,
     row: &EventRow,
 ) -> Result<(), sg_engine::EngineError> {
+    let mut record = audit_stamps(table, row);
+    if record.is_empty() {
+        return Ok(());
+    }
+    record.insert("id".into(), json!(id));
+    sg_engine::write::upsert_record(conn, table, &record)
+}
+
+/// The `updated_at` and `updated_by` values a row stamps (those the table holds).
+fn audit_stamps(table: &sg_engine::layout::TableLayout, row: &EventRow) -> Map<String, Value> {
     let mut record = Map::new();
     if let (Some(at), Some(_)) = (row.created_at, table.field("updated_at")) {
         record.insert(
@@ -1309,11 +1398,7 @@ fn stamp_audit(
             json!({"type": user.entity_type, "id": user.id}),
         );
     }
-    if record.is_empty() {
-        return Ok(());
-    }
-    record.insert("id".into(), json!(id));
-    sg_engine::write::upsert_record(conn, table, &record)
+    record
 }
 
 /// Stores a record read from the site. A site's reads hide links to retired

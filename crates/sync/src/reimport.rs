@@ -344,33 +344,20 @@ impl<S: Store> Cache<S> {
                     e.set_catalog(before.schema.clone(), Some(selection.clone()));
                     Ok(true)
                 });
-                match &result {
-                    Err(_) => {
-                        if let Some(old) = before.layout.table(&t) {
-                            let mut shadow =
-                                layout.table(&t).cloned().unwrap_or_else(|| old.clone());
-                            shadow.entity_type = shadow_name(&t);
-                            shadows.insert(&t, shadow);
-                        }
-                        e.set_catalog(before.schema.clone(), old_selection.clone());
+                if result.is_err() {
+                    if let Some(old) = before.layout.table(&t) {
+                        let mut shadow = layout.table(&t).cloned().unwrap_or_else(|| old.clone());
+                        shadow.entity_type = shadow_name(&t);
+                        shadows.insert(&t, shadow);
                     }
-                    Ok(true) => {
-                        // Fresh statistics for the planner on the new tables.
-                        let names = e
-                            .store()
-                            .with_reader(&mut |c| ddl::tables_of(c, &t, dialect))?;
-                        e.store().with_transaction(&mut |c| {
-                            for name in &names {
-                                c.execute_batch(&format!("ANALYZE \"{name}\""))?;
-                            }
-                            Ok(())
-                        })?;
-                    }
-                    Ok(false) => {}
+                    e.set_catalog(before.schema.clone(), old_selection.clone());
                 }
                 result
             })
             .await?;
+        if swapped {
+            self.analyze(entity_type).await?;
+        }
         Ok(swapped.then_some(done.imported.max(0) as u64))
     }
 

@@ -207,6 +207,32 @@ pub fn set_guard(
     exec(conn, f).map(|_| ())
 }
 
+/// Records, for many records at once, the newest event applied to each
+/// (`(type, id)` → event id); an older one never replaces a newer one.
+pub fn set_guards(
+    conn: &mut dyn Connection,
+    guards: &BTreeMap<(String, i64), i64>,
+) -> Result<(), EngineError> {
+    let rows: Vec<(&(String, i64), &i64)> = guards.iter().collect();
+    for chunk in rows.chunks(1000) {
+        let mut f = Fragment::text(
+            "INSERT INTO \"__sync_guard\" (\"entity_type\", \"id\", \"event_id\") VALUES ",
+        );
+        for (i, ((entity_type, id), event_id)) in chunk.iter().enumerate() {
+            f.push(if i > 0 { ", (" } else { "(" });
+            f.bind(SqlValue::Text(entity_type.clone()))
+                .push(", ")
+                .bind(SqlValue::Int(*id))
+                .push(", ")
+                .bind(SqlValue::Int(**event_id))
+                .push(")");
+        }
+        f.push(" ON CONFLICT (\"entity_type\", \"id\") DO UPDATE SET \"event_id\" = excluded.\"event_id\" WHERE excluded.\"event_id\" > \"__sync_guard\".\"event_id\"");
+        exec(conn, f)?;
+    }
+    Ok(())
+}
+
 /// The site's schema as last read, kept so a restart can start without the site.
 pub fn site_schema(conn: &mut dyn Connection) -> Result<Option<Value>, EngineError> {
     Ok(get(conn, "site_schema")?.and_then(|s| serde_json::from_str(&s).ok()))
