@@ -422,6 +422,9 @@ pub fn status(args: StatusArgs) -> Result<()> {
                 t.retired,
                 t.imported_at.as_deref().unwrap_or("-")
             );
+            if let Some(n) = t.reimported {
+                println!("{:<20} {n} records imported into its new tables so far", "");
+            }
         }
         let show = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
         println!();

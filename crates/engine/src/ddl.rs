@@ -193,3 +193,136 @@ pub fn ensure_columns(
     }
     conn.execute_batch(&create_table_sql(table, dialect))
 }
+
+/// The statements that create one type's table and link tables with their
+/// primary keys only: a table about to be bulk-loaded gets its other indexes
+/// afterwards (from [`create_table_sql`]), which is much faster.
+pub fn create_unindexed_sql(table: &TableLayout, dialect: Dialect) -> String {
+    let mut sql = create_main_table_sql(table, dialect);
+    for stmt in link_tables_and_indexes(table, dialect) {
+        if stmt.starts_with("CREATE TABLE") {
+            sql.push_str(&stmt);
+            sql.push_str(";\n");
+        }
+    }
+    sql
+}
+
+/// The names of the tables that hold a type: `<table>` and its link tables
+/// `<table>__<field>` (a field name never contains `__`).
+pub fn tables_of(
+    conn: &mut dyn crate::store::Connection,
+    table_name: &str,
+    dialect: Dialect,
+) -> Result<Vec<String>, crate::error::EngineError> {
+    let (tables_sql, _) = crate::frag::Fragment::text(dialect.tables_sql()).finish(dialect);
+    let prefix = format!("{table_name}__");
+    Ok(conn
+        .query(&tables_sql, &[])?
+        .into_iter()
+        .filter_map(|r| r.first().and_then(|v| v.as_str().map(str::to_string)))
+        .filter(|t| {
+            t == table_name
+                || t.strip_prefix(&prefix)
+                    .is_some_and(|f| !f.is_empty() && !f.contains("__"))
+        })
+        .collect())
+}
+
+/// Drops a type's table and link tables.
+pub fn drop_tables_of(
+    conn: &mut dyn crate::store::Connection,
+    table_name: &str,
+    dialect: Dialect,
+) -> Result<(), crate::error::EngineError> {
+    for t in tables_of(conn, table_name, dialect)? {
+        conn.execute_batch(&format!("DROP TABLE IF EXISTS \"{t}\""))?;
+    }
+    Ok(())
+}
+
+/// The fields a type's stored table holds, read from its columns and link
+/// tables (`None` when there is no such table).
+pub fn stored_fields(
+    conn: &mut dyn crate::store::Connection,
+    table_name: &str,
+    dialect: Dialect,
+) -> Result<Option<std::collections::BTreeSet<String>>, crate::error::EngineError> {
+    use crate::sql::SqlValue;
+    let tables = tables_of(conn, table_name, dialect)?;
+    if !tables.iter().any(|t| t == table_name) {
+        return Ok(None);
+    }
+    let (columns_sql, _) = crate::frag::Fragment::text(dialect.columns_sql()).finish(dialect);
+    let mut fields = std::collections::BTreeSet::new();
+    for row in conn.query(&columns_sql, &[SqlValue::Text(table_name.to_string())])? {
+        let Some(column) = row.first().and_then(|v| v.as_str()) else {
+            continue;
+        };
+        if column == "__retired" {
+            continue;
+        }
+        let field = column
+            .strip_suffix("__type")
+            .or_else(|| column.strip_suffix("__id"))
+            .unwrap_or(column);
+        fields.insert(field.to_string());
+    }
+    let prefix = format!("{table_name}__");
+    fields.extend(
+        tables
+            .iter()
+            .filter_map(|t| t.strip_prefix(&prefix).map(str::to_string)),
+    );
+    Ok(Some(fields))
+}
+
+/// Renames a type's table and link tables from `from` to `to` (whose tables
+/// must be gone). On PostgreSQL the indexes that carry the old name (the
+/// primary keys) are renamed too, since index names are shared by a schema.
+pub fn rename_tables_of(
+    conn: &mut dyn crate::store::Connection,
+    from: &str,
+    to: &str,
+    dialect: Dialect,
+) -> Result<(), crate::error::EngineError> {
+    use crate::sql::SqlValue;
+    for t in tables_of(conn, from, dialect)? {
+        let renamed = format!("{to}{}", &t[from.len()..]);
+        conn.execute_batch(&format!("ALTER TABLE \"{t}\" RENAME TO \"{renamed}\""))?;
+        if dialect == Dialect::Postgres {
+            let mut query = crate::frag::Fragment::text(
+                "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() AND tablename = ",
+            );
+            query.bind(SqlValue::Text(renamed.clone()));
+            let (sql, params) = query.finish(dialect);
+            let indexes = conn.query(&sql, &params)?;
+            for index in indexes {
+                let Some(index) = index.first().and_then(|v| v.as_str()) else {
+                    continue;
+                };
+                if let Some(rest) = index.strip_prefix(from) {
+                    conn.execute_batch(&format!(
+                        "ALTER INDEX \"{index}\" RENAME TO \"{to}{rest}\""
+                    ))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The statements that drop a table's secondary indexes (those
+/// [`create_table_sql`] makes besides the primary keys), before a bulk load.
+pub fn drop_indexes_sql(table: &TableLayout, _dialect: Dialect) -> String {
+    let t = &table.entity_type;
+    let mut sql = String::new();
+    for field in table.fields.values() {
+        let name = &field.name;
+        sql.push_str(&format!("DROP INDEX IF EXISTS \"{t}__{name}__idx\";\n"));
+        if field.storage == Storage::Links {
+            sql.push_str(&format!("DROP INDEX IF EXISTS \"{t}__{name}__dst_idx\";\n"));
+        }
+    }
+    sql
+}

@@ -48,6 +48,9 @@ pub use layout::Layout;
 pub use sqlite::SqliteStore;
 pub use store::{AnyStore, Connection, Store};
 
+/// The types and fields kept, each type with its chosen fields.
+pub type Selection = BTreeMap<String, BTreeSet<String>>;
+
 /// A schema and the tables laid out for it: what the engine answers from.
 /// Replaced whole when the schema changes, so a query sees one consistent catalog.
 #[derive(Debug)]
@@ -90,6 +93,61 @@ impl<S: Store> Engine<S> {
             catalog: RwLock::new(Arc::new(Catalog { schema, layout })),
             selection: RwLock::new(selection),
         })
+    }
+
+    /// An engine over the types and fields `choose` picks, inside the same
+    /// write transaction that brings the tables to them: the choice may
+    /// depend on what the tables hold, which another process may be changing.
+    pub fn with_selection_from<F>(
+        store: S,
+        schema: Schema,
+        mut choose: F,
+    ) -> Result<Engine<S>, EngineError>
+    where
+        F: FnMut(&mut dyn Connection) -> Result<Option<Selection>, EngineError>,
+    {
+        let dialect = store.dialect();
+        let (selection, layout) = store.with_transaction(&mut |conn| {
+            let selection = choose(conn)?;
+            let layout = Layout::from_schema(&schema, selection.as_ref());
+            for table in layout.tables.values() {
+                ddl::ensure_columns(conn, table, dialect)?;
+            }
+            Ok((selection, layout))
+        })?;
+        Ok(Engine {
+            store,
+            catalog: RwLock::new(Arc::new(Catalog { schema, layout })),
+            selection: RwLock::new(selection),
+        })
+    }
+
+    /// The types and fields kept (all when `None`).
+    pub fn selection(&self) -> Option<BTreeMap<String, BTreeSet<String>>> {
+        match self.selection.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Switches to a new schema and choice of types and fields whose tables
+    /// the caller has already brought to their layout (inside the transaction
+    /// that did it, say, so that no write of this process sees the tables
+    /// and the catalog disagree). Runs no SQL.
+    pub fn set_catalog(
+        &self,
+        schema: Schema,
+        selection: Option<BTreeMap<String, BTreeSet<String>>>,
+    ) {
+        let layout = Layout::from_schema(&schema, selection.as_ref());
+        match self.catalog.write() {
+            Ok(mut c) => *c = Arc::new(Catalog { schema, layout }),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(Catalog { schema, layout }),
+        }
+        match self.selection.write() {
+            Ok(mut s) => *s = selection,
+            Err(poisoned) => *poisoned.into_inner() = selection,
+        }
     }
 
     /// The current schema and layout.

@@ -16,14 +16,15 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 
 use sg_client::Client;
-use sg_engine::layout::Storage;
-use sg_engine::{Engine, Store};
+use sg_engine::layout::{Storage, TableLayout};
+use sg_engine::{ddl, Engine, Store};
 use sg_protocol::value::EntityLink;
 use sg_protocol::Schema;
 
 use crate::config::CacheConfig;
 use crate::error::SyncError;
 use crate::event::{classify, EventAction, EventRow, EVENT_FIELDS};
+use crate::reimport::{served_selection, Shadows};
 use crate::state::{self, EventPosition, TypeState};
 
 /// Rows per event-log poll and records per import page.
@@ -58,12 +59,27 @@ impl Progress for LogProgress {
     }
 }
 
+/// Where an import writes.
+#[derive(Clone)]
+pub(crate) enum ImportTarget {
+    /// The served table: a type's first import.
+    Live,
+    /// A reimport's shadow tables (this is their layout).
+    Shadow(TableLayout),
+}
+
 /// A cache of one site.
 pub struct Cache<S: Store> {
     pub engine: Arc<Engine<S>>,
     client: Client,
     config: Mutex<CacheConfig>,
-    progress: Arc<dyn Progress>,
+    pub(crate) progress: Arc<dyn Progress>,
+    /// The shadow tables of the types being imported again, which every
+    /// write of the sync updates too (see [`crate::reimport`]).
+    pub(crate) shadows: Shadows,
+    /// The reimports running in this process: per type, the config digest
+    /// it imports and its task.
+    pub(crate) reimporting: Mutex<BTreeMap<String, (String, tokio::task::AbortHandle)>>,
     /// Set while the site can't be reached, so the outage is logged once.
     outage: AtomicBool,
     /// The newest `created_at` seen in the event log: the site's clock.
@@ -71,28 +87,48 @@ pub struct Cache<S: Store> {
 }
 
 fn read_params(entity_type: &str, fields: &[String], conditions: Value, retired: bool) -> Value {
+    read_page_params(entity_type, fields, conditions, retired, PAGE)
+}
+
+/// [`read_params`] with pages of `per_page` records.
+fn read_page_params(
+    entity_type: &str,
+    fields: &[String],
+    conditions: Value,
+    retired: bool,
+    per_page: u64,
+) -> Value {
     json!({
         "type": entity_type,
         "return_fields": fields,
         "filters": {"logical_operator": "and", "conditions": conditions},
         "sorts": [{"field_name": "id", "direction": "asc"}],
-        "paging": {"entities_per_page": PAGE, "current_page": 1},
+        "paging": {"entities_per_page": per_page, "current_page": 1},
         "return_only": if retired { "retired" } else { "active" },
         "return_paging_info_without_counts": true,
         "api_return_image_urls": true,
     })
 }
 
-fn entities(result: &Value) -> Result<Vec<Map<String, Value>>, SyncError> {
-    result["entities"]
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|v| v.as_object().cloned())
-                .collect()
-        })
-        .ok_or_else(|| SyncError::Other("the site's read reply has no entities list".into()))
+/// The records of a `read` reply (taken out of it, not copied).
+fn entities(result: Value) -> Result<Vec<Map<String, Value>>, SyncError> {
+    match result {
+        Value::Object(mut reply) => match reply.remove("entities") {
+            Some(Value::Array(items)) => Ok(items
+                .into_iter()
+                .filter_map(|v| match v {
+                    Value::Object(record) => Some(record),
+                    _ => None,
+                })
+                .collect()),
+            _ => Err(SyncError::Other(
+                "the site's read reply has no entities list".into(),
+            )),
+        },
+        _ => Err(SyncError::Other(
+            "the site's read reply has no entities list".into(),
+        )),
+    }
 }
 
 /// A record from the site in the form the store takes: its fields, the
@@ -146,13 +182,18 @@ impl<S: Store> Cache<S> {
                 SyncError::Other(format!("the site's schema can't be read: {}", f.message))
             })?;
         config.check_against(&schema)?;
-        let selection = config.selection();
+        let chosen = config.clone();
         let engine = blocking(move || {
             if fresh {
                 let text = schema_json.to_string();
                 store.with_transaction(&mut |conn| state::set(conn, "site_schema", &text))?;
             }
-            Engine::with_selection(store, schema, Some(selection))
+            // Types whose config changed keep serving what their tables hold
+            // until their reimport is swapped in.
+            let dialect = store.dialect();
+            Engine::with_selection_from(store, schema, |conn| {
+                served_selection(conn, &chosen, dialect).map(Some)
+            })
         })
         .await?;
         Ok(Arc::new(Cache {
@@ -160,6 +201,8 @@ impl<S: Store> Cache<S> {
             client,
             config: Mutex::new(config),
             progress,
+            shadows: Shadows::default(),
+            reimporting: Mutex::new(BTreeMap::new()),
             outage: AtomicBool::new(false),
             site_now: AtomicI64::new(0),
         }))
@@ -175,7 +218,7 @@ impl<S: Store> Cache<S> {
         &self.client
     }
 
-    fn config(&self) -> CacheConfig {
+    pub(crate) fn config(&self) -> CacheConfig {
         match self.config.lock() {
             Ok(c) => c.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -183,7 +226,7 @@ impl<S: Store> Cache<S> {
     }
 
     /// Runs blocking database work off the async threads.
-    async fn db<T: Send + 'static>(
+    pub(crate) async fn db<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Engine<S>) -> Result<T, sg_engine::EngineError> + Send + 'static,
     ) -> Result<T, SyncError> {
@@ -212,14 +255,19 @@ impl<S: Store> Cache<S> {
         Ok((row["id"].as_i64().unwrap_or(0), created))
     }
 
-    /// The configured fields of a type that the cache stores.
+    /// The fields of a type that the cache stores: those of its served
+    /// table and, while it is imported again, those of its shadow table.
     fn stored_fields(&self, entity_type: &str) -> Vec<String> {
         let catalog = self.engine.catalog();
-        catalog
+        let shadow = self.shadows.table(entity_type);
+        let fields: BTreeSet<String> = catalog
             .layout
             .table(entity_type)
-            .map(|t| t.fields.keys().filter(|f| *f != "id").cloned().collect())
-            .unwrap_or_default()
+            .into_iter()
+            .chain(shadow.as_ref())
+            .flat_map(|t| t.fields.keys().filter(|f| *f != "id").cloned())
+            .collect();
+        fields.into_iter().collect()
     }
 
     /// Imports every configured type that is not imported yet (or whose
@@ -238,30 +286,7 @@ impl<S: Store> Cache<S> {
             .cloned()
             .collect();
         if !stale.is_empty() {
-            let full = sg_engine::Layout::from_schema(&self.engine.catalog().schema, None);
-            let names = stale.clone();
-            self.db(move |e| {
-                e.store().with_transaction(&mut |c| {
-                    for t in &names {
-                        if let Some(table) = full.table(t) {
-                            for field in table
-                                .fields
-                                .values()
-                                .filter(|f| f.storage == Storage::Links)
-                            {
-                                c.execute_batch(&format!(
-                                    "DROP TABLE IF EXISTS {}",
-                                    table.link_table(&field.name)
-                                ))?;
-                            }
-                            c.execute_batch(&format!("DROP TABLE IF EXISTS {}", table.table()))?;
-                        }
-                        state::remove_type(c, t)?;
-                    }
-                    Ok(())
-                })
-            })
-            .await?;
+            self.drop_types(stale.clone()).await?;
             for t in stale {
                 tracing::info!(entity_type = t.as_str(), "no longer configured: dropped");
                 known.remove(&t);
@@ -270,15 +295,28 @@ impl<S: Store> Cache<S> {
         let position = self
             .db(|e| e.store().with_reader(&mut |c| state::position(c)))
             .await?;
+        // Types never imported completely are imported in place; a ready type
+        // whose config changed (or that `rebuild` marked) is imported again
+        // into shadow tables while it goes on being served.
         let pending: Vec<String> = config
             .entities
             .values()
             .filter(|c| {
                 known
                     .get(&c.entity_type)
-                    .is_none_or(|s| s.status != "ready" || s.digest != c.digest())
+                    .is_none_or(|s| s.status != "ready")
             })
             .map(|c| c.entity_type.clone())
+            .collect();
+        let reimports: BTreeMap<String, String> = config
+            .entities
+            .values()
+            .filter(|c| {
+                known
+                    .get(&c.entity_type)
+                    .is_some_and(|s| s.status == "ready" && s.digest != c.digest())
+            })
+            .map(|c| (c.entity_type.clone(), c.digest()))
             .collect();
         if position.is_none() {
             let (newest, created) = self.newest_event().await?;
@@ -302,6 +340,8 @@ impl<S: Store> Cache<S> {
             })
             .await?;
         }
+        // Before any event is applied, so that each reaches the shadow tables too.
+        self.schedule_reimports(reimports).await?;
         if pending.is_empty() {
             return Ok(());
         }
@@ -316,8 +356,9 @@ impl<S: Store> Cache<S> {
             let limit = limit.clone();
             tasks.spawn(async move {
                 cache
-                    .import_type(&entity_type, &digest, restart, limit)
+                    .import_type(&entity_type, &digest, restart, limit, ImportTarget::Live)
                     .await
+                    .map(|_| ())
             });
         }
         let mut first_error = None;
@@ -334,31 +375,64 @@ impl<S: Store> Cache<S> {
 
     /// Imports one type page by page (keyset on id: active records, then
     /// retired ones), saving progress with each page so an interrupted import
-    /// resumes where it stopped.
-    async fn import_type(
+    /// resumes where it stopped. Into the served table (`Live`, a first
+    /// import), or into a reimport's shadow tables: then each page is written
+    /// only while the reimport is still the one recorded for the type, and
+    /// `None` is returned once it is not. Returns the final progress.
+    pub(crate) async fn import_type(
         self: &Arc<Self>,
         entity_type: &str,
         digest: &str,
         restart: bool,
         limit: Arc<tokio::sync::Semaphore>,
-    ) -> Result<(), SyncError> {
+        target: ImportTarget,
+    ) -> Result<Option<TypeState>, SyncError> {
         let started = Instant::now();
         let owned_type = entity_type.to_string();
-        let mut progress = self
-            .db(move |e| e.store().with_reader(&mut |c| state::types(c)))
-            .await?
-            .remove(&owned_type)
-            .filter(|s| !restart && s.status == "importing")
+        let shadow = matches!(target, ImportTarget::Shadow(_));
+        let saved = self
+            .db(move |e| {
+                e.store().with_reader(&mut |c| {
+                    Ok(if shadow {
+                        state::reimport(c, &owned_type)?
+                    } else {
+                        state::types(c)?.remove(&owned_type)
+                    })
+                })
+            })
+            .await?;
+        let mut progress = saved
+            .filter(|s| {
+                if shadow {
+                    s.digest == digest
+                } else {
+                    !restart && s.status == "importing"
+                }
+            })
             .unwrap_or(TypeState {
                 entity_type: entity_type.to_string(),
                 digest: digest.to_string(),
-                status: "importing".into(),
+                status: if shadow { "reimporting" } else { "importing" }.into(),
                 phase: "active".into(),
                 last_id: 0,
                 imported: 0,
                 imported_at: None,
             });
-        let fields = self.stored_fields(entity_type);
+        let fields: Vec<String> = match &target {
+            ImportTarget::Live => self
+                .engine
+                .catalog()
+                .layout
+                .table(entity_type)
+                .map(|t| t.fields.keys().filter(|f| *f != "id").cloned().collect())
+                .unwrap_or_default(),
+            ImportTarget::Shadow(table) => table
+                .fields
+                .keys()
+                .filter(|f| *f != "id")
+                .cloned()
+                .collect(),
+        };
         let keep: BTreeSet<String> = fields.iter().cloned().collect();
         let total = {
             let _permit = limit
@@ -372,22 +446,49 @@ impl<S: Store> Cache<S> {
                 .ok();
             summary.and_then(|s| s["summaries"]["id"].as_u64())
         };
-        while progress.phase != "done" {
-            let retired = progress.phase == "retired";
-            let params = read_params(
+        // A site answers at most 500 records a page; a shorter page is the last.
+        let per_page = self.config().file.import.batch_size.clamp(1, PAGE);
+        let fetch = |last_id: i64, retired: bool| {
+            let params = read_page_params(
                 entity_type,
                 &fields,
-                json!([{"path": "id", "relation": "greater_than", "values": [progress.last_id]}]),
+                json!([{"path": "id", "relation": "greater_than", "values": [last_id]}]),
                 retired,
+                per_page,
             );
-            let page = {
+            let limit = limit.clone();
+            async move {
                 let _permit = limit
                     .acquire()
                     .await
                     .map_err(|e| SyncError::Other(e.to_string()))?;
-                entities(&self.client.call("read", Some(params)).await?)?
-            };
-            let full = page.len() as u64 >= PAGE;
+                entities(self.client.call("read", Some(params)).await?)
+            }
+        };
+        if !shadow && progress.phase != "done" {
+            // A first import fills the table faster without its secondary
+            // indexes; the last page's transaction builds them.
+            let t = entity_type.to_string();
+            self.db(move |e| {
+                let catalog = e.catalog();
+                let dialect = e.store().dialect();
+                let Some(table) = catalog.layout.table(&t) else {
+                    return Ok(());
+                };
+                e.store().with_transaction(&mut |c| {
+                    c.execute_batch(&ddl::drop_indexes_sql(table, dialect))
+                })
+            })
+            .await?;
+        }
+        let mut pending_page = if progress.phase == "done" {
+            None
+        } else {
+            Some(fetch(progress.last_id, progress.phase == "retired").await?)
+        };
+        while let Some(page) = pending_page.take() {
+            let retired = progress.phase == "retired";
+            let full = page.len() as u64 >= per_page;
             let mut next = progress.clone();
             if let Some(last) = page
                 .last()
@@ -405,7 +506,8 @@ impl<S: Store> Cache<S> {
                 };
                 next.last_id = 0;
             }
-            if next.phase == "done" {
+            let finished = next.phase == "done";
+            if finished && !shadow {
                 next.status = "ready".into();
                 next.imported_at = Some(chrono::Utc::now().to_rfc3339());
             }
@@ -415,27 +517,80 @@ impl<S: Store> Cache<S> {
                 .collect();
             let owned_type = entity_type.to_string();
             let saved = next.clone();
-            self.db(move |e| {
+            let target = target.clone();
+            let write = self.db(move |e| {
                 let catalog = e.catalog();
-                let Some(table) = catalog.layout.table(&owned_type) else {
-                    return Ok(());
-                };
-                e.store().with_transaction(&mut |c| {
-                    sg_engine::write::upsert_records(c, table, &records)?;
-                    state::set_type(c, &saved)
+                let dialect = e.store().dialect();
+                e.store().with_transaction(&mut |c| match &target {
+                    ImportTarget::Live => {
+                        let Some(table) = catalog.layout.table(&owned_type) else {
+                            return Ok(true);
+                        };
+                        sg_engine::write::upsert_records(c, table, &records)?;
+                        state::set_type(c, &saved)?;
+                        if finished {
+                            c.execute_batch(&ddl::create_table_sql(table, dialect))?;
+                        }
+                        Ok(true)
+                    }
+                    ImportTarget::Shadow(table) => {
+                        let current = state::reimport(c, &owned_type)?;
+                        if current.is_none_or(|r| r.digest != saved.digest) {
+                            return Ok(false);
+                        }
+                        sg_engine::write::upsert_records(c, table, &records)?;
+                        state::set_reimport(c, &saved)?;
+                        Ok(true)
+                    }
                 })
-            })
-            .await?;
+            });
+            // The next page is read from the site while this one is written
+            // (its keyset start is known already); progress is still saved
+            // page by page, in order.
+            let (written, following) = if finished {
+                (write.await?, None)
+            } else {
+                let (written, following) =
+                    tokio::join!(write, fetch(next.last_id, next.phase == "retired"));
+                (written?, Some(following?))
+            };
+            if !written {
+                return Ok(None);
+            }
+            pending_page = following;
             progress = next;
             self.progress
                 .imported(entity_type, progress.imported.max(0) as u64, total);
         }
-        self.progress.finished(
-            entity_type,
-            progress.imported.max(0) as u64,
-            started.elapsed(),
-        );
-        Ok(())
+        if !shadow && progress.imported > 0 {
+            self.analyze(entity_type).await?;
+        }
+        if !shadow {
+            self.progress.finished(
+                entity_type,
+                progress.imported.max(0) as u64,
+                started.elapsed(),
+            );
+        }
+        Ok(Some(progress))
+    }
+
+    /// Refreshes the planner's statistics of a type's tables (after a bulk load).
+    pub(crate) async fn analyze(&self, entity_type: &str) -> Result<(), SyncError> {
+        let t = entity_type.to_string();
+        self.db(move |e| {
+            let dialect = e.store().dialect();
+            let names = e
+                .store()
+                .with_reader(&mut |c| ddl::tables_of(c, &t, dialect))?;
+            e.store().with_transaction(&mut |c| {
+                for name in &names {
+                    c.execute_batch(&format!("ANALYZE \"{name}\""))?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Reads the next rows of the event log and applies them. Returns how many
@@ -665,24 +820,30 @@ impl<S: Store> Cache<S> {
         // the rows are exact deltas (the read can't show links to retired
         // records), and applying them again is harmless. Rows older than the
         // newest one applied to their record before this poll are left out.
+        // Types imported again get the same writes in their shadow tables.
+        let shadows = self.shadows.clone();
         self.db(move |e| {
-            let catalog = e.catalog();
             e.store().with_transaction(&mut |c| {
+                let catalog = e.catalog();
+                let shadow = shadows.layout();
                 for (t, record) in &fetched {
-                    let Some(table) = catalog.layout.table(t) else {
-                        continue;
-                    };
-                    store_site_record(c, table, record, &hidden)?;
+                    for table in catalog.layout.table(t).into_iter().chain(shadow.table(t)) {
+                        store_site_record(c, table, record, &hidden)?;
+                    }
                 }
+                // The newest row applied to each record, written once at the end.
+                let mut applied = BTreeMap::new();
                 for row in &rows {
                     // A record read whole in this poll already shows whether it is
                     // retired, later than any row of the batch.
                     let read_whole = matches!(&row.action, EventAction::Retire { entity_type, id }
                         if refetched.get(entity_type).is_some_and(|ids| ids.contains(id)));
                     if !read_whole {
-                        apply_row(c, &catalog.layout, row, &guards)?;
+                        apply_row(c, &catalog.layout, row, &guards, &mut applied)?;
+                        apply_row(c, &shadow, row, &guards, &mut applied)?;
                     }
                 }
+                state::set_guards(c, &applied)?;
                 state::set_position(c, &position)
             })
         })
@@ -723,7 +884,7 @@ impl<S: Store> Cache<S> {
                     json!([{"path": "id", "relation": "in", "values": chunk}]),
                     true,
                 );
-                for record in entities(&self.client.call("read", Some(params)).await?)? {
+                for record in entities(self.client.call("read", Some(params)).await?)? {
                     if let Some(id) = record.get("id").and_then(Value::as_i64) {
                         hidden.insert((t.clone(), id));
                     }
@@ -755,11 +916,13 @@ impl<S: Store> Cache<S> {
         }
         let count = fetched.len();
         let hidden = self.hidden_links(fetched.clone()).await?;
+        let shadows = self.shadows.clone();
         self.db(move |e| {
-            let catalog = e.catalog();
             e.store().with_transaction(&mut |c| {
+                let catalog = e.catalog();
+                let shadow = shadows.layout();
                 for (t, record) in &fetched {
-                    if let Some(table) = catalog.layout.table(t) {
+                    for table in catalog.layout.table(t).into_iter().chain(shadow.table(t)) {
                         store_site_record(c, table, record, &hidden)?;
                     }
                 }
@@ -803,7 +966,7 @@ impl<S: Store> Cache<S> {
                     json!([{"path": "id", "relation": "in", "values": chunk}]),
                     retired,
                 );
-                let page = entities(&self.client.call("read", Some(params)).await?)?;
+                let page = entities(self.client.call("read", Some(params)).await?)?;
                 out.extend(page.into_iter().map(|r| storable(r, retired, &keep)));
             }
         }
@@ -872,8 +1035,7 @@ impl<S: Store> Cache<S> {
                         {"path": "updated_at", "relation": "greater_than", "values": [stamp]},
                         {"path": "id", "relation": "greater_than", "values": [last_id]}]);
                     let page = entities(
-                        &self
-                            .client
+                        self.client
                             .call(
                                 "read",
                                 Some(read_params(&entity_type, &fields, conditions, retired)),
@@ -900,15 +1062,19 @@ impl<S: Store> Cache<S> {
                         )
                         .await?;
                     let t = entity_type.clone();
+                    let shadows = self.shadows.clone();
                     self.db(move |e| {
-                        let catalog = e.catalog();
-                        let Some(table) = catalog.layout.table(&t) else {
-                            return Ok(());
-                        };
                         e.store().with_transaction(&mut |c| {
+                            let catalog = e.catalog();
+                            let shadow = shadows.table(&t);
+                            let Some(table) = catalog.layout.table(&t) else {
+                                return Ok(());
+                            };
                             let watermark = state::position(c)?.map(|p| p.watermark).unwrap_or(0);
                             for record in &records {
-                                store_site_record(c, table, record, &hidden)?;
+                                for table in std::iter::once(table).chain(shadow.as_ref()) {
+                                    store_site_record(c, table, record, &hidden)?;
+                                }
                                 if let Some(id) = record.get("id").and_then(Value::as_i64) {
                                     state::set_guard(c, &t, id, watermark)?;
                                 }
@@ -961,33 +1127,21 @@ impl<S: Store> Cache<S> {
             .filter(|t| !after.entities.contains_key(*t))
             .cloned()
             .collect();
-        let old_layout = self.engine.catalog().layout.clone();
-        let selection = after.selection();
         let before = before.clone();
-        let applied = self
-            .db(move |e| {
-                e.store().with_transaction(&mut |c| {
-                    for t in &removed {
-                        if let Some(table) = old_layout.table(t) {
-                            for field in table
-                                .fields
-                                .values()
-                                .filter(|f| f.storage == Storage::Links)
-                            {
-                                c.execute_batch(&format!(
-                                    "DROP TABLE IF EXISTS {}",
-                                    table.link_table(&field.name)
-                                ))?;
-                            }
-                            c.execute_batch(&format!("DROP TABLE IF EXISTS {}", table.table()))?;
-                        }
-                        state::remove_type(c, t)?;
-                    }
-                    Ok(())
-                })?;
-                e.set_schema_and_selection(schema.clone(), Some(selection.clone()))
+        let applied = async {
+            self.drop_types(removed).await?;
+            // A changed type keeps its tables as they are until its reimport
+            // is swapped in.
+            self.db(move |e| {
+                let dialect = e.store().dialect();
+                let selection = e
+                    .store()
+                    .with_reader(&mut |c| served_selection(c, &after, dialect))?;
+                e.set_schema_and_selection(schema.clone(), Some(selection))
             })
-            .await;
+            .await
+        }
+        .await;
         if let Err(e) = applied {
             // Keep the old config, so the change is tried again at the next step.
             if let Ok(mut config) = self.config.lock() {
@@ -1015,6 +1169,7 @@ impl<S: Store> Cache<S> {
         let mut in_step = false;
         loop {
             if *shutdown.borrow() {
+                self.stop_reimports();
                 return Ok(());
             }
             let leader = leadership.is_leader();
@@ -1146,13 +1301,20 @@ fn existing_ids(
 }
 
 /// Applies one row inside the poll's transaction, unless a newer row had
-/// been applied to its record before this poll (`guards`).
+/// been applied to its record before this poll (`guards`); notes in
+/// `applied` the newest row applied to each record.
 fn apply_row(
     conn: &mut dyn sg_engine::Connection,
     layout: &sg_engine::Layout,
     row: &EventRow,
     guards: &BTreeMap<String, BTreeMap<i64, i64>>,
+    applied: &mut BTreeMap<(String, i64), i64>,
 ) -> Result<(), sg_engine::EngineError> {
+    let mut guard = |entity_type: &str, id: i64| {
+        let newest = applied.entry((entity_type.to_string(), id)).or_insert(0);
+        *newest = (*newest).max(row.id);
+        Ok::<(), sg_engine::EngineError>(())
+    };
     let covered = |t: &str, id: i64| {
         guards
             .get(t)
@@ -1166,7 +1328,7 @@ fn apply_row(
             };
             sg_engine::write::set_retired(conn, table, *id, true)?;
             stamp_audit(conn, table, *id, row)?;
-            state::set_guard(conn, entity_type, *id, row.id)
+            guard(entity_type, *id)
         }
         EventAction::Set {
             entity_type,
@@ -1180,24 +1342,26 @@ fn apply_row(
             let Some(layout_field) = table.field(field) else {
                 return Ok(());
             };
-            let mut record = Map::new();
-            record.insert("id".into(), json!(id));
-            record.insert(field.clone(), value.clone());
-            match layout_field.storage {
-                // A value the row can't give in a storable shape is repaired by the scan.
-                Storage::Links => return Ok(()),
-                _ => {
-                    if let Err(e) = sg_engine::write::upsert_record(conn, table, &record) {
-                        tracing::warn!(
-                            event = row.id,
-                            "skipping a change the cache can't store: {e}"
-                        );
-                        return Ok(());
-                    }
-                }
+            // A value the row can't give in a storable shape is repaired by the scan.
+            if layout_field.storage == Storage::Links {
+                return Ok(());
             }
-            stamp_audit(conn, table, *id, row)?;
-            state::set_guard(conn, entity_type, *id, row.id)
+            // The value and the audit stamps in one statement (the stamps
+            // win over a logged `updated_at`, as they did when written apart).
+            let mut record = audit_stamps(table, row);
+            record.insert("id".into(), json!(id));
+            if !record.contains_key(field) {
+                record.insert(field.clone(), value.clone());
+            }
+            // Values are checked before any SQL runs, so a refused one writes nothing.
+            if let Err(e) = sg_engine::write::upsert_record(conn, table, &record) {
+                tracing::warn!(
+                    event = row.id,
+                    "skipping a change the cache can't store: {e}"
+                );
+                return Ok(());
+            }
+            guard(entity_type, *id)
         }
         EventAction::Links {
             entity_type,
@@ -1224,7 +1388,7 @@ fn apply_row(
             }
             sg_engine::write::set_links(conn, table, field, *id, &next)?;
             stamp_audit(conn, table, *id, row)?;
-            state::set_guard(conn, entity_type, *id, row.id)
+            guard(entity_type, *id)
         }
         _ => Ok(()),
     }
@@ -1238,6 +1402,16 @@ fn stamp_audit(
     id: i64,
     row: &EventRow,
 ) -> Result<(), sg_engine::EngineError> {
+    let mut record = audit_stamps(table, row);
+    if record.is_empty() {
+        return Ok(());
+    }
+    record.insert("id".into(), json!(id));
+    sg_engine::write::upsert_record(conn, table, &record)
+}
+
+/// The `updated_at` and `updated_by` values a row stamps (those the table holds).
+fn audit_stamps(table: &sg_engine::layout::TableLayout, row: &EventRow) -> Map<String, Value> {
     let mut record = Map::new();
     if let (Some(at), Some(_)) = (row.created_at, table.field("updated_at")) {
         record.insert(
@@ -1251,11 +1425,7 @@ fn stamp_audit(
             json!({"type": user.entity_type, "id": user.id}),
         );
     }
-    if record.is_empty() {
-        return Ok(());
-    }
-    record.insert("id".into(), json!(id));
-    sg_engine::write::upsert_record(conn, table, &record)
+    record
 }
 
 /// Stores a record read from the site. A site's reads hide links to retired
@@ -1273,6 +1443,9 @@ fn store_site_record(
     };
     let is_hidden = |l: &EntityLink| hidden.contains(&(l.entity_type.clone(), l.id));
     let mut merged = record.clone();
+    // The record may carry fields of another table of its type (a served
+    // table and its reimport's shadow hold different fields).
+    merged.retain(|k, _| k == "id" || k == "__retired" || table.fields.contains_key(k));
     for field in table.fields.values() {
         let Some(site_value) = record.get(&field.name) else {
             continue;

@@ -3,7 +3,8 @@
 //! - [`config`]: the configuration folder (`config.yaml`, `entity-configs/`);
 //! - [`state`]: the sync's own progress, stored with the data it describes;
 //! - [`event`]: what each EventLogEntry row means for the cache;
-//! - [`cache`]: import, event following, reconcile scans and config reloads.
+//! - [`cache`]: import, event following, reconcile scans and config reloads;
+//! - `reimport`: a changed type imported again into new tables, swapped in at once.
 //!
 //! The cache never trusts an event it can't apply exactly: a row about a
 //! record it does not hold, an older row arriving after a newer one was
@@ -16,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod leader;
+mod reimport;
 pub mod state;
 pub mod status;
 pub mod validate;

@@ -5,6 +5,8 @@
 //! - `__sync_state`: key/value pairs: the event watermark, the ids seen
 //!   missing, the last scan, the site's schema.
 //! - `__sync_types`: per cached type, its config digest, status and import progress.
+//! - `__sync_reimports`: per type being imported again into shadow tables
+//!   (see [`crate::reimport`]), the config digest it imports and its progress.
 //! - `__sync_guard`: per record, the newest event applied to it, so an older
 //!   event arriving late never overwrites a newer value.
 
@@ -23,6 +25,8 @@ pub fn create_tables(conn: &mut dyn Connection) -> Result<(), EngineError> {
          CREATE TABLE IF NOT EXISTS \"__sync_types\" (\"entity_type\" TEXT PRIMARY KEY, \"digest\" TEXT NOT NULL,
              \"status\" TEXT NOT NULL, \"phase\" TEXT NOT NULL, \"last_id\" BIGINT NOT NULL,
              \"imported\" BIGINT NOT NULL, \"imported_at\" TEXT);
+         CREATE TABLE IF NOT EXISTS \"__sync_reimports\" (\"entity_type\" TEXT PRIMARY KEY, \"digest\" TEXT NOT NULL,
+             \"phase\" TEXT NOT NULL, \"last_id\" BIGINT NOT NULL, \"imported\" BIGINT NOT NULL);
          CREATE TABLE IF NOT EXISTS \"__sync_guard\" (\"entity_type\" TEXT NOT NULL, \"id\" BIGINT NOT NULL,
              \"event_id\" BIGINT NOT NULL, PRIMARY KEY (\"entity_type\", \"id\"));",
     )
@@ -146,6 +150,7 @@ pub fn set_type(conn: &mut dyn Connection, s: &TypeState) -> Result<(), EngineEr
 }
 
 pub fn remove_type(conn: &mut dyn Connection, entity_type: &str) -> Result<(), EngineError> {
+    remove_reimport(conn, entity_type)?;
     let mut f = Fragment::text("DELETE FROM \"__sync_types\" WHERE \"entity_type\" = ");
     f.bind(SqlValue::Text(entity_type.into()));
     exec(conn, f)?;
@@ -202,6 +207,32 @@ pub fn set_guard(
     exec(conn, f).map(|_| ())
 }
 
+/// Records, for many records at once, the newest event applied to each
+/// (`(type, id)` → event id); an older one never replaces a newer one.
+pub fn set_guards(
+    conn: &mut dyn Connection,
+    guards: &BTreeMap<(String, i64), i64>,
+) -> Result<(), EngineError> {
+    let rows: Vec<(&(String, i64), &i64)> = guards.iter().collect();
+    for chunk in rows.chunks(1000) {
+        let mut f = Fragment::text(
+            "INSERT INTO \"__sync_guard\" (\"entity_type\", \"id\", \"event_id\") VALUES ",
+        );
+        for (i, ((entity_type, id), event_id)) in chunk.iter().enumerate() {
+            f.push(if i > 0 { ", (" } else { "(" });
+            f.bind(SqlValue::Text(entity_type.clone()))
+                .push(", ")
+                .bind(SqlValue::Int(*id))
+                .push(", ")
+                .bind(SqlValue::Int(**event_id))
+                .push(")");
+        }
+        f.push(" ON CONFLICT (\"entity_type\", \"id\") DO UPDATE SET \"event_id\" = excluded.\"event_id\" WHERE excluded.\"event_id\" > \"__sync_guard\".\"event_id\"");
+        exec(conn, f)?;
+    }
+    Ok(())
+}
+
 /// The site's schema as last read, kept so a restart can start without the site.
 pub fn site_schema(conn: &mut dyn Connection) -> Result<Option<Value>, EngineError> {
     Ok(get(conn, "site_schema")?.and_then(|s| serde_json::from_str(&s).ok()))
@@ -219,6 +250,64 @@ pub fn request_rebuild(
         );
         f.bind(SqlValue::Text(t.clone()));
         changed += exec(conn, f)?;
+        // A reimport under way started before the request: it starts over.
+        remove_reimport(conn, t)?;
     }
     Ok(changed)
+}
+
+/// The types being imported again into shadow tables, with their progress
+/// (`status` is always `reimporting`).
+pub fn reimports(conn: &mut dyn Connection) -> Result<BTreeMap<String, TypeState>, EngineError> {
+    let rows = run(
+        conn,
+        Fragment::text(
+            "SELECT \"entity_type\", \"digest\", \"phase\", \"last_id\", \"imported\" FROM \"__sync_reimports\"",
+        ),
+    )?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let state = TypeState {
+                entity_type: r[0].as_str()?.to_string(),
+                digest: r[1].as_str()?.to_string(),
+                status: "reimporting".into(),
+                phase: r[2].as_str()?.to_string(),
+                last_id: r[3].as_i64()?,
+                imported: r[4].as_i64()?,
+                imported_at: None,
+            };
+            Some((state.entity_type.clone(), state))
+        })
+        .collect())
+}
+
+/// The reimport of one type, if one is under way.
+pub fn reimport(
+    conn: &mut dyn Connection,
+    entity_type: &str,
+) -> Result<Option<TypeState>, EngineError> {
+    Ok(reimports(conn)?.remove(entity_type))
+}
+
+pub fn set_reimport(conn: &mut dyn Connection, s: &TypeState) -> Result<(), EngineError> {
+    let mut f = Fragment::text(
+        "INSERT INTO \"__sync_reimports\" (\"entity_type\", \"digest\", \"phase\", \"last_id\", \"imported\") VALUES (",
+    );
+    f.bind(SqlValue::Text(s.entity_type.clone())).push(", ");
+    f.bind(SqlValue::Text(s.digest.clone())).push(", ");
+    f.bind(SqlValue::Text(s.phase.clone())).push(", ");
+    f.bind(SqlValue::Int(s.last_id)).push(", ");
+    f.bind(SqlValue::Int(s.imported));
+    f.push(
+        ") ON CONFLICT (\"entity_type\") DO UPDATE SET \"digest\" = excluded.\"digest\", \
+         \"phase\" = excluded.\"phase\", \"last_id\" = excluded.\"last_id\", \"imported\" = excluded.\"imported\"",
+    );
+    exec(conn, f).map(|_| ())
+}
+
+pub fn remove_reimport(conn: &mut dyn Connection, entity_type: &str) -> Result<(), EngineError> {
+    let mut f = Fragment::text("DELETE FROM \"__sync_reimports\" WHERE \"entity_type\" = ");
+    f.bind(SqlValue::Text(entity_type.into()));
+    exec(conn, f).map(|_| ())
 }

@@ -19,6 +19,10 @@ pub struct TypeStatus {
     pub records: u64,
     pub retired: u64,
     pub imported_at: Option<String>,
+    /// While `reimporting`: records imported so far into the new tables
+    /// (the old ones are served meanwhile).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reimported: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -37,46 +41,49 @@ impl<S: Store> Cache<S> {
     /// The cache's status, asking the site for its newest event.
     pub async fn status(&self) -> Result<Status, SyncError> {
         let engine = self.engine.clone();
-        let (types, position, last_scan, counts) = tokio::task::spawn_blocking(move || {
-            let (types, position, last_scan) = engine.store().with_reader(&mut |c| {
-                Ok((
-                    state::types(c)?,
-                    state::position(c)?,
-                    state::get(c, "last_scan")?,
-                ))
-            })?;
-            let mut counts = Vec::new();
-            for t in engine.catalog().layout.tables.keys() {
-                let mut n = [0u64; 2];
-                for (i, retired) in [false, true].into_iter().enumerate() {
-                    let params = SummarizeParams::from_json(
+        let (types, reimports, position, last_scan, counts) =
+            tokio::task::spawn_blocking(move || {
+                let (types, reimports, position, last_scan) =
+                    engine.store().with_reader(&mut |c| {
+                        Ok((
+                            state::types(c)?,
+                            state::reimports(c)?,
+                            state::position(c)?,
+                            state::get(c, "last_scan")?,
+                        ))
+                    })?;
+                let mut counts = Vec::new();
+                for t in engine.catalog().layout.tables.keys() {
+                    let mut n = [0u64; 2];
+                    for (i, retired) in [false, true].into_iter().enumerate() {
+                        let params = SummarizeParams::from_json(
                         json!({"type": t, "summaries": [{"field": "id", "type": "record_count"}],
                                "filters": {"logical_operator": "and", "conditions": []}})
                         .as_object()
                         .ok_or_else(|| sg_engine::EngineError::Store("bad params".into()))?,
                     )?;
-                    if retired {
-                        // Retired records: count through a read of ids.
-                        let mut read = sg_protocol::ReadParams::new(t, &[]);
-                        read.return_only = sg_protocol::ReturnOnly::Retired;
-                        read.return_paging_info = true;
-                        read.return_paging_info_without_counts = false;
-                        read.paging.entities_per_page = 1;
-                        n[i] = engine.read(&read)?["paging_info"]["entity_count"]
-                            .as_u64()
-                            .unwrap_or(0);
-                    } else {
-                        n[i] = engine.summarize(&params)?["summaries"]["id"]
-                            .as_u64()
-                            .unwrap_or(0);
+                        if retired {
+                            // Retired records: count through a read of ids.
+                            let mut read = sg_protocol::ReadParams::new(t, &[]);
+                            read.return_only = sg_protocol::ReturnOnly::Retired;
+                            read.return_paging_info = true;
+                            read.return_paging_info_without_counts = false;
+                            read.paging.entities_per_page = 1;
+                            n[i] = engine.read(&read)?["paging_info"]["entity_count"]
+                                .as_u64()
+                                .unwrap_or(0);
+                        } else {
+                            n[i] = engine.summarize(&params)?["summaries"]["id"]
+                                .as_u64()
+                                .unwrap_or(0);
+                        }
                     }
+                    counts.push((t.clone(), n));
                 }
-                counts.push((t.clone(), n));
-            }
-            Ok::<_, sg_engine::EngineError>((types, position, last_scan, counts))
-        })
-        .await
-        .map_err(|e| SyncError::Other(e.to_string()))??;
+                Ok::<_, sg_engine::EngineError>((types, reimports, position, last_scan, counts))
+            })
+            .await
+            .map_err(|e| SyncError::Other(e.to_string()))??;
         let newest = self.newest_event_public().await;
         let site_reachable = newest.is_ok();
         let (site_newest_event, site_newest_at) = match newest {
@@ -97,7 +104,9 @@ impl<S: Store> Cache<S> {
             .into_iter()
             .map(|(t, [records, retired])| {
                 let s = types.get(&t);
+                let reimport = reimports.get(&t);
                 let state = match s {
+                    _ if reimport.is_some() => "reimporting".to_string(),
                     None => "not imported".to_string(),
                     Some(s)
                         if s.digest == "rebuild"
@@ -113,6 +122,7 @@ impl<S: Store> Cache<S> {
                     records,
                     retired,
                     imported_at: s.and_then(|s| s.imported_at.clone()),
+                    reimported: reimport.map(|r| r.imported.max(0) as u64),
                 }
             })
             .collect();
