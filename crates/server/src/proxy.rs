@@ -44,7 +44,15 @@ pub struct Proxy {
     allowed_scripts: Option<BTreeSet<String>>,
     /// The site's `info`, kept so clients take the same code paths.
     info: Mutex<Option<Value>>,
+    /// Requests answered from the cache at once; the rest wait their turn
+    /// here, without a thread, instead of each taking a blocking thread and
+    /// opening a database connection beyond the store's pool.
+    engine_slots: tokio::sync::Semaphore,
 }
+
+/// Cache reads run at once: no more than the stores keep pooled connections
+/// for (PostgreSQL keeps 4), and enough to keep a few cores busy.
+const ENGINE_SLOTS: usize = 4;
 
 fn fault(f: Fault) -> Answer {
     Answer::Json(f.to_json())
@@ -65,6 +73,7 @@ impl Proxy {
             own_script,
             allowed_scripts,
             info: Mutex::new(None),
+            engine_slots: tokio::sync::Semaphore::new(ENGINE_SLOTS),
         })
     }
 
@@ -223,16 +232,21 @@ impl Proxy {
             // The schema methods answer for the whole site, from the copy the cache keeps,
             // unless they ask for one project's view.
             _ => match request.params.as_ref().and_then(|p| p.get("project")) {
-                Some(p) if !p.is_null() => (Route::Site, CacheMethod::Schema),
-                _ => (Route::Cache, CacheMethod::Schema),
+                Some(p) if !p.is_null() => return self.forward(body).await,
+                _ => (Route::Cache, CacheMethod::Schema(request.clone())),
             },
         };
         drop(catalog);
         if route == Route::Site {
             return self.forward(body).await;
         }
+        let Ok(_slot) = self.engine_slots.acquire().await else {
+            return fault(Fault::new(
+                sg_protocol::ErrorCode::Other(100),
+                "the proxy is shutting down",
+            ));
+        };
         let engine = self.cache.engine.clone();
-        let request = request.clone();
         let result = tokio::task::spawn_blocking(move || -> Result<Answer, Fault> {
             match method {
                 CacheMethod::Read(params) => {
@@ -247,7 +261,7 @@ impl Proxy {
                     .summarize(&params)
                     .map(|v| Answer::Json(Reply::Results(v).to_json()))
                     .map_err(|e| e.to_fault()),
-                CacheMethod::Schema => schema_answer(&engine.catalog().schema, &request)
+                CacheMethod::Schema(request) => schema_answer(&engine.catalog().schema, &request)
                     .map(|v| Answer::Json(Reply::Results(v).to_json())),
             }
         })
@@ -354,7 +368,7 @@ enum CacheMethod {
     Read(ReadParams),
     Summarize(SummarizeParams),
     /// `schema_read`, `schema_entity_read` or `schema_field_read`.
-    Schema,
+    Schema(Request),
 }
 
 /// The answer of a schema method, from the schema the cache keeps.
