@@ -8,7 +8,10 @@
    find-by-id and for a 100-record filtered find.
 3. Memory: the resident size of the `run` process.
 
-    .venv/bin/python bench/proxy.py [--size large] [--runs 30]
+    .venv/bin/python bench/proxy.py [--size large] [--runs 30] [--database postgresql://...]
+
+`--database` is passed to `setup` (default: an SQLite file in the cache's
+folder); a PostgreSQL database given there should be an empty one of its own.
 
 Needs release binaries (`cargo build --release -p shotgun-cache -p sg-server --examples`),
 `wrk` on the PATH, and the venv of tests/compat (`bash tests/compat/run.sh --co -q` makes it).
@@ -61,6 +64,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", default="large")
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--database", help="the cache's database, as setup takes it")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp()
     procs = []
@@ -70,7 +74,8 @@ def main():
         procs.append(site)
         config = os.path.join(tmp, "cache")
         subprocess.run([BIN, "setup", "--config", config, "--site", site_url, "--script-name", "cache", "--api-key", "ck",
-                        "--types", "Project,Sequence,Shot,Asset,Task,Version,HumanUser", "--yes"], check=True,
+                        "--types", "Project,Sequence,Shot,Asset,Task,Version,HumanUser", "--yes"]
+                       + (["--database", args.database] if args.database else []), check=True,
                        capture_output=True)
         started = time.monotonic()
         run, proxy_url = start([BIN, "run", "--config", config, "--listen", "127.0.0.1:0", "--log", "warn"], "serving on")

@@ -2,7 +2,9 @@
 //!
 //! A site of `SHOTGUN_BENCH_ROWS` Shots (default 1,000,000 under `cargo bench`),
 //! one Project per 10,000 Shots (100) and 100 Sequences per Project (10,000),
-//! timed in process (no HTTP, no JSON encoding of the reply):
+//! timed in process (no HTTP), each read both as a `Value` (`Engine::read`)
+//! and as the JSON text the proxy sends (`Engine::read_json`, the `_json`
+//! benches; the targets are for what the proxy does):
 //!
 //! - `read/a_project_and_status`: a 100-row page of the Shots of one Project
 //!   whose status is `ip`, 8 fields, 2 of them links with names;
@@ -698,6 +700,15 @@ fn main() {
         let r = engine.read(&b_params[i]).expect("read (b)");
         let prefix = sequence_prefix(*p);
         check_page("(b)", &r, &want.deep_ip[*p as usize], *p, Some(&prefix));
+        let text = engine
+            .read_json(&b_params[i], Vec::new())
+            .expect("read (b) as JSON");
+        assert_eq!(text, r.to_string().into_bytes(), "(b) as JSON text");
+        let r = engine.read(&a_params[i]).expect("read (a)");
+        let text = engine
+            .read_json(&a_params[i], Vec::new())
+            .expect("read (a) as JSON");
+        assert_eq!(text, r.to_string().into_bytes(), "(a) as JSON text");
     }
     let n = projects.len();
     eprintln!(
@@ -741,6 +752,22 @@ fn main() {
             b.iter(|| {
                 i = (i + 1) % n;
                 engine.read(black_box(&b_params[i])).unwrap()
+            })
+        });
+        g.bench_function("a_project_and_status_json", |b| {
+            b.iter(|| {
+                i = (i + 1) % n;
+                engine
+                    .read_json(black_box(&a_params[i]), Vec::with_capacity(16 * 1024))
+                    .unwrap()
+            })
+        });
+        g.bench_function("b_deep_sequence_code_json", |b| {
+            b.iter(|| {
+                i = (i + 1) % n;
+                engine
+                    .read_json(black_box(&b_params[i]), Vec::with_capacity(16 * 1024))
+                    .unwrap()
             })
         });
         g.finish();
@@ -793,8 +820,10 @@ fn print_medians(site: &Site, started: std::time::SystemTime) {
         .map(PathBuf::from)
         .unwrap_or_else(|| target_dir().join("criterion"));
     let targets = [
-        ("read/a_project_and_status", Some(0.2)),
-        ("read/b_deep_sequence_code", Some(1.0)),
+        ("read/a_project_and_status", None),
+        ("read/b_deep_sequence_code", None),
+        ("read/a_project_and_status_json", Some(0.2)),
+        ("read/b_deep_sequence_code_json", Some(1.0)),
         ("summarize/c_count_by_status_all", Some(50.0)),
         ("summarize/c_count_by_status_project", None),
     ];

@@ -11,7 +11,8 @@
 //!   behind it ([`AnyStore`] picks one at run time); [`sql::Dialect`] holds
 //!   what differs between their SQL;
 //! - [`path`] resolves (deep) field paths, [`filter`] compiles filter trees,
-//!   [`read`] and [`summarize`] plan, run and render the two query methods;
+//!   [`read`] and [`summarize`] plan, run and render the two query methods
+//!   ([`render`] takes a read's result to a `Value` or straight to JSON text);
 //! - [`codec`] converts wire values to stored values and back, and [`write`]
 //!   is the one place records are written.
 //!
@@ -29,6 +30,7 @@ pub mod layout;
 pub mod path;
 pub mod postgres;
 pub mod read;
+pub mod render;
 pub mod sql;
 pub mod sqlite;
 pub mod store;
@@ -211,8 +213,22 @@ impl<S: Store> Engine<S> {
     /// Answers a `read`: the `results` value, `{entities, paging_info}`.
     pub fn read(&self, params: &ReadParams) -> Result<Value, EngineError> {
         let catalog = self.catalog();
-        self.store
-            .with_reader(&mut |conn| read::read(conn, &catalog.layout, params))
+        let found = self
+            .store
+            .with_reader(&mut |conn| read::query(conn, &catalog.layout, params))?;
+        Ok(found.to_value())
+    }
+
+    /// Answers a `read` as JSON text: `out` with the `results` value,
+    /// `{"entities": [...], "paging_info": {...}}`, appended (the same JSON
+    /// [`Engine::read`] gives, without building it as a `Value`).
+    pub fn read_json(&self, params: &ReadParams, out: Vec<u8>) -> Result<Vec<u8>, EngineError> {
+        let catalog = self.catalog();
+        let found = self
+            .store
+            .with_reader(&mut |conn| read::query(conn, &catalog.layout, params))?;
+        // Rendered after the connection has gone back to the pool.
+        Ok(found.write_json(out))
     }
 
     /// Answers a `summarize`: the `results` value, `{summaries, groups}`.

@@ -1,21 +1,21 @@
 //! The `read` method: plans the SQL for a request, runs it, and renders the
 //! rows as the site renders them, with link names resolved at read time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use sg_protocol::value::EntityLink;
 use sg_protocol::{FilterNode, ReadParams, ReturnOnly, SortDirection};
 
-use crate::codec::decode_scalar;
 use crate::error::{bad_request, EngineError};
 use crate::filter::FilterCompiler;
 use crate::frag::Fragment;
 use crate::layout::{FieldLayout, Layout, Storage, TableLayout};
 use crate::path::{resolve, Hop, ResolvedPath};
+use crate::render::{JsonBytes, Sink, ValueTree};
 use crate::sql::SqlValue;
-use crate::store::Connection;
+use crate::store::{Connection, Rows};
 
 /// IN lists longer than this are split, to stay under bound-parameter limits.
 const IN_CHUNK: usize = 500;
@@ -170,12 +170,13 @@ impl<'a> Plan<'a> {
     }
 }
 
-/// Runs a `read` and returns its `results` value.
-pub fn read(
+/// Runs a `read`: plans and runs its queries and returns what they found,
+/// ready to render.
+pub fn query(
     conn: &mut dyn Connection,
     layout: &Layout,
     params: &ReadParams,
-) -> Result<Value, EngineError> {
+) -> Result<ReadRows, EngineError> {
     let root = layout.table(&params.entity_type).ok_or_else(|| {
         bad_request(format!(
             "API read() entity type {} doesn't exist",
@@ -255,20 +256,14 @@ pub fn read(
     let has_next_page = rows.len() as u64 > per_page;
     rows.truncate(per_page as usize);
 
-    let mut records: Vec<Map<String, Value>> = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let mut record = Map::with_capacity(2 + getters.len());
-        record.insert("type".into(), Value::String(root.entity_type.clone()));
-        record.insert("id".into(), decode_scalar(Storage::Id, &row[0]));
-        records.push(record);
+    let mut fields = Vec::with_capacity(getters.len());
+    for (key, getter) in getters {
+        let shape = shape_of(conn, getter, &rows)?;
+        fields.push((key, shape));
     }
-    for (key, getter) in &getters {
-        fill(conn, key, getter, &rows, &mut records)?;
-    }
-    resolve_link_names(conn, layout, &mut records)?;
+    let names = Names::fetch(conn, layout, wanted_links(&fields, &rows))?;
 
-    let mut paging_info = Map::new();
-    if params.return_paging_info && !params.return_paging_info_without_counts {
+    let counts = if params.return_paging_info && !params.return_paging_info_without_counts {
         let mut count = Fragment::text(format!("SELECT COUNT(*) FROM {} t0 WHERE ", root.table()));
         count.append(where_clause);
         let (text, values) = count.finish(conn.dialect());
@@ -277,22 +272,183 @@ pub fn read(
             .first()
             .and_then(|r| r[0].as_i64())
             .unwrap_or(0);
-        paging_info.insert("entity_count".into(), json!(total));
-        paging_info.insert("current_page".into(), json!(params.paging.current_page));
-        paging_info.insert("entities_per_page".into(), json!(per_page));
-        paging_info.insert(
-            "page_count".into(),
-            json!((total as u64).div_ceil(per_page.max(1))),
-        );
+        Some(Counts {
+            entity_count: total,
+            current_page: params.paging.current_page,
+            entities_per_page: per_page,
+            page_count: (total as u64).div_ceil(per_page.max(1)),
+        })
+    } else {
+        None
+    };
+    Ok(ReadRows {
+        entity_type: root.entity_type.clone(),
+        rows,
+        fields,
+        names,
+        counts,
+        has_next_page,
+    })
+}
+
+/// Runs a `read` and returns its `results` value.
+pub fn read(
+    conn: &mut dyn Connection,
+    layout: &Layout,
+    params: &ReadParams,
+) -> Result<Value, EngineError> {
+    Ok(query(conn, layout, params)?.to_value())
+}
+
+/// One value of a list field, before links get their names.
+enum Item {
+    Null,
+    Link(String, i64),
+    Scalar(Storage, SqlValue),
+}
+
+/// How a returned field's value is found in a row (and what was fetched for it).
+enum Shape {
+    Scalar {
+        column: usize,
+        storage: Storage,
+        /// For a deep path, the linked record's id: when it is null there is
+        /// no record, and the value is null whatever its type (even a checkbox).
+        record_column: Option<usize>,
+    },
+    Link {
+        type_column: usize,
+        id_column: usize,
+    },
+    /// The list of the record whose id is in `source_column`; a record with
+    /// no entry has an empty list, a null source a null value.
+    List {
+        source_column: usize,
+        by_source: HashMap<i64, Vec<Item>>,
+    },
+}
+
+/// The paging counts, when asked for.
+struct Counts {
+    entity_count: i64,
+    current_page: u64,
+    entities_per_page: u64,
+    page_count: u64,
+}
+
+/// What a `read` found, not yet rendered: the rows, what the follow-up
+/// queries fetched and the links' names. It renders as a `Value`
+/// ([`ReadRows::to_value`]) or straight to JSON text ([`ReadRows::write_json`]),
+/// both from one walk ([`ReadRows::render`]), so the two are the same JSON.
+pub struct ReadRows {
+    entity_type: String,
+    rows: Rows,
+    fields: Vec<(String, Shape)>,
+    names: Names,
+    counts: Option<Counts>,
+    has_next_page: bool,
+}
+
+impl ReadRows {
+    /// The `results` value, `{entities, paging_info}`.
+    pub fn to_value(&self) -> Value {
+        let mut tree = ValueTree::default();
+        self.render(&mut tree);
+        tree.finish()
     }
-    paging_info.insert("has_next_page".into(), json!(has_next_page));
-    let mut out = Map::with_capacity(2);
-    out.insert(
-        "entities".into(),
-        Value::Array(records.into_iter().map(Value::Object).collect()),
-    );
-    out.insert("paging_info".into(), Value::Object(paging_info));
-    Ok(Value::Object(out))
+
+    /// Appends the `results` value as compact JSON text to `out`.
+    pub fn write_json(&self, out: Vec<u8>) -> Vec<u8> {
+        let mut bytes = JsonBytes::new(out);
+        self.render(&mut bytes);
+        bytes.out
+    }
+
+    /// Emits the `results` value: records with `type` and `id` first and the
+    /// fields in the order asked, then the paging info.
+    pub fn render(&self, sink: &mut dyn Sink) {
+        sink.begin_object();
+        sink.key("entities");
+        sink.begin_array();
+        for row in &self.rows {
+            sink.begin_object();
+            sink.key("type");
+            sink.str(&self.entity_type);
+            sink.key("id");
+            sink.scalar(Storage::Id, &row[0]);
+            for (key, shape) in &self.fields {
+                sink.key(key);
+                self.render_field(sink, shape, row);
+            }
+            sink.end_object();
+        }
+        sink.end_array();
+        sink.key("paging_info");
+        sink.begin_object();
+        if let Some(c) = &self.counts {
+            sink.key("entity_count");
+            sink.int(c.entity_count);
+            sink.key("current_page");
+            sink.uint(c.current_page);
+            sink.key("entities_per_page");
+            sink.uint(c.entities_per_page);
+            sink.key("page_count");
+            sink.uint(c.page_count);
+        }
+        sink.key("has_next_page");
+        sink.bool(self.has_next_page);
+        sink.end_object();
+        sink.end_object();
+    }
+
+    fn render_field(&self, sink: &mut dyn Sink, shape: &Shape, row: &[SqlValue]) {
+        match shape {
+            Shape::Scalar {
+                column,
+                storage,
+                record_column,
+            } => {
+                if record_column.is_some_and(|c| row[c].is_null()) {
+                    sink.null();
+                } else {
+                    sink.scalar(*storage, &row[*column]);
+                }
+            }
+            Shape::Link {
+                type_column,
+                id_column,
+            } => match (row[*type_column].as_str(), row[*id_column].as_i64()) {
+                (Some(t), Some(id)) => {
+                    if !self.names.render_link(sink, t, id) {
+                        sink.null();
+                    }
+                }
+                _ => sink.null(),
+            },
+            Shape::List {
+                source_column,
+                by_source,
+            } => {
+                let Some(source) = row[*source_column].as_i64() else {
+                    // The record the list hangs off (through an entity link) is absent.
+                    sink.null();
+                    return;
+                };
+                sink.begin_array();
+                for item in by_source.get(&source).map(Vec::as_slice).unwrap_or(&[]) {
+                    match item {
+                        Item::Null => sink.null(),
+                        Item::Scalar(storage, value) => sink.scalar(*storage, value),
+                        // A link to a retired or missing record is left out.
+                        Item::Link(t, id) => {
+                            self.names.render_link(sink, t, *id);
+                        }
+                    }
+                }
+                sink.end_array();
+            }
+        }
+    }
 }
 
 /// The WHERE condition: active or retired, archived projects, then the filters.
@@ -339,85 +495,50 @@ pub(crate) fn archived_project_clause(layout: &Layout, root: &TableLayout) -> Fr
     }
 }
 
-fn link_value(entity_type: &SqlValue, id: &SqlValue) -> Value {
+fn link_item(entity_type: &SqlValue, id: &SqlValue) -> Item {
     match (entity_type.as_str(), id.as_i64()) {
-        (Some(t), Some(i)) => {
-            let mut m = Map::with_capacity(3);
-            m.insert("type".into(), Value::String(t.to_string()));
-            m.insert("id".into(), Value::from(i));
-            Value::Object(m)
-        }
-        _ => Value::Null,
+        (Some(t), Some(i)) => Item::Link(t.to_string(), i),
+        _ => Item::Null,
     }
 }
 
-/// Fills one returned field into every record.
-fn fill(
-    conn: &mut dyn Connection,
-    key: &str,
-    getter: &Getter,
-    rows: &[Vec<SqlValue>],
-    records: &mut [Map<String, Value>],
-) -> Result<(), EngineError> {
-    match getter {
+/// Where one returned field's values come from, running the follow-up
+/// query of a list field.
+fn shape_of(conn: &mut dyn Connection, getter: Getter, rows: &Rows) -> Result<Shape, EngineError> {
+    Ok(match getter {
         Getter::Scalar {
             column,
             storage,
             record_column,
-        } => {
-            for (row, record) in rows.iter().zip(records.iter_mut()) {
-                let absent = record_column.is_some_and(|c| row[c].is_null());
-                let value = if absent {
-                    Value::Null
-                } else {
-                    decode_scalar(*storage, &row[*column])
-                };
-                record.insert(key.to_string(), value);
-            }
-        }
+        } => Shape::Scalar {
+            column,
+            storage,
+            record_column,
+        },
         Getter::Entity {
             type_column,
             id_column,
-        } => {
-            for (row, record) in rows.iter().zip(records.iter_mut()) {
-                record.insert(
-                    key.to_string(),
-                    link_value(&row[*type_column], &row[*id_column]),
-                );
-            }
-        }
+        } => Shape::Link {
+            type_column,
+            id_column,
+        },
         Getter::Links {
             source_column,
             table,
             field,
-        } => {
-            let by_source =
-                fetch_links(conn, &table.link_table(&field.name), rows, *source_column)?;
-            for (row, record) in rows.iter().zip(records.iter_mut()) {
-                let value = match row[*source_column].as_i64() {
-                    Some(id) => Value::Array(by_source.get(&id).cloned().unwrap_or_default()),
-                    // The record the list hangs off (through an entity link) is absent.
-                    None => Value::Null,
-                };
-                record.insert(key.to_string(), value);
-            }
-        }
+        } => Shape::List {
+            source_column,
+            by_source: fetch_links(conn, &table.link_table(&field.name), rows, source_column)?,
+        },
         Getter::ThroughLinks {
             source_column,
             hop,
             leaf,
-        } => {
-            let by_source = fetch_through_links(conn, hop, leaf, rows, *source_column)?;
-            for (row, record) in rows.iter().zip(records.iter_mut()) {
-                let value = match row[*source_column].as_i64() {
-                    Some(id) => Value::Array(by_source.get(&id).cloned().unwrap_or_default()),
-                    None => Value::Null,
-                };
-                record.insert(key.to_string(), value);
-            }
-        }
-    }
-    Ok(())
+        } => Shape::List {
+            source_column,
+            by_source: fetch_through_links(conn, &hop, leaf, rows, source_column)?,
+        },
+    })
 }
 
 fn source_ids(rows: &[Vec<SqlValue>], column: usize) -> Vec<i64> {
@@ -444,8 +565,8 @@ fn fetch_links(
     link_table: &str,
     rows: &[Vec<SqlValue>],
     column: usize,
-) -> Result<HashMap<i64, Vec<Value>>, EngineError> {
-    let mut out: HashMap<i64, Vec<Value>> = HashMap::new();
+) -> Result<HashMap<i64, Vec<Item>>, EngineError> {
+    let mut out: HashMap<i64, Vec<Item>> = HashMap::new();
     for chunk in source_ids(rows, column).chunks(IN_CHUNK) {
         let mut f = Fragment::text(format!(
             "SELECT \"src_id\", \"dst_type\", \"dst_id\" FROM {link_table} WHERE \"src_id\" IN "
@@ -455,7 +576,7 @@ fn fetch_links(
         let (text, values) = f.finish(conn.dialect());
         for r in conn.query(&text, &values)? {
             if let Some(src) = r[0].as_i64() {
-                out.entry(src).or_default().push(link_value(&r[1], &r[2]));
+                out.entry(src).or_default().push(link_item(&r[1], &r[2]));
             }
         }
     }
@@ -469,8 +590,8 @@ fn fetch_through_links(
     leaf: &FieldLayout,
     rows: &[Vec<SqlValue>],
     column: usize,
-) -> Result<HashMap<i64, Vec<Value>>, EngineError> {
-    let mut out: HashMap<i64, Vec<Value>> = HashMap::new();
+) -> Result<HashMap<i64, Vec<Item>>, EngineError> {
+    let mut out: HashMap<i64, Vec<Item>> = HashMap::new();
     let leaf_columns = match leaf.storage {
         Storage::Entity => format!("x.{}, x.{}", leaf.type_column(), leaf.column()),
         _ => format!("x.{}", leaf.column()),
@@ -487,118 +608,126 @@ fn fetch_through_links(
         in_list(&mut f, chunk);
         f.push(" ORDER BY l.\"src_id\", l.\"pos\"");
         let (text, values) = f.finish(conn.dialect());
-        for r in conn.query(&text, &values)? {
+        for mut r in conn.query(&text, &values)? {
             let Some(src) = r[0].as_i64() else { continue };
-            let value = match leaf.storage {
-                Storage::Entity => link_value(&r[1], &r[2]),
-                storage => decode_scalar(storage, &r[1]),
+            let item = match leaf.storage {
+                Storage::Entity => link_item(&r[1], &r[2]),
+                storage => Item::Scalar(storage, std::mem::replace(&mut r[1], SqlValue::Null)),
             };
-            out.entry(src).or_default().push(value);
+            out.entry(src).or_default().push(item);
         }
     }
     Ok(out)
 }
 
-fn is_link(value: &Value) -> bool {
-    value
-        .as_object()
-        .is_some_and(|o| o.len() == 2 && o.contains_key("type") && o.contains_key("id"))
-}
-
-/// Gives every link in the records its display name, and hides links to
-/// retired or missing records: a single link becomes null, a list drops it.
-pub(crate) fn resolve_link_names(
-    conn: &mut dyn Connection,
-    layout: &Layout,
-    records: &mut [Map<String, Value>],
-) -> Result<(), EngineError> {
+/// The ids of every record the rendered links point at, by type.
+fn wanted_links(fields: &[(String, Shape)], rows: &Rows) -> BTreeMap<String, Vec<i64>> {
     let mut wanted: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    let mut note = |v: &Value| {
-        if let Some(link) = EntityLink::from_json(v) {
-            wanted.entry(link.entity_type).or_default().push(link.id);
+    let mut note = |t: &str, id: i64| match wanted.get_mut(t) {
+        Some(ids) => ids.push(id),
+        None => {
+            wanted.insert(t.to_string(), vec![id]);
         }
     };
-    for record in records.iter() {
-        for (key, value) in record {
-            if key == "type" || key == "id" {
-                continue;
+    for (_, shape) in fields {
+        match shape {
+            Shape::Scalar { .. } => {}
+            Shape::Link {
+                type_column,
+                id_column,
+            } => {
+                for row in rows {
+                    if let (Some(t), Some(id)) =
+                        (row[*type_column].as_str(), row[*id_column].as_i64())
+                    {
+                        note(t, id);
+                    }
+                }
             }
-            match value {
-                Value::Array(items) => items.iter().filter(|v| is_link(v)).for_each(&mut note),
-                v if is_link(v) => note(v),
-                _ => {}
-            }
-        }
-    }
-    // None: the type is not cached, so the link is kept with no name.
-    let mut names: HashMap<String, HashMap<i64, Value>> = HashMap::new();
-    let mut uncached: std::collections::HashSet<String> = Default::default();
-    for (entity_type, mut ids) in wanted {
-        let Some(table) = layout.table(&entity_type) else {
-            uncached.insert(entity_type);
-            continue;
-        };
-        ids.sort_unstable();
-        ids.dedup();
-        let display = table
-            .display_field
-            .as_ref()
-            .map(|d| format!("\"{d}\""))
-            .unwrap_or_else(|| "NULL".into());
-        let by_id = names.entry(entity_type.clone()).or_default();
-        for chunk in ids.chunks(IN_CHUNK) {
-            let mut f = Fragment::text(format!(
-                "SELECT \"id\", {display} FROM {} WHERE \"__retired\" = 0 AND \"id\" IN ",
-                table.table()
-            ));
-            in_list(&mut f, chunk);
-            let (text, values) = f.finish(conn.dialect());
-            for r in conn.query(&text, &values)? {
-                if let Some(id) = r[0].as_i64() {
-                    by_id.insert(id, decode_scalar(Storage::Text, &r[1]));
+            Shape::List { by_source, .. } => {
+                for item in by_source.values().flatten() {
+                    if let Item::Link(t, id) = item {
+                        note(t, *id);
+                    }
                 }
             }
         }
     }
-    // Adds the name to a link in place; false if the link must go.
-    let name = |v: &mut Value| -> bool {
-        let Value::Object(m) = v else { return true };
-        let (Some(Value::String(t)), Some(id)) =
-            (m.get("type"), m.get("id").and_then(Value::as_i64))
-        else {
-            return true;
-        };
-        let name = if uncached.contains(t.as_str()) {
-            Value::Null
+    wanted
+}
+
+/// The display names of linked records, read when the result is read, so
+/// a renamed record's new name shows at once.
+#[derive(Default)]
+struct Names {
+    /// The display value of each active record, by type and id; a record
+    /// not in here is retired or missing, and links to it are hidden.
+    by_type: HashMap<String, HashMap<i64, SqlValue>>,
+    /// Types the cache does not hold: their links are kept with a null name.
+    uncached: HashSet<String>,
+}
+
+impl Names {
+    fn fetch(
+        conn: &mut dyn Connection,
+        layout: &Layout,
+        wanted: BTreeMap<String, Vec<i64>>,
+    ) -> Result<Names, EngineError> {
+        let mut names = Names::default();
+        for (entity_type, mut ids) in wanted {
+            let Some(table) = layout.table(&entity_type) else {
+                names.uncached.insert(entity_type);
+                continue;
+            };
+            ids.sort_unstable();
+            ids.dedup();
+            let display = table
+                .display_field
+                .as_ref()
+                .map(|d| format!("\"{d}\""))
+                .unwrap_or_else(|| "NULL".into());
+            let by_id = names.by_type.entry(entity_type).or_default();
+            for chunk in ids.chunks(IN_CHUNK) {
+                let mut f = Fragment::text(format!(
+                    "SELECT \"id\", {display} FROM {} WHERE \"__retired\" = 0 AND \"id\" IN ",
+                    table.table()
+                ));
+                in_list(&mut f, chunk);
+                let (text, values) = f.finish(conn.dialect());
+                for mut r in conn.query(&text, &values)? {
+                    if let Some(id) = r[0].as_i64() {
+                        by_id.insert(id, std::mem::replace(&mut r[1], SqlValue::Null));
+                    }
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    /// Emits `{"type", "id", "name"}` for a link, or nothing (false) when
+    /// the link must be hidden.
+    fn render_link(&self, sink: &mut dyn Sink, entity_type: &str, id: i64) -> bool {
+        let name = if self.uncached.contains(entity_type) {
+            None
         } else {
-            match names.get(t.as_str()).and_then(|n| n.get(&id)) {
-                Some(n) => n.clone(),
+            match self.by_type.get(entity_type).and_then(|n| n.get(&id)) {
+                Some(name) => Some(name),
                 None => return false,
             }
         };
-        m.insert("name".into(), name);
-        true
-    };
-    for record in records.iter_mut() {
-        for (key, value) in record.iter_mut() {
-            if key == "type" || key == "id" {
-                continue;
-            }
-            match value {
-                Value::Array(items) if items.iter().any(is_link) => {
-                    items.retain_mut(|v| !is_link(v) || name(v));
-                }
-                v if is_link(v) => {
-                    let keep = name(v);
-                    if !keep {
-                        *v = Value::Null;
-                    }
-                }
-                _ => {}
-            }
+        sink.begin_object();
+        sink.key("type");
+        sink.str(entity_type);
+        sink.key("id");
+        sink.int(id);
+        sink.key("name");
+        match name {
+            Some(name) => sink.scalar(Storage::Text, name),
+            None => sink.null(),
         }
+        sink.end_object();
+        true
     }
-    Ok(())
 }
 
 /// Each link with its display name, as a result would show it; links to
@@ -608,14 +737,20 @@ pub fn named_links(
     layout: &Layout,
     links: &[EntityLink],
 ) -> Result<Vec<Value>, EngineError> {
-    let list: Vec<Value> = links
-        .iter()
-        .map(|l| json!({"type": l.entity_type, "id": l.id}))
-        .collect();
-    let mut records = vec![Map::from_iter([("links".to_string(), Value::Array(list))])];
-    resolve_link_names(conn, layout, &mut records)?;
-    Ok(records[0]
-        .remove("links")
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default())
+    let mut wanted: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for link in links {
+        wanted
+            .entry(link.entity_type.clone())
+            .or_default()
+            .push(link.id);
+    }
+    let names = Names::fetch(conn, layout, wanted)?;
+    let mut out = Vec::with_capacity(links.len());
+    for link in links {
+        let mut tree = ValueTree::default();
+        if names.render_link(&mut tree, &link.entity_type, link.id) {
+            out.push(tree.finish());
+        }
+    }
+    Ok(out)
 }

@@ -1,6 +1,6 @@
 //! The embedded SQLite store: one writer connection and a small pool of
 //! reader connections over one database file in WAL mode, so reads never wait
-//! for a write to finish.
+//! for a write to finish. Each reader's statements share one read transaction.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -160,9 +160,10 @@ impl Store for SqliteStore {
             Some(c) => c,
             None => open_connection(&self.path)?,
         };
-        let result = f(&mut conn);
+        let result = read_in_one_transaction(&mut conn, f);
         let mut readers = self.readers.lock().map_err(|_| poisoned())?;
-        if readers.len() < READER_POOL_SIZE {
+        // A connection left inside a transaction (its end failed) is not reused.
+        if readers.len() < READER_POOL_SIZE && conn.is_autocommit() {
             readers.push(conn);
         }
         result
@@ -184,6 +185,27 @@ impl Store for SqliteStore {
                 Err(e)
             }
         }
+    }
+}
+
+/// Runs a reader's statements in one read transaction: they all see one
+/// snapshot (a read and the names of its links agree even while the sync
+/// writes), and the database's shared lock is taken and released once, not
+/// once per statement.
+fn read_in_one_transaction<T>(
+    conn: &mut rusqlite::Connection,
+    f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
+) -> Result<T, EngineError> {
+    conn.prepare_cached("BEGIN")?.execute([])?;
+    let result = f(conn);
+    // A read-only transaction ends alike either way; ROLLBACK also undoes
+    // anything a failed reader might have left.
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    let ended = conn.prepare_cached(end).and_then(|mut s| s.execute([]));
+    match (result, ended) {
+        (Ok(value), Ok(_)) => Ok(value),
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(e.into()),
     }
 }
 

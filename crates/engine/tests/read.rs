@@ -1238,6 +1238,101 @@ fn both_stores_answer_alike() {
     );
 }
 
+/// The proxy's replies (a read written straight to JSON text) are exactly
+/// the JSON of the `Value` path: every data type, deep paths through entity
+/// and multi-entity links, links with names, hidden and null links, links to
+/// uncached types, paging info with and without counts, empty results.
+fn json_text_is_the_value_path_json(backend: Backend) {
+    let e = production(backend);
+    e.upsert_records(
+        "Shot",
+        &[
+            obj(json!({"id": 9, "code": "shapes \"q\" \\ \n\t\u{1}é😀", "sg_rate": 2.0, "sg_budget": 10.5,
+                "sg_done": 50, "sg_length": -600, "src_in": 1000, "sg_kind": "Shot", "sg_color": "255,0,0",
+                "sg_uuid": "5d7f6b9e-0000-4000-8000-000000000000", "image": "http://x/t.png",
+                "sg_link": {"url": "http://x", "name": "x", "link_type": "web", "content_type": null},
+                "sg_data": {"z": [1, 2.5, {"b": null, "a": "x"}], "a": true},
+                "created_at": "1970-01-01T00:00:00Z", "sg_due": "2024-02-29", "sg_hero": true,
+                "tags": [{"type": "Tag", "id": 4}, {"type": "Tag", "id": 2}],
+                "cc": [{"type": "HumanUser", "id": 2}, {"type": "HumanUser", "id": 1}],
+                "sg_sequence": {"type": "Sequence", "id": 3}, "project": {"type": "Project", "id": 2},
+                "assets": [{"type": "Asset", "id": 2}, {"type": "Asset", "id": 3}, {"type": "Asset", "id": 1}]}),
+            ),
+            obj(json!({"id": 10, "code": "sequence retired", "sg_rate": 0.1,
+                "sg_sequence": {"type": "Sequence", "id": 2}})),
+        ],
+    )
+    .unwrap();
+    e.upsert_records("Sequence", &[obj(json!({"id": 2, "__retired": true}))])
+        .unwrap();
+    let schema = common::schema();
+    let mut every_field: Vec<String> = schema
+        .entity("Shot")
+        .expect("Shot")
+        .fields
+        .keys()
+        .cloned()
+        .collect();
+    let deep = [
+        "sg_sequence.Sequence.code",
+        "sg_sequence.Sequence.project",
+        "sg_sequence.Sequence.id",
+        "sg_sequence.Sequence.project.Project.name",
+        "sg_sequence.Sequence.project.Project.archived",
+        "project.Project.archived",
+        "users.HumanUser.login",
+        "users.HumanUser.id",
+        "assets.Asset.sg_asset_type",
+        "assets.Asset.code",
+    ];
+    every_field.extend(deep.map(String::from));
+    let mut requests = vec![
+        json!({"type": "Shot", "return_fields": every_field}),
+        json!({"type": "Shot", "return_fields": every_field, "return_only": "retired"}),
+        json!({"type": "Shot", "return_fields": every_field, "return_paging_info": true,
+            "paging": {"entities_per_page": 2, "current_page": 2}}),
+        json!({"type": "Shot", "return_fields": every_field, "return_paging_info": true,
+            "return_paging_info_without_counts": true, "paging": {"entities_per_page": 3, "current_page": 1}}),
+        json!({"type": "Shot", "return_fields": ["id", "type", "code", "code", "id"],
+            "return_paging_info": true, "paging": {"entities_per_page": 500, "current_page": 9}}),
+        json!({"type": "Shot", "return_fields": ["code"], "filters": {"logical_operator": "and",
+            "conditions": [cond("code", "is", json!(["nothing at all"]))]}}),
+        json!({"type": "Shot", "return_fields": every_field, "include_archived_projects": false,
+            "sorts": [{"field_name": "sg_sequence", "direction": "desc"}, {"field_name": "sg_rate", "direction": "asc"}]}),
+        json!({"type": "Sequence", "return_fields": ["code", "project", "project.Project.name"]}),
+        json!({"type": "Project", "return_fields": ["name", "archived"], "return_paging_info": true}),
+        json!({"type": "Asset", "return_fields": ["code", "sg_asset_type"], "return_only": "retired"}),
+        json!({"type": "HumanUser", "return_fields": ["name", "login"]}),
+    ];
+    for field in &every_field {
+        requests.push(json!({"type": "Shot", "return_fields": [field],
+            "sorts": [{"field_name": "code", "direction": "desc"}]}));
+    }
+    for path in [
+        "sg_sequence.Sequence.code",
+        "assets.Asset.code",
+        "users.HumanUser.login",
+    ] {
+        requests.push(json!({"type": "Shot", "return_fields": every_field,
+            "filters": {"logical_operator": "or", "conditions": [cond(path, "contains", json!(["e"]))]}}));
+    }
+    for request in requests {
+        let p = params(request.clone());
+        let value = e
+            .read(&p)
+            .unwrap_or_else(|err| panic!("{err} for {request}"));
+        let text = e
+            .read_json(&p, b"prefix:".to_vec())
+            .unwrap_or_else(|err| panic!("{err} for {request}"));
+        let text = String::from_utf8(text).expect("utf-8");
+        assert_eq!(
+            text.strip_prefix("prefix:"),
+            Some(value.to_string().as_str()),
+            "for {request}"
+        );
+    }
+}
+
 engine_tests!(
     text_relations,
     sql_shaped_values_are_plain_values,
@@ -1257,4 +1352,5 @@ engine_tests!(
     bad_requests_are_faults,
     every_relation_on_every_data_type,
     deep_fields_through_null_links_are_null,
+    json_text_is_the_value_path_json,
 );

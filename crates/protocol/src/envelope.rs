@@ -21,22 +21,27 @@ impl Request {
     pub fn from_slice(body: &[u8]) -> Result<Request, Fault> {
         let value: Value = serde_json::from_slice(body)
             .map_err(|e| Fault::bad_request(format!("Invalid JSON in request body: {e}")))?;
-        Request::from_json(&value)
+        Request::from_value(value)
     }
 
     /// Decodes an already parsed request body.
     pub fn from_json(value: &Value) -> Result<Request, Fault> {
-        let obj = value
-            .as_object()
-            .ok_or_else(|| Fault::bad_request("Request body must be a JSON object"))?;
+        Request::from_value(value.clone())
+    }
+
+    /// Decodes a parsed request body, taking its parts rather than copying them.
+    pub fn from_value(value: Value) -> Result<Request, Fault> {
+        let Value::Object(mut obj) = value else {
+            return Err(Fault::bad_request("Request body must be a JSON object"));
+        };
         let method_name = obj
             .get("method_name")
             .and_then(Value::as_str)
             .ok_or_else(|| Fault::bad_request("Request is missing 'method_name'"))?
             .to_string();
-        let params = match obj.get("params") {
+        let params = match obj.remove("params") {
             None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => items.clone(),
+            Some(Value::Array(items)) => items,
             Some(_) => return Err(Fault::bad_request("'params' must be a list")),
         };
         let mut items = params.into_iter();
@@ -44,7 +49,7 @@ impl Request {
         let mut rest = None;
         if let Some(first) = items.next() {
             if Auth::looks_like_auth(&first) {
-                auth = Some(Auth::from_json(&first)?);
+                auth = Some(Auth::from_value(first)?);
                 rest = items.next();
             } else {
                 rest = Some(first);
@@ -179,7 +184,12 @@ impl Auth {
 
     /// Reads an auth block; a block that is not an object is a fault.
     pub fn from_json(value: &Value) -> Result<Auth, Fault> {
-        serde_json::from_value(value.clone())
+        Auth::from_value(value.clone())
+    }
+
+    /// Decodes an auth block, taking it rather than copying it.
+    pub fn from_value(value: Value) -> Result<Auth, Fault> {
+        serde_json::from_value(value)
             .map_err(|e| Fault::authentication(format!("Invalid authentication block: {e}")))
     }
 

@@ -77,6 +77,12 @@ async fn handle(
     }
     match proxy.handle(body).await {
         Answer::Json(value) => json_response(StatusCode::OK, value.to_string()),
+        Answer::JsonText(text) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+            text,
+        )
+            .into_response(),
         Answer::Site(reply) => {
             let status =
                 StatusCode::from_u16(reply.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);

@@ -23,6 +23,8 @@ use crate::route::{route_read, route_summarize, Route};
 pub enum Answer {
     /// A JSON body built here (a result or a fault), sent with HTTP 200.
     Json(Value),
+    /// A JSON body already written as text (a read's result), sent with HTTP 200.
+    JsonText(Vec<u8>),
     /// The site's own reply, passed on unchanged.
     Site(SiteReply),
     /// The site could not be reached for a request only it can answer.
@@ -45,7 +47,15 @@ pub struct Proxy {
     allowed_scripts: Option<BTreeSet<String>>,
     /// The site's `info`, kept so clients take the same code paths.
     info: Mutex<Option<Value>>,
+    /// Requests answered from the cache at once; the rest wait their turn
+    /// here, without a thread, instead of each taking a blocking thread and
+    /// opening a database connection beyond the store's pool.
+    engine_slots: tokio::sync::Semaphore,
 }
+
+/// Cache reads run at once: no more than the stores keep pooled connections
+/// for (PostgreSQL keeps 4), and enough to keep a few cores busy.
+const ENGINE_SLOTS: usize = 4;
 
 fn fault(f: Fault) -> Answer {
     Answer::Json(f.to_json())
@@ -67,6 +77,7 @@ impl Proxy {
             own_script,
             allowed_scripts,
             info: Mutex::new(None),
+            engine_slots: tokio::sync::Semaphore::new(ENGINE_SLOTS),
         })
     }
 
@@ -209,65 +220,62 @@ impl Proxy {
             return answer;
         }
         let catalog = self.cache.engine.catalog();
-        let route = match request.method_name.as_str() {
+        // The params are decoded once, here, and the decoded form moves to
+        // the blocking task that answers.
+        let (route, method) = match request.method_name.as_str() {
             "read" => match request.params_object().and_then(ReadParams::from_json) {
-                Ok(p) => route_read(&catalog.layout, &catalog.schema, &p),
+                Ok(p) => (
+                    route_read(&catalog.layout, &catalog.schema, &p),
+                    CacheMethod::Read(p),
+                ),
                 Err(f) => return fault(f),
             },
             "summarize" => match request.params_object().and_then(SummarizeParams::from_json) {
-                Ok(p) => route_summarize(&catalog.layout, &catalog.schema, &p),
+                Ok(p) => (
+                    route_summarize(&catalog.layout, &catalog.schema, &p),
+                    CacheMethod::Summarize(p),
+                ),
                 Err(f) => return fault(f),
             },
             // The schema methods answer for the whole site, from the copy the cache keeps,
             // unless they ask for one project's view.
             _ => match request.params.as_ref().and_then(|p| p.get("project")) {
-                Some(p) if !p.is_null() => Route::Site,
-                _ => Route::Cache,
+                Some(p) if !p.is_null() => return self.forward(body).await,
+                _ => (Route::Cache, CacheMethod::Schema(request.clone())),
             },
         };
+        drop(catalog);
         if route == Route::Site {
             return self.forward(body).await;
         }
+        let Ok(_slot) = self.engine_slots.acquire().await else {
+            return fault(Fault::new(
+                sg_protocol::ErrorCode::Other(100),
+                "the proxy is shutting down",
+            ));
+        };
         let engine = self.cache.engine.clone();
-        let request = request.clone();
-        let result = tokio::task::spawn_blocking(move || -> Result<Value, Fault> {
-            let catalog = engine.catalog();
-            match request.method_name.as_str() {
-                "read" => engine
-                    .read(&ReadParams::from_json(request.params_object()?)?)
-                    .map_err(|e| e.to_fault()),
-                "summarize" => engine
-                    .summarize(&SummarizeParams::from_json(request.params_object()?)?)
-                    .map_err(|e| e.to_fault()),
-                "schema_read" => Ok(catalog.schema.to_fields_json()),
-                "schema_entity_read" => Ok(catalog.schema.to_entities_json()),
-                _ => {
-                    let params = request.params_object()?;
-                    let t = params.get("type").and_then(Value::as_str).ok_or_else(|| {
-                        Fault::bad_request("API schema_field_read() 'type' is required")
-                    })?;
-                    let entity = catalog.schema.entity(t).ok_or_else(|| {
-                        Fault::bad_request(format!(
-                            "API schema_field_read() entity type {t} doesn't exist"
-                        ))
-                    })?;
-                    match params.get("field_name").and_then(Value::as_str) {
-                        None => Ok(entity.fields_json()),
-                        Some(f) => entity
-                            .field(f)
-                            .map(|field| json!({ f: field.raw }))
-                            .ok_or_else(|| {
-                                Fault::bad_request(format!(
-                                    "API schema_field_read() {t}.{f} doesn't exist"
-                                ))
-                            }),
-                    }
+        let result = tokio::task::spawn_blocking(move || -> Result<Answer, Fault> {
+            match method {
+                CacheMethod::Read(params) => {
+                    // The envelope is written around the result's text, never re-parsed.
+                    let mut out = engine
+                        .read_json(&params, br#"{"results":"#.to_vec())
+                        .map_err(|e| e.to_fault())?;
+                    out.push(b'}');
+                    Ok(Answer::JsonText(out))
                 }
+                CacheMethod::Summarize(params) => engine
+                    .summarize(&params)
+                    .map(|v| Answer::Json(Reply::Results(v).to_json()))
+                    .map_err(|e| e.to_fault()),
+                CacheMethod::Schema(request) => schema_answer(&engine.catalog().schema, &request)
+                    .map(|v| Answer::Json(Reply::Results(v).to_json())),
             }
         })
         .await;
         match result {
-            Ok(Ok(value)) => Answer::Json(Reply::Results(value).to_json()),
+            Ok(Ok(answer)) => answer,
             Ok(Err(f)) => fault(f),
             Err(e) => fault(Fault::new(
                 sg_protocol::ErrorCode::Other(100),
@@ -414,6 +422,43 @@ fn revived(request: &Request) -> Vec<(String, i64)> {
             .filter_map(item)
             .collect(),
         _ => Vec::new(),
+    }
+}
+
+/// A read-side method the cache answers, with its params decoded.
+enum CacheMethod {
+    Read(ReadParams),
+    Summarize(SummarizeParams),
+    /// `schema_read`, `schema_entity_read` or `schema_field_read`.
+    Schema(Request),
+}
+
+/// The answer of a schema method, from the schema the cache keeps.
+fn schema_answer(schema: &sg_protocol::Schema, request: &Request) -> Result<Value, Fault> {
+    match request.method_name.as_str() {
+        "schema_read" => Ok(schema.to_fields_json()),
+        "schema_entity_read" => Ok(schema.to_entities_json()),
+        _ => {
+            let params = request.params_object()?;
+            let t = params
+                .get("type")
+                .and_then(Value::as_str)
+                .ok_or_else(|| Fault::bad_request("API schema_field_read() 'type' is required"))?;
+            let entity = schema.entity(t).ok_or_else(|| {
+                Fault::bad_request(format!(
+                    "API schema_field_read() entity type {t} doesn't exist"
+                ))
+            })?;
+            match params.get("field_name").and_then(Value::as_str) {
+                None => Ok(entity.fields_json()),
+                Some(f) => entity
+                    .field(f)
+                    .map(|field| json!({ f: field.raw }))
+                    .ok_or_else(|| {
+                        Fault::bad_request(format!("API schema_field_read() {t}.{f} doesn't exist"))
+                    }),
+            }
+        }
     }
 }
 

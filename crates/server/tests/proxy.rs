@@ -661,6 +661,17 @@ struct Tally {
 }
 
 impl Tally {
+    /// Both outcomes are common among the cases that ran: the generator
+    /// exercises results and faults alike. Judged by share, not by count,
+    /// because how many cases fit in the time budget depends on the machine.
+    fn assert_mixed(&self) {
+        let ran = self.ok + self.fault;
+        assert!(
+            ran >= 50 && self.ok * 20 >= ran && self.fault * 20 >= ran,
+            "{self:?}"
+        );
+    }
+
     fn engine(&mut self, input: &Value, result: Result<Result<Value, EngineError>, String>) {
         match result {
             Ok(Ok(_)) => self.ok += 1,
@@ -851,7 +862,7 @@ fn reads_never_panic_and_never_reach_the_database_badly() {
     }
     eprintln!("{parse_faults} params refused by ReadParams::from_json");
     tally.check("reads");
-    assert!(tally.ok > 200 && tally.fault > 200, "{tally:?}");
+    tally.assert_mixed();
     assert_eq!(shot_count(&fx), before, "a read changed the data");
 }
 
@@ -884,7 +895,7 @@ fn summaries_never_panic_and_never_reach_the_database_badly() {
         }
     }
     tally.check("summaries");
-    assert!(tally.ok > 100 && tally.fault > 100, "{tally:?}");
+    tally.assert_mixed();
 }
 
 fn nested(depth: usize, leaf: Value) -> Value {
