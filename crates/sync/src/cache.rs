@@ -1157,6 +1157,8 @@ impl<S: Store> Cache<S> {
             let leader = leadership.is_leader();
             if leader != was_leader && !leader {
                 tracing::info!("another process keeps the cache in step; serving only");
+                // The new leader resumes them from their recorded progress.
+                self.stop_reimports();
             }
             was_leader = leader;
             if leader {
