@@ -521,26 +521,34 @@ impl<S: Store> Cache<S> {
             let write = self.db(move |e| {
                 let catalog = e.catalog();
                 let dialect = e.store().dialect();
-                e.store().with_transaction(&mut |c| match &target {
-                    ImportTarget::Live => {
-                        let Some(table) = catalog.layout.table(&owned_type) else {
-                            return Ok(true);
-                        };
-                        sg_engine::write::upsert_records(c, table, &records)?;
-                        state::set_type(c, &saved)?;
-                        if finished {
-                            c.execute_batch(&ddl::create_table_sql(table, dialect))?;
-                        }
-                        Ok(true)
+                e.store().with_transaction(&mut |c| {
+                    if dialect == sg_engine::sql::Dialect::Postgres {
+                        // The commit need not wait for the disk: a crash can
+                        // lose only the last pages, together with the progress
+                        // that records them, never leave the two apart.
+                        c.execute_batch("SET LOCAL synchronous_commit = off")?;
                     }
-                    ImportTarget::Shadow(table) => {
-                        let current = state::reimport(c, &owned_type)?;
-                        if current.is_none_or(|r| r.digest != saved.digest) {
-                            return Ok(false);
+                    match &target {
+                        ImportTarget::Live => {
+                            let Some(table) = catalog.layout.table(&owned_type) else {
+                                return Ok(true);
+                            };
+                            sg_engine::write::upsert_records(c, table, &records)?;
+                            state::set_type(c, &saved)?;
+                            if finished {
+                                c.execute_batch(&ddl::create_table_sql(table, dialect))?;
+                            }
+                            Ok(true)
                         }
-                        sg_engine::write::upsert_records(c, table, &records)?;
-                        state::set_reimport(c, &saved)?;
-                        Ok(true)
+                        ImportTarget::Shadow(table) => {
+                            let current = state::reimport(c, &owned_type)?;
+                            if current.is_none_or(|r| r.digest != saved.digest) {
+                                return Ok(false);
+                            }
+                            sg_engine::write::upsert_records(c, table, &records)?;
+                            state::set_reimport(c, &saved)?;
+                            Ok(true)
+                        }
                     }
                 })
             });
@@ -826,11 +834,7 @@ impl<S: Store> Cache<S> {
             e.store().with_transaction(&mut |c| {
                 let catalog = e.catalog();
                 let shadow = shadows.layout();
-                for (t, record) in &fetched {
-                    for table in catalog.layout.table(t).into_iter().chain(shadow.table(t)) {
-                        store_site_record(c, table, record, &hidden)?;
-                    }
-                }
+                store_fetched(c, &[&catalog.layout, &shadow], &fetched, &hidden)?;
                 // The newest row applied to each record, written once at the end.
                 let mut applied = BTreeMap::new();
                 for row in &rows {
@@ -921,11 +925,7 @@ impl<S: Store> Cache<S> {
             e.store().with_transaction(&mut |c| {
                 let catalog = e.catalog();
                 let shadow = shadows.layout();
-                for (t, record) in &fetched {
-                    for table in catalog.layout.table(t).into_iter().chain(shadow.table(t)) {
-                        store_site_record(c, table, record, &hidden)?;
-                    }
-                }
+                store_fetched(c, &[&catalog.layout, &shadow], &fetched, &hidden)?;
                 Ok(())
             })
         })
@@ -1071,15 +1071,16 @@ impl<S: Store> Cache<S> {
                                 return Ok(());
                             };
                             let watermark = state::position(c)?.map(|p| p.watermark).unwrap_or(0);
-                            for record in &records {
-                                for table in std::iter::once(table).chain(shadow.as_ref()) {
-                                    store_site_record(c, table, record, &hidden)?;
-                                }
-                                if let Some(id) = record.get("id").and_then(Value::as_i64) {
-                                    state::set_guard(c, &t, id, watermark)?;
-                                }
+                            let page: Vec<&Map<String, Value>> = records.iter().collect();
+                            for table in std::iter::once(table).chain(shadow.as_ref()) {
+                                store_site_records(c, table, &page, &hidden)?;
                             }
-                            Ok(())
+                            let guards: BTreeMap<(String, i64), i64> = records
+                                .iter()
+                                .filter_map(|r| r.get("id").and_then(Value::as_i64))
+                                .map(|id| ((t.clone(), id), watermark))
+                                .collect();
+                            state::set_guards(c, &guards)
                         })
                     })
                     .await?;
@@ -1175,6 +1176,8 @@ impl<S: Store> Cache<S> {
             let leader = leadership.is_leader();
             if leader != was_leader && !leader {
                 tracing::info!("another process keeps the cache in step; serving only");
+                // The new leader resumes them from their recorded progress.
+                self.stop_reimports();
             }
             was_leader = leader;
             if leader {
@@ -1432,20 +1435,64 @@ fn audit_stamps(table: &sg_engine::layout::TableLayout, row: &EventRow) -> Map<S
 /// records, but the site keeps them and shows them again when the record is
 /// revived; so the links the cache holds to records in `hidden` (retired on
 /// the site, see [`Cache::hidden_links`]) are kept.
-fn store_site_record(
+fn store_site_records(
+    conn: &mut dyn sg_engine::Connection,
+    table: &sg_engine::layout::TableLayout,
+    records: &[&Map<String, Value>],
+    hidden: &BTreeSet<(String, i64)>,
+) -> Result<(), sg_engine::EngineError> {
+    let mut merged = Vec::with_capacity(records.len());
+    for record in records {
+        if let Some(record) = with_hidden_links(conn, table, record, hidden)? {
+            merged.push(record);
+        }
+    }
+    // One multi-row statement per run of records that set the same fields.
+    sg_engine::write::upsert_records(conn, table, &merged)
+}
+
+/// [`store_site_records`] for records of several types, each type's
+/// records written together (in their order) into each of `layouts`.
+fn store_fetched(
+    conn: &mut dyn sg_engine::Connection,
+    layouts: &[&sg_engine::Layout],
+    fetched: &[(String, Map<String, Value>)],
+    hidden: &BTreeSet<(String, i64)>,
+) -> Result<(), sg_engine::EngineError> {
+    let mut by_type: BTreeMap<&str, Vec<&Map<String, Value>>> = BTreeMap::new();
+    for (t, record) in fetched {
+        by_type.entry(t.as_str()).or_default().push(record);
+    }
+    for (t, records) in by_type {
+        for layout in layouts {
+            if let Some(table) = layout.table(t) {
+                store_site_records(conn, table, &records, hidden)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A record from the site as the table stores it: only the table's fields,
+/// and the links it holds to records in `hidden` kept. `None` without an id.
+fn with_hidden_links(
     conn: &mut dyn sg_engine::Connection,
     table: &sg_engine::layout::TableLayout,
     record: &Map<String, Value>,
     hidden: &BTreeSet<(String, i64)>,
-) -> Result<(), sg_engine::EngineError> {
+) -> Result<Option<Map<String, Value>>, sg_engine::EngineError> {
     let Some(id) = record.get("id").and_then(Value::as_i64) else {
-        return Ok(());
+        return Ok(None);
     };
     let is_hidden = |l: &EntityLink| hidden.contains(&(l.entity_type.clone(), l.id));
     let mut merged = record.clone();
     // The record may carry fields of another table of its type (a served
     // table and its reimport's shadow hold different fields).
     merged.retain(|k, _| k == "id" || k == "__retired" || table.fields.contains_key(k));
+    if hidden.is_empty() {
+        // Nothing held can be kept, so there is nothing to look up.
+        return Ok(Some(merged));
+    }
     for field in table.fields.values() {
         let Some(site_value) = record.get(&field.name) else {
             continue;
@@ -1479,7 +1526,7 @@ fn store_site_record(
             _ => {}
         }
     }
-    sg_engine::write::upsert_record(conn, table, &merged)
+    Ok(Some(merged))
 }
 
 /// Links the cache holds in these records' link fields that the site's

@@ -136,9 +136,9 @@ impl<S: Store> Cache<S> {
         let recorded = self
             .db(|e| e.store().with_reader(&mut |c| state::reimports(c)))
             .await?;
+        // A type wanted with another digest starts over in `begin_reimport`.
         let cancelled: Vec<String> = recorded
             .values()
-            .filter(|r| wanted.get(&r.entity_type) != Some(&r.digest))
             .filter(|r| !wanted.contains_key(&r.entity_type))
             .map(|r| r.entity_type.clone())
             .collect();
@@ -372,11 +372,14 @@ impl<S: Store> Cache<S> {
     }
 
     /// Stops every reimport this process runs (when it stops syncing); each
-    /// resumes from its recorded progress at the next start.
+    /// resumes from its recorded progress at the next start, or in the
+    /// process that syncs now. The sync's writes stop going to their shadow
+    /// tables, which that process may swap in.
     pub(crate) fn stop_reimports(&self) {
         if let Ok(mut running) = self.reimporting.lock() {
-            for (_, (_, task)) in std::mem::take(&mut *running) {
+            for (t, (_, task)) in std::mem::take(&mut *running) {
                 task.abort();
+                self.shadows.remove(&t);
             }
         }
     }
