@@ -157,7 +157,18 @@ pub fn run(args: DemoArgs) -> Result<()> {
         };
         let project = first("Project", json!(["name"])).await?;
         let shot = first("Shot", json!(["code", "sg_sequence"])).await?;
-        let user = first("HumanUser", json!(["name"])).await?;
+        // An artist with open work, so that their query finds something.
+        let open_task = direct
+            .call("read", Some(json!({"type": "Task", "return_fields": ["task_assignees"],
+                "filters": {"logical_operator": "and", "conditions": [
+                    {"path": "sg_status_list", "relation": "not_in", "values": ["fin", "omt"]},
+                    {"path": "task_assignees", "relation": "is_not", "values": [null]}]},
+                "paging": {"entities_per_page": 1, "current_page": 1}})))
+            .await?;
+        let user = match open_task["entities"][0]["task_assignees"].get(0) {
+            Some(assignee) => assignee.clone(),
+            None => first("HumanUser", json!(["name"])).await?,
+        };
         let link = |v: &Value| json!({"type": v["type"], "id": v["id"]});
         let sequence = shot["sg_sequence"].clone();
         let queries: Vec<(&str, &str, Value)> = vec![
