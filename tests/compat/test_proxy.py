@@ -1456,6 +1456,19 @@ def test_proxy_allowed_scripts(options_stack):
     assert stack.proxy.alive()
 
 
+def http_status(base_url: str, path: str) -> int:
+    """The HTTP status of a plain GET of `path` (no credentials) at `base_url`."""
+    host, port = base_url.split("://", 1)[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.request("GET", path)
+        reply = conn.getresponse()
+        reply.read()
+        return reply.status
+    finally:
+        conn.close()
+
+
 @pytest.fixture(scope="module")
 def relay_stack(dataset, tmp_path_factory):
     """A stack (no tap: the proxy talks to the site itself) caching Versions."""
@@ -1495,18 +1508,7 @@ def test_proxy_relays_uploads_and_downloads(relay_stack, tmp_path):
         assert psg.download_attachment(through_proxy) == data
         assert ssg.download_attachment(link) == data
     # The site's refusals come back as they are: a download without credentials.
-    unsigned = stack.url + "/file_serve/attachment/%d" % attachment
-    host, port = stack.url.split("://", 1)[1].split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    conn.request("GET", urllib.parse.urlsplit(unsigned).path)
-    refused = conn.getresponse()
-    refused.read()
-    conn.close()
-    site_host, site_port = stack.site_url.split("://", 1)[1].split(":")
-    direct = http.client.HTTPConnection(site_host, int(site_port), timeout=30)
-    direct.request("GET", urllib.parse.urlsplit(unsigned).path)
-    expected = direct.getresponse()
-    expected.read()
-    direct.close()
-    assert refused.status == expected.status and refused.status >= 400
+    unsigned = "/file_serve/attachment/%d" % attachment
+    refused, expected = http_status(stack.url, unsigned), http_status(stack.site_url, unsigned)
+    assert refused == expected and refused >= 400
     assert stack.proxy.alive()
