@@ -19,7 +19,7 @@ use sg_client::Client;
 use sg_engine::layout::{Storage, TableLayout};
 use sg_engine::{ddl, Engine, Store};
 use sg_protocol::value::EntityLink;
-use sg_protocol::Schema;
+use sg_protocol::{DataType, Schema};
 
 use crate::config::CacheConfig;
 use crate::error::SyncError;
@@ -31,6 +31,8 @@ use crate::state::{self, EventPosition, TypeState};
 const PAGE: u64 = 500;
 /// Reconcile scans look this far behind the last scan, by the site's clock.
 const SCAN_MARGIN_SECS: i64 = 60;
+/// Revived records asked about in one `read` (an `or` of `is` conditions).
+const LINK_QUERY_CHUNK: usize = 50;
 /// How long one step may go on reading full pages of events.
 const POLL_BUDGET: Duration = Duration::from_secs(5);
 
@@ -649,6 +651,7 @@ impl<S: Store> Cache<S> {
         let cached = |t: &str| catalog.layout.table(t).is_some();
         let mut refetch: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
         let mut touched: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+        let mut uncached_retired: BTreeSet<(String, i64)> = BTreeSet::new();
         let mut schema_changed = false;
         for row in &rows {
             match &row.action {
@@ -669,8 +672,27 @@ impl<S: Store> Cache<S> {
                 {
                     touched.entry(entity_type.clone()).or_default().insert(*id);
                 }
+                EventAction::Retire { entity_type, id } => {
+                    uncached_retired.insert((entity_type.clone(), *id));
+                }
                 EventAction::Schema => schema_changed = true,
                 _ => {}
+            }
+        }
+        // The site hides links to a retired record and logs nothing for the
+        // records holding them. The engine hides links to retired records of
+        // cached types itself; for the others, the holders are read again.
+        if !uncached_retired.is_empty() {
+            let targets = uncached_retired.clone();
+            let holders = self
+                .db(move |e| {
+                    let catalog = e.catalog();
+                    e.store()
+                        .with_reader(&mut |c| records_holding_links(c, &catalog.layout, &targets))
+                })
+                .await?;
+            for (t, ids) in holders {
+                refetch.entry(t).or_default().extend(ids);
             }
         }
         // Back-reference rows on records retired since: read every record of
@@ -808,6 +830,18 @@ impl<S: Store> Cache<S> {
                 }
             }
         }
+        // Records linking to a revived record show the link again and log
+        // nothing; where the revived record names them in no field (no
+        // inverse field), the site is asked which they are.
+        for (t, ids) in self.records_linking_to(&revived).await? {
+            let ids: BTreeSet<i64> = ids
+                .into_iter()
+                .filter(|id| !refetch.get(&t).is_some_and(|r| r.contains(id)))
+                .collect();
+            if !ids.is_empty() {
+                linked.entry(t).or_default().extend(ids);
+            }
+        }
         for (t, ids) in &linked {
             fetched.extend(
                 self.fetch_records(t, ids)
@@ -858,6 +892,60 @@ impl<S: Store> Cache<S> {
         Ok(())
     }
 
+    /// The active records of cached types whose link fields point at one of
+    /// `targets`, as the site says.
+    async fn records_linking_to(
+        &self,
+        targets: &BTreeSet<(String, i64)>,
+    ) -> Result<BTreeMap<String, BTreeSet<i64>>, SyncError> {
+        let mut out: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+        if targets.is_empty() {
+            return Ok(out);
+        }
+        let catalog = self.engine.catalog();
+        for (holder, table) in &catalog.layout.tables {
+            for field in table
+                .fields
+                .values()
+                .filter(|f| matches!(f.data_type, DataType::Entity | DataType::MultiEntity))
+            {
+                let wanted: Vec<Value> = targets
+                    .iter()
+                    .filter(|(t, _)| field.valid_types.is_empty() || field.valid_types.contains(t))
+                    .map(|(t, id)| json!({"type": t, "id": id}))
+                    .collect();
+                for chunk in wanted.chunks(LINK_QUERY_CHUNK) {
+                    let any: Vec<Value> = chunk
+                        .iter()
+                        .map(|l| json!({"path": field.name, "relation": "is", "values": [l]}))
+                        .collect();
+                    let mut last_id = 0;
+                    loop {
+                        let conditions = json!([
+                            {"logical_operator": "or", "conditions": any},
+                            {"path": "id", "relation": "greater_than", "values": [last_id]}]);
+                        let page = entities(
+                            self.client
+                                .call("read", Some(read_params(holder, &[], conditions, false)))
+                                .await?,
+                        )?;
+                        let ids: Vec<i64> = page
+                            .iter()
+                            .filter_map(|r| r.get("id").and_then(Value::as_i64))
+                            .collect();
+                        last_id = ids.last().copied().unwrap_or(last_id);
+                        out.entry(holder.clone()).or_default().extend(&ids);
+                        if (ids.len() as u64) < PAGE {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        out.retain(|_, ids| !ids.is_empty());
+        Ok(out)
+    }
+
     /// Of the links the cache holds in these records but the site's copies do
     /// not show, those that point at records retired on the site: the site
     /// still has them and shows them again when those records are revived.
@@ -878,7 +966,9 @@ impl<S: Store> Cache<S> {
         }
         let mut hidden = BTreeSet::new();
         for (t, ids) in by_type {
-            if self.engine.catalog().schema.entity(&t).is_none() {
+            // A link to a retired record of a type the cache does not hold
+            // can't be hidden by the engine: it is not kept.
+            if self.engine.catalog().layout.table(&t).is_none() {
                 continue;
             }
             for chunk in ids.chunks(PAGE as usize) {
@@ -1275,6 +1365,64 @@ pub fn advance(
 }
 
 /// Which of `ids` are in the table (active or retired).
+/// The cached records holding a link (in an entity or multi-entity field)
+/// to one of `targets`.
+fn records_holding_links(
+    conn: &mut dyn sg_engine::Connection,
+    layout: &sg_engine::Layout,
+    targets: &BTreeSet<(String, i64)>,
+) -> Result<BTreeMap<String, BTreeSet<i64>>, sg_engine::EngineError> {
+    use sg_engine::frag::Fragment;
+    use sg_engine::sql::SqlValue;
+    let mut out: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+    let mut by_type: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for (t, id) in targets {
+        by_type.entry(t.as_str()).or_default().push(*id);
+    }
+    for (holder, table) in &layout.tables {
+        for field in table.fields.values() {
+            for (target, ids) in &by_type {
+                if !field.valid_types.is_empty() && !field.valid_types.iter().any(|v| v == target) {
+                    continue;
+                }
+                let (select, type_col, id_col) = match (field.data_type, field.storage) {
+                    (DataType::Entity, Storage::Entity) => (
+                        format!("SELECT \"id\" FROM {}", table.table()),
+                        format!("\"{}__type\"", field.name),
+                        format!("\"{}__id\"", field.name),
+                    ),
+                    (DataType::MultiEntity, Storage::Links) => (
+                        format!("SELECT \"src_id\" FROM {}", table.link_table(&field.name)),
+                        "\"dst_type\"".to_string(),
+                        "\"dst_id\"".to_string(),
+                    ),
+                    _ => continue,
+                };
+                for chunk in ids.chunks(500) {
+                    let mut f = Fragment::text(format!("{select} WHERE {type_col} = "));
+                    f.bind(SqlValue::Text(target.to_string()));
+                    f.push(&format!(" AND {id_col} IN ("));
+                    for (i, id) in chunk.iter().enumerate() {
+                        if i > 0 {
+                            f.push(", ");
+                        }
+                        f.bind(SqlValue::Int(*id));
+                    }
+                    f.push(")");
+                    let (sql, params) = f.finish(conn.dialect());
+                    out.entry(holder.clone()).or_default().extend(
+                        conn.query(&sql, &params)?
+                            .iter()
+                            .filter_map(|r| r[0].as_i64()),
+                    );
+                }
+            }
+        }
+    }
+    out.retain(|_, ids| !ids.is_empty());
+    Ok(out)
+}
+
 fn existing_ids(
     conn: &mut dyn sg_engine::Connection,
     table: &sg_engine::layout::TableLayout,
