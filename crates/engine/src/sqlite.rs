@@ -23,6 +23,17 @@ pub struct SqliteStore {
     delete_on_drop: bool,
 }
 
+/// How long a connection waits for another's lock before it gives up.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 fn open_connection(path: &Path) -> Result<rusqlite::Connection, EngineError> {
     let conn = rusqlite::Connection::open_with_flags(
         path,
@@ -30,9 +41,23 @@ fn open_connection(path: &Path) -> Result<rusqlite::Connection, EngineError> {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Another process opening the same new file at the same moment (a
+    // `status` beside a starting `run`) can hold the lock that switching to
+    // WAL needs, and SQLite answers that with "database is locked" at once
+    // instead of waiting: wait here.
+    let started = std::time::Instant::now();
+    loop {
+        match conn.execute_batch("PRAGMA journal_mode = WAL;") {
+            Ok(()) => break,
+            Err(e) if is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;
+        "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;
          PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 1073741824;",
     )?;
     conn.set_prepared_statement_cache_capacity(256);
