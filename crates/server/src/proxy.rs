@@ -308,9 +308,17 @@ impl Proxy {
             if let Ok(body) = serde_json::from_slice::<Value>(&reply.body) {
                 collect_links(&body["results"], &mut touched);
             }
-            let tasks = self.tasks_revived_with(&revived(request)).await;
-            if !tasks.is_empty() {
-                touched.entry("Task".into()).or_default().extend(tasks);
+            // A site shows the records linking to a revived record again
+            // (the Tasks it revives with it among them) without naming them.
+            let revived: BTreeSet<(String, i64)> = revived(request).into_iter().collect();
+            match self.cache.records_linking_to(&revived).await {
+                Ok(linking) => {
+                    for (t, ids) in linking {
+                        touched.entry(t).or_default().extend(ids);
+                    }
+                }
+                // The event log brings them a moment later.
+                Err(e) => tracing::debug!("can't ask the site what links to revived records: {e}"),
             }
             if let Err(e) = self.cache.refresh(touched).await {
                 tracing::warn!(
@@ -319,40 +327,6 @@ impl Proxy {
             }
         }
         Answer::Site(reply)
-    }
-
-    /// The Tasks a site revives with their entity: it names them nowhere in
-    /// its reply, and the cache's copy of the entity (read while they were
-    /// retired) does not list them, so they are asked for.
-    async fn tasks_revived_with(&self, revived: &[(String, i64)]) -> BTreeSet<i64> {
-        let catalog = self.cache.engine.catalog();
-        let holds_task_entity = catalog
-            .layout
-            .table("Task")
-            .is_some_and(|t| t.field("entity").is_some());
-        let mut out = BTreeSet::new();
-        if !holds_task_entity {
-            return out;
-        }
-        for (t, id) in revived {
-            let params = json!({"type": "Task", "return_fields": ["id"],
-                "filters": {"logical_operator": "and", "conditions": [
-                    {"path": "entity", "relation": "is", "values": [{"type": t, "id": id}]}]},
-                "paging": {"entities_per_page": 500, "current_page": 1},
-                "return_paging_info_without_counts": true});
-            match self.cache.client().call("read", Some(params)).await {
-                Ok(result) => out.extend(
-                    result["entities"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|r| r["id"].as_i64()),
-                ),
-                // The event log brings them a moment later.
-                Err(e) => tracing::debug!("can't ask the site for revived Tasks: {e}"),
-            }
-        }
-        out
     }
 
     /// Records a write may change: the record itself, the records its new

@@ -894,7 +894,7 @@ impl<S: Store> Cache<S> {
 
     /// The active records of cached types whose link fields point at one of
     /// `targets`, as the site says.
-    async fn records_linking_to(
+    pub async fn records_linking_to(
         &self,
         targets: &BTreeSet<(String, i64)>,
     ) -> Result<BTreeMap<String, BTreeSet<i64>>, SyncError> {

@@ -140,6 +140,20 @@ async fn close<T: Send + 'static>(cache: T) {
 }
 
 /// Active and retired Tasks as the cache serves them.
+/// The fields of `entity_type` the cache serves now.
+fn served_fields(cache: &Cache<AnyStore>, entity_type: &str) -> Vec<String> {
+    cache
+        .engine
+        .catalog()
+        .layout
+        .table(entity_type)
+        .expect("the type is cached")
+        .fields
+        .keys()
+        .cloned()
+        .collect()
+}
+
 fn task_counts(engine: &Engine<AnyStore>) -> (u64, u64) {
     let params = SummarizeParams::from_json(
         json!({"type": "Task", "summaries": [{"field": "id", "type": "record_count"}],
@@ -373,16 +387,7 @@ async fn reimport_by_swap(backend: Backend) {
         seen = n;
     }
     assert!(seen > 0, "the reimport stopped half way");
-    let served: Vec<String> = cache
-        .engine
-        .catalog()
-        .layout
-        .table("Task")
-        .expect("Task")
-        .fields
-        .keys()
-        .cloned()
-        .collect();
+    let served = served_fields(&cache, "Task");
     assert!(
         served.contains(&"start_date".to_string()) && !served.contains(&"due_date".to_string()),
         "the old fields are served until the swap: {served:?}"
@@ -446,16 +451,7 @@ async fn reimport_by_swap(backend: Backend) {
         .find(|t| t.entity_type == "Task")
         .expect("Task");
     assert_eq!(task.state, "ready", "{task:?}");
-    let served: Vec<String> = cache
-        .engine
-        .catalog()
-        .layout
-        .table("Task")
-        .expect("Task")
-        .fields
-        .keys()
-        .cloned()
-        .collect();
+    let served = served_fields(&cache, "Task");
     assert!(
         served.contains(&"due_date".to_string())
             && served.contains(&"task_assignees".to_string())
