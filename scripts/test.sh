@@ -22,12 +22,25 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "cargo test"
-cargo test --workspace
+# cargo-nextest runs the test binaries side by side (most tests wait on a
+# site or a child process, so two cores go further that way); plain cargo
+# test is the fallback where it is not installed.
+if cargo nextest --version >/dev/null 2>&1; then
+  step "cargo nextest run"
+  cargo nextest run --workspace --no-fail-fast
+  step "doc tests"
+  cargo test --workspace --doc
+else
+  step "cargo test"
+  cargo test --workspace
+fi
 
-step "benchmarks, smoke run (small data, one pass each)"
-SHOTGUN_BENCH_ROWS=20000 cargo bench -p sg-engine --bench read -- --test
-SYNC_BENCH_SMOKE=1 cargo bench -p sg-sync --bench sync
+# The benchmarks' own code, run once on small data in the test profile: this
+# checks that they still work without spending minutes on an optimised build
+# (the figures of a smoke run mean nothing either way).
+step "benchmarks, smoke run (small data, one pass each, test profile)"
+SHOTGUN_BENCH_ROWS=20000 cargo test -p sg-engine --bench read
+SYNC_BENCH_SMOKE=1 cargo test -p sg-sync --bench sync
 
 step "Python compatibility suite (shotgun_api3 against shotgun-cache sim)"
 SHOTGUN_CACHE_BIN="$PWD/target/debug/shotgun-cache" bash tests/compat/run.sh
