@@ -234,6 +234,24 @@ impl Reply {
             Reply::Bare(v) => v.clone(),
         }
     }
+
+    /// The reply body as JSON text, the same as `to_json().to_string()`
+    /// without copying the value first.
+    pub fn to_text(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Writing a `Value` into a `Vec` can't fail.
+        match self {
+            Reply::Results(v) => {
+                out.extend_from_slice(b"{\"results\":");
+                let _ = serde_json::to_writer(&mut out, v);
+                out.push(b'}');
+            }
+            Reply::Bare(v) => {
+                let _ = serde_json::to_writer(&mut out, v);
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -326,5 +344,15 @@ mod tests {
             Reply::Bare(json!({"version": [8]})).to_json(),
             json!({"version": [8]})
         );
+    }
+
+    #[test]
+    fn reply_text_is_the_json_printed() {
+        for reply in [
+            Reply::Results(json!({"entities": [{"type": "Shot", "id": 1, "code": "a\"b"}]})),
+            Reply::Bare(json!({"version": [8, 0, 0]})),
+        ] {
+            assert_eq!(reply.to_text(), reply.to_json().to_string().into_bytes());
+        }
     }
 }

@@ -128,10 +128,14 @@ impl AppState {
 }
 
 fn json_response(body: &serde_json::Value) -> Response {
+    text_response(body.to_string().into_bytes())
+}
+
+fn text_response(body: Vec<u8>) -> Response {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-        body.to_string(),
+        body,
     )
         .into_response()
 }
@@ -171,11 +175,11 @@ async fn api(
     }
     let site = state.site.clone();
     let answer = tokio::task::spawn_blocking(move || {
-        Request::from_slice(&body).and_then(|request| site.handle(&request))
+        Request::from_slice(&body).and_then(|request| site.handle_text(&request))
     })
     .await;
     match answer {
-        Ok(Ok(reply)) => json_response(&reply.to_json()),
+        Ok(Ok(text)) => text_response(text),
         Ok(Err(fault)) => json_response(&fault.to_json()),
         Err(join_error) => {
             tracing::error!("request handler failed: {join_error}");

@@ -445,3 +445,47 @@ fn times_every_size() {
         );
     }
 }
+
+/// The HTTP server's reply text for a `read` (rendered straight to JSON) is
+/// byte for byte the JSON of the reply value, for every type with every field,
+/// active and retired, and a refused read is refused the same way.
+#[test]
+fn read_replies_as_text_are_the_reply_values_printed() {
+    let (engine, _) = generated(Size::Small, 5);
+    let catalog = engine.catalog();
+    let logins = Logins {
+        allowed: vec![Credential::parse_script("tests:key").expect("script")],
+    };
+    let site = Site::new(engine, logins, EventFaults::default()).expect("site");
+    let mut compared = 0;
+    for (t, entity) in &catalog.schema.entities {
+        let fields: Vec<&String> = entity.fields.keys().collect();
+        for return_only in ["active", "retired"] {
+            let request = Request {
+                method_name: "read".into(),
+                auth: Some(Auth::script("tests", "key")),
+                params: Some(json!({"type": t, "return_fields": fields,
+                    "filters": {"logical_operator": "and", "conditions": []},
+                    "paging": {"entities_per_page": 500, "current_page": 1},
+                    "return_only": return_only, "api_return_image_urls": true})),
+            };
+            let value = site.handle(&request).expect("read").to_text();
+            let text = site.handle_text(&request).expect("read as text");
+            assert_eq!(
+                String::from_utf8_lossy(&text),
+                String::from_utf8_lossy(&value),
+                "{t} {return_only}"
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 2 * catalog.schema.entities.len());
+    let refused = Request {
+        method_name: "read".into(),
+        auth: Some(Auth::script("tests", "wrong")),
+        params: Some(json!({"type": "Shot"})),
+    };
+    let by_value = site.handle(&refused).expect_err("bad key");
+    let by_text = site.handle_text(&refused).expect_err("bad key");
+    assert_eq!(by_text.to_json(), by_value.to_json());
+}

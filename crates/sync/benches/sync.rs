@@ -55,6 +55,10 @@ use sg_sim::generate::Size;
 use sg_sim::{Credential, EventFaults, Logins, ServerOptions, Site};
 use sg_sync::{Cache, CacheConfig, Leadership, Progress};
 
+// The same allocator as the `shotgun-cache` binary, so the figures are its.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type Res<T> = Result<T, String>;
 
 fn err(e: impl std::fmt::Display) -> String {
