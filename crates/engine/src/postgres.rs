@@ -59,7 +59,7 @@ use ::postgres::{Client, Config, NoTls, Statement};
 use bytes::BytesMut;
 
 use crate::error::EngineError;
-use crate::sql::{is_plain_ident, quote_ident, Dialect, SqlValue};
+use crate::sql::{is_plain_ident, quote_ident, Dialect, SqlArray, SqlValue};
 use crate::store::{Connection, Rows, Store};
 
 /// Readers kept open; more are opened on demand and closed when the pool is full.
@@ -534,6 +534,25 @@ impl Connection for PgConnection {
 
     fn execute_batch(&mut self, sql: &str) -> Result<(), EngineError> {
         self.client.batch_execute(sql).map_err(pg_error)
+    }
+
+    fn execute_arrays(&mut self, sql: &str, arrays: &[SqlArray]) -> Result<usize, EngineError> {
+        let statement = self.statement(sql)?;
+        let refs: Vec<&(dyn ToSql + Sync)> = arrays
+            .iter()
+            .map(|a| match a {
+                SqlArray::Int(v) => v as &(dyn ToSql + Sync),
+                SqlArray::Real(v) => v as &(dyn ToSql + Sync),
+                SqlArray::Text(v) => v as &(dyn ToSql + Sync),
+            })
+            .collect();
+        match self.client.execute(&statement, &refs) {
+            Ok(changed) => Ok(usize::try_from(changed).unwrap_or(usize::MAX)),
+            Err(e) => {
+                self.statements.remove(sql);
+                Err(pg_error(e))
+            }
+        }
     }
 }
 

@@ -34,6 +34,26 @@ impl SqlValue {
     }
 }
 
+/// A column of values bound as one array parameter (see
+/// [`crate::store::Connection::execute_arrays`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlArray {
+    Int(Vec<Option<i64>>),
+    Real(Vec<Option<f64>>),
+    Text(Vec<Option<String>>),
+}
+
+impl SqlArray {
+    /// The PostgreSQL array type a placeholder of this column is cast to.
+    pub fn postgres_type(&self) -> &'static str {
+        match self {
+            SqlArray::Int(_) => "bigint[]",
+            SqlArray::Real(_) => "double precision[]",
+            SqlArray::Text(_) => "text[]",
+        }
+    }
+}
+
 /// What differs between the SQL of the backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {

@@ -3,7 +3,7 @@
 //! lives in [`crate::sqlite`], the PostgreSQL one in [`crate::postgres`].
 
 use crate::error::EngineError;
-use crate::sql::{Dialect, SqlValue};
+use crate::sql::{Dialect, SqlArray, SqlValue};
 
 /// Rows as read back: one `Vec` of column values per row.
 pub type Rows = Vec<Vec<SqlValue>>;
@@ -18,6 +18,18 @@ pub trait Connection {
     fn execute(&mut self, sql: &str, params: &[SqlValue]) -> Result<usize, EngineError>;
     /// Runs several statements without parameters (DDL).
     fn execute_batch(&mut self, sql: &str) -> Result<(), EngineError>;
+    /// Runs a statement whose parameters are whole columns, each bound as
+    /// one array (`unnest($1::bigint[], $2::text[], ...)`): PostgreSQL loads
+    /// many rows this way with one short statement that is prepared once.
+    /// Only PostgreSQL connections bind arrays, and only PostgreSQL's writes
+    /// ask for it.
+    fn execute_arrays(&mut self, sql: &str, arrays: &[SqlArray]) -> Result<usize, EngineError> {
+        let _ = (sql, arrays);
+        Err(EngineError::Store(format!(
+            "{:?} connections do not bind array parameters",
+            self.dialect()
+        )))
+    }
 }
 
 /// A database the engine keeps its tables in.

@@ -10,7 +10,7 @@ use crate::codec::{encode_entity, encode_links, encode_scalar};
 use crate::error::{bad_request, unknown, EngineError};
 use crate::frag::Fragment;
 use crate::layout::{Storage, TableLayout};
-use crate::sql::SqlValue;
+use crate::sql::{Dialect, SqlArray, SqlValue};
 use crate::store::Connection;
 
 /// Inserts a record or, if its id exists, sets the given fields on it.
@@ -24,12 +24,37 @@ pub fn upsert_record(
     upsert_records(conn, table, std::slice::from_ref(record))
 }
 
-/// A record in stored form: its columns and values, and its link lists.
+/// A record in stored form: its columns, their kinds and values, and its
+/// link lists.
 struct Encoded<'r> {
     id: i64,
     columns: Vec<String>,
+    kinds: Vec<ColumnKind>,
     values: Vec<SqlValue>,
     links: Vec<(&'r str, Vec<EntityLink>)>,
+}
+
+/// The type of a column (see `crate::ddl`): what its array is bound as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ColumnKind {
+    Int,
+    Real,
+    Text,
+}
+
+impl ColumnKind {
+    fn of(storage: Storage) -> ColumnKind {
+        match storage {
+            Storage::Id
+            | Storage::Integer
+            | Storage::Bool
+            | Storage::DateTime
+            | Storage::Entity
+            | Storage::Links => ColumnKind::Int,
+            Storage::Real => ColumnKind::Real,
+            Storage::Text | Storage::Date | Storage::Json => ColumnKind::Text,
+        }
+    }
 }
 
 fn encode_record<'r>(
@@ -42,6 +67,7 @@ fn encode_record<'r>(
         .and_then(Value::as_i64)
         .ok_or_else(|| bad_request(format!("{t} record needs an integer 'id'")))?;
     let mut columns = vec!["\"id\"".to_string()];
+    let mut kinds = vec![ColumnKind::Int];
     let mut values = vec![SqlValue::Int(id)];
     let mut links = Vec::new();
     for (name, value) in record {
@@ -50,6 +76,7 @@ fn encode_record<'r>(
         }
         if name == "__retired" {
             columns.push("\"__retired\"".into());
+            kinds.push(ColumnKind::Int);
             values.push(SqlValue::Int(value.as_bool().unwrap_or(false) as i64));
             continue;
         }
@@ -59,13 +86,16 @@ fn encode_record<'r>(
             Storage::Entity => {
                 let (link_type, link_id) = encode_entity(field, value)?;
                 columns.push(field.type_column());
+                kinds.push(ColumnKind::Text);
                 values.push(link_type);
                 columns.push(field.column());
+                kinds.push(ColumnKind::Int);
                 values.push(link_id);
             }
             Storage::Links => links.push((name.as_str(), encode_links(field, value)?)),
-            _ => {
+            storage => {
                 columns.push(field.column());
+                kinds.push(ColumnKind::of(storage));
                 values.push(encode_scalar(field, value)?);
             }
         }
@@ -73,6 +103,7 @@ fn encode_record<'r>(
     Ok(Encoded {
         id,
         columns,
+        kinds,
         values,
         links,
     })
@@ -80,6 +111,110 @@ fn encode_record<'r>(
 
 /// Bound values per statement, well under both stores' limits.
 const MAX_PARAMS: usize = 8_000;
+
+/// Rows per array-bound statement on PostgreSQL (an import page is 500).
+const MAX_ARRAY_ROWS: usize = 5_000;
+
+/// Fewer rows than this are written with plain bound values: the array form
+/// pays off for bulk loads (import pages, records read whole), not one row.
+const MIN_ARRAY_ROWS: usize = 16;
+
+/// The upsert of `ON CONFLICT ("id") DO ...` for `columns` (the first is `id`).
+fn on_conflict(columns: &[String]) -> String {
+    if columns.len() > 1 {
+        let sets: Vec<String> = columns[1..]
+            .iter()
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect();
+        format!(" ON CONFLICT (\"id\") DO UPDATE SET {}", sets.join(", "))
+    } else {
+        " ON CONFLICT (\"id\") DO NOTHING".to_string()
+    }
+}
+
+/// One column of a run of records as an array of its kind. A value that does
+/// not fit the column is refused, as binding it alone would be.
+fn column_array(
+    table: &TableLayout,
+    run: &[Encoded<'_>],
+    index: usize,
+    kind: ColumnKind,
+) -> Result<SqlArray, EngineError> {
+    let misfit = |value: &SqlValue| {
+        bad_request(format!(
+            "{}: cannot store {value:?} in column {}",
+            table.entity_type, run[0].columns[index]
+        ))
+    };
+    let values = run.iter().map(|r| &r.values[index]);
+    Ok(match kind {
+        ColumnKind::Int => SqlArray::Int(
+            values
+                .map(|v| match v {
+                    SqlValue::Null => Ok(None),
+                    SqlValue::Int(i) => Ok(Some(*i)),
+                    SqlValue::Real(f)
+                        if f.fract() == 0.0 && *f >= i64::MIN as f64 && *f < i64::MAX as f64 =>
+                    {
+                        Ok(Some(*f as i64))
+                    }
+                    other => Err(misfit(other)),
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        ColumnKind::Real => SqlArray::Real(
+            values
+                .map(|v| match v {
+                    SqlValue::Null => Ok(None),
+                    SqlValue::Int(i) => Ok(Some(*i as f64)),
+                    SqlValue::Real(f) => Ok(Some(*f)),
+                    other => Err(misfit(other)),
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        ColumnKind::Text => SqlArray::Text(
+            values
+                .map(|v| match v {
+                    SqlValue::Null => None,
+                    SqlValue::Int(i) => Some(i.to_string()),
+                    SqlValue::Real(f) => Some(f.to_string()),
+                    SqlValue::Text(t) => Some(t.clone()),
+                })
+                .collect(),
+        ),
+    })
+}
+
+/// Upserts a run of records that set the same columns in one statement on
+/// PostgreSQL, each column bound as one array: the statement's text depends
+/// only on the columns, so it is prepared once per table, however many rows.
+fn upsert_run_as_arrays(
+    conn: &mut dyn Connection,
+    table: &TableLayout,
+    run: &[Encoded<'_>],
+) -> Result<(), EngineError> {
+    let columns = &run[0].columns;
+    let arrays = run[0]
+        .kinds
+        .iter()
+        .enumerate()
+        .map(|(i, kind)| column_array(table, run, i, *kind))
+        .collect::<Result<Vec<_>, _>>()?;
+    let placeholders: Vec<String> = arrays
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("${}::{}", i + 1, a.postgres_type()))
+        .collect();
+    let sql = format!(
+        "INSERT INTO {} ({}) SELECT * FROM unnest({}){}",
+        table.table(),
+        columns.join(", "),
+        placeholders.join(", "),
+        on_conflict(columns)
+    );
+    conn.execute_arrays(&sql, &arrays)?;
+    Ok(())
+}
 
 /// Upserts many records of one type in few statements: one multi-row
 /// `INSERT ... ON CONFLICT` per run of records that set the same fields, and
@@ -90,23 +225,62 @@ pub fn upsert_records(
     table: &TableLayout,
     records: &[Map<String, Value>],
 ) -> Result<(), EngineError> {
-    let encoded = records
-        .iter()
-        .map(|r| encode_record(table, r))
-        .collect::<Result<Vec<_>, _>>()?;
+    write_encoded(conn, table, &encode_records(table, records)?)
+}
+
+/// Records checked and put in stored form for one table, ready for
+/// [`write_encoded`]. Encoding before the write transaction begins keeps the
+/// store's one writer busy with writing only (an import encodes pages of
+/// several types while one of them is written).
+pub struct EncodedRecords<'r> {
+    records: Vec<Encoded<'r>>,
+}
+
+/// Checks and encodes records of `table`; the first bad value refuses all.
+pub fn encode_records<'r>(
+    table: &TableLayout,
+    records: &'r [Map<String, Value>],
+) -> Result<EncodedRecords<'r>, EngineError> {
+    Ok(EncodedRecords {
+        records: records
+            .iter()
+            .map(|r| encode_record(table, r))
+            .collect::<Result<Vec<_>, _>>()?,
+    })
+}
+
+/// Writes records encoded by [`encode_records`] for the same `table`, as
+/// [`upsert_records`] does.
+pub fn write_encoded(
+    conn: &mut dyn Connection,
+    table: &TableLayout,
+    encoded: &EncodedRecords<'_>,
+) -> Result<(), EngineError> {
+    let encoded = &encoded.records;
+    let arrays = conn.dialect() == Dialect::Postgres;
     let mut start = 0;
     while start < encoded.len() {
         let columns = &encoded[start].columns;
         let per_row = columns.len();
+        let max_rows = if arrays {
+            MAX_ARRAY_ROWS
+        } else {
+            MAX_PARAMS / per_row
+        };
         let mut end = start;
         let mut ids = std::collections::HashSet::new();
         // Same fields, distinct ids (a statement may touch a row once), few enough values.
         while end < encoded.len()
             && encoded[end].columns == *columns
-            && (end - start + 1) * per_row <= MAX_PARAMS
+            && end - start < max_rows
             && ids.insert(encoded[end].id)
         {
             end += 1;
+        }
+        if arrays && end - start >= MIN_ARRAY_ROWS {
+            upsert_run_as_arrays(conn, table, &encoded[start..end])?;
+            start = end;
+            continue;
         }
         let mut sql = Fragment::text(format!(
             "INSERT INTO {} ({}) VALUES ",
@@ -123,16 +297,7 @@ pub fn upsert_records(
             }
             sql.push(")");
         }
-        sql.push(" ON CONFLICT (\"id\") DO ");
-        if per_row > 1 {
-            let sets: Vec<String> = columns[1..]
-                .iter()
-                .map(|c| format!("{c} = excluded.{c}"))
-                .collect();
-            sql.push(&format!("UPDATE SET {}", sets.join(", ")));
-        } else {
-            sql.push("NOTHING");
-        }
+        sql.push(&on_conflict(columns));
         let (text, params) = sql.finish(conn.dialect());
         conn.execute(&text, &params)?;
         start = end;
@@ -173,6 +338,9 @@ fn replace_links(
             Some(slot) => slot.1 = list,
             None => latest.push((*id, list)),
         }
+    }
+    if conn.dialect() == Dialect::Postgres && latest.len() >= MIN_ARRAY_ROWS {
+        return replace_links_as_arrays(conn, &link_table, &latest);
     }
     for chunk in latest.chunks(MAX_PARAMS) {
         let mut delete = Fragment::text(format!("DELETE FROM {link_table} WHERE \"src_id\" IN ("));
@@ -217,6 +385,49 @@ fn replace_links(
         let (text, params) = insert.finish(conn.dialect());
         conn.execute(&text, &params)?;
     }
+    Ok(())
+}
+
+/// [`replace_links`] on PostgreSQL for many records: one `DELETE` and one
+/// `INSERT` with the ids and links bound as arrays.
+fn replace_links_as_arrays(
+    conn: &mut dyn Connection,
+    link_table: &str,
+    latest: &[(i64, &Vec<EntityLink>)],
+) -> Result<(), EngineError> {
+    let ids: Vec<Option<i64>> = latest.iter().map(|(id, _)| Some(*id)).collect();
+    conn.execute_arrays(
+        &format!("DELETE FROM {link_table} WHERE \"src_id\" = ANY($1::bigint[])"),
+        &[SqlArray::Int(ids)],
+    )?;
+    let (mut src, mut pos, mut dst_type, mut dst_id) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (id, list) in latest {
+        let mut seen = std::collections::HashSet::new();
+        for (i, link) in list.iter().enumerate() {
+            if seen.insert((link.entity_type.as_str(), link.id)) {
+                src.push(Some(*id));
+                pos.push(Some(i as i64));
+                dst_type.push(Some(link.entity_type.clone()));
+                dst_id.push(Some(link.id));
+            }
+        }
+    }
+    if src.is_empty() {
+        return Ok(());
+    }
+    conn.execute_arrays(
+        &format!(
+            "INSERT INTO {link_table} (\"src_id\", \"pos\", \"dst_type\", \"dst_id\") \
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[])"
+        ),
+        &[
+            SqlArray::Int(src),
+            SqlArray::Int(pos),
+            SqlArray::Text(dst_type),
+            SqlArray::Int(dst_id),
+        ],
+    )?;
     Ok(())
 }
 

@@ -947,10 +947,7 @@ async fn breakdown(backend: Backend, opts: &Opts, env: &SiteEnv) -> Res<()> {
                     cache
                         .store()
                         .with_transaction(&mut |c| {
-                            for record in &page {
-                                sg_engine::write::upsert_record(c, table, record)?;
-                            }
-                            Ok(())
+                            sg_engine::write::upsert_records(c, table, &page)
                         })
                         .map_err(err)?;
                     write_s += started.elapsed().as_secs_f64();
@@ -979,7 +976,7 @@ async fn breakdown(backend: Backend, opts: &Opts, env: &SiteEnv) -> Res<()> {
             ),
             format!(
                 "  {:<44} {write_s:>7.2} s {:>10}/s",
-                format!("{} writes (upsert_record, 500 a tx)", backend.name()),
+                format!("{} writes (upsert_records, 500 a tx)", backend.name()),
                 thousands(r / write_s)
             ),
             format!(
