@@ -21,6 +21,7 @@ use sg_engine::{ddl, Engine, Store};
 use sg_protocol::value::EntityLink;
 use sg_protocol::{DataType, Schema};
 
+use crate::apply::RowApplier;
 use crate::config::CacheConfig;
 use crate::error::SyncError;
 use crate::event::{classify, EventAction, EventRow, EVENT_FIELDS};
@@ -884,16 +885,19 @@ impl<S: Store> Cache<S> {
                 store_fetched(c, &[&catalog.layout, &shadow], &fetched, &hidden)?;
                 // The newest row applied to each record, written once at the end.
                 let mut applied = BTreeMap::new();
+                let (mut live, mut shadowed) = (RowApplier::default(), RowApplier::default());
                 for row in &rows {
                     // A record read whole in this poll already shows whether it is
                     // retired, later than any row of the batch.
                     let read_whole = matches!(&row.action, EventAction::Retire { entity_type, id }
                         if refetched.get(entity_type).is_some_and(|ids| ids.contains(id)));
                     if !read_whole {
-                        apply_row(c, &catalog.layout, row, &guards, &mut applied)?;
-                        apply_row(c, &shadow, row, &guards, &mut applied)?;
+                        live.apply(c, &catalog.layout, row, &guards, &mut applied)?;
+                        shadowed.apply(c, &shadow, row, &guards, &mut applied)?;
                     }
                 }
+                live.flush(c, &catalog.layout)?;
+                shadowed.flush(c, &shadow)?;
                 state::set_guards(c, &applied)?;
                 state::set_position(c, &position)
             })
@@ -1464,134 +1468,6 @@ fn existing_ids(
     Ok(out)
 }
 
-/// Applies one row inside the poll's transaction, unless a newer row had
-/// been applied to its record before this poll (`guards`); notes in
-/// `applied` the newest row applied to each record.
-fn apply_row(
-    conn: &mut dyn sg_engine::Connection,
-    layout: &sg_engine::Layout,
-    row: &EventRow,
-    guards: &BTreeMap<String, BTreeMap<i64, i64>>,
-    applied: &mut BTreeMap<(String, i64), i64>,
-) -> Result<(), sg_engine::EngineError> {
-    let mut guard = |entity_type: &str, id: i64| {
-        let newest = applied.entry((entity_type.to_string(), id)).or_insert(0);
-        *newest = (*newest).max(row.id);
-        Ok::<(), sg_engine::EngineError>(())
-    };
-    let covered = |t: &str, id: i64| {
-        guards
-            .get(t)
-            .and_then(|g| g.get(&id))
-            .is_some_and(|g| *g >= row.id)
-    };
-    match &row.action {
-        EventAction::Retire { entity_type, id } if !covered(entity_type, *id) => {
-            let Some(table) = layout.table(entity_type) else {
-                return Ok(());
-            };
-            sg_engine::write::set_retired(conn, table, *id, true)?;
-            stamp_audit(conn, table, *id, row)?;
-            guard(entity_type, *id)
-        }
-        EventAction::Set {
-            entity_type,
-            id,
-            field,
-            value,
-        } if !covered(entity_type, *id) => {
-            let Some(table) = layout.table(entity_type) else {
-                return Ok(());
-            };
-            let Some(layout_field) = table.field(field) else {
-                return Ok(());
-            };
-            // A value the row can't give in a storable shape is repaired by the scan.
-            if layout_field.storage == Storage::Links {
-                return Ok(());
-            }
-            // The value and the audit stamps in one statement (the stamps
-            // win over a logged `updated_at`, as they did when written apart).
-            let mut record = audit_stamps(table, row);
-            record.insert("id".into(), json!(id));
-            if !record.contains_key(field) {
-                record.insert(field.clone(), value.clone());
-            }
-            // Values are checked before any SQL runs, so a refused one writes nothing.
-            if let Err(e) = sg_engine::write::upsert_record(conn, table, &record) {
-                tracing::warn!(
-                    event = row.id,
-                    "skipping a change the cache can't store: {e}"
-                );
-                return Ok(());
-            }
-            guard(entity_type, *id)
-        }
-        EventAction::Links {
-            entity_type,
-            id,
-            field,
-            added,
-            removed,
-        } if !covered(entity_type, *id) => {
-            let Some(table) = layout.table(entity_type) else {
-                return Ok(());
-            };
-            if table.field(field).map(|f| f.storage) != Some(Storage::Links) {
-                return Ok(());
-            }
-            let current = current_links(conn, table, field, *id)?;
-            let mut next: Vec<EntityLink> = current
-                .into_iter()
-                .filter(|l| !removed.contains(l))
-                .collect();
-            for link in added {
-                if !next.contains(link) {
-                    next.push(link.clone());
-                }
-            }
-            sg_engine::write::set_links(conn, table, field, *id, &next)?;
-            stamp_audit(conn, table, *id, row)?;
-            guard(entity_type, *id)
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Sets `updated_at` and `updated_by` from the row: a site logs no rows for
-/// them, and stamps them with the change's own time and author.
-fn stamp_audit(
-    conn: &mut dyn sg_engine::Connection,
-    table: &sg_engine::layout::TableLayout,
-    id: i64,
-    row: &EventRow,
-) -> Result<(), sg_engine::EngineError> {
-    let mut record = audit_stamps(table, row);
-    if record.is_empty() {
-        return Ok(());
-    }
-    record.insert("id".into(), json!(id));
-    sg_engine::write::upsert_record(conn, table, &record)
-}
-
-/// The `updated_at` and `updated_by` values a row stamps (those the table holds).
-fn audit_stamps(table: &sg_engine::layout::TableLayout, row: &EventRow) -> Map<String, Value> {
-    let mut record = Map::new();
-    if let (Some(at), Some(_)) = (row.created_at, table.field("updated_at")) {
-        record.insert(
-            "updated_at".into(),
-            json!(sg_protocol::value::format_date_time(at)),
-        );
-    }
-    if let (Some(user), Some(_)) = (&row.user, table.field("updated_by")) {
-        record.insert(
-            "updated_by".into(),
-            json!({"type": user.entity_type, "id": user.id}),
-        );
-    }
-    record
-}
-
 /// Stores a record read from the site. A site's reads hide links to retired
 /// records, but the site keeps them and shows them again when the record is
 /// revived; so the links the cache holds to records in `hidden` (retired on
@@ -1759,7 +1635,7 @@ fn current_link(
 }
 
 /// The stored links of one multi-entity field, in order (retired targets included).
-fn current_links(
+pub(crate) fn current_links(
     conn: &mut dyn sg_engine::Connection,
     table: &sg_engine::layout::TableLayout,
     field: &str,

@@ -4,6 +4,7 @@
 //! - [`state`]: the sync's own progress, stored with the data it describes;
 //! - [`event`]: what each EventLogEntry row means for the cache;
 //! - [`cache`]: import, event following, reconcile scans and config reloads;
+//! - `apply`: a poll's event rows written to the tables, field changes batched;
 //! - `reimport`: a changed type imported again into new tables, swapped in at once.
 //!
 //! The cache never trusts an event it can't apply exactly: a row about a
@@ -12,6 +13,7 @@
 //! Scans on `updated_at` repair what the log never reports (scripts that log
 //! no events, ids that never appeared).
 
+mod apply;
 pub mod cache;
 pub mod config;
 pub mod error;

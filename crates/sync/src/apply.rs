@@ -1,0 +1,237 @@
+//! Applying a poll's event rows to the cached tables, inside the poll's
+//! transaction: each row in order for its record, none older than a row
+//! applied to the record before this poll.
+//!
+//! Field changes are gathered per record and written together, before the
+//! next row of another kind about the same record or at the end of the poll,
+//! as one multi-row upsert per type and set of fields: a poll of 500 rows
+//! then costs a few statements instead of one a row (on PostgreSQL each is a
+//! round trip to the server).
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use sg_engine::layout::{Storage, TableLayout};
+use sg_engine::{Connection, EngineError, Layout};
+use sg_protocol::value::EntityLink;
+
+use crate::cache::current_links;
+use crate::event::{EventAction, EventRow};
+
+/// Per type and record, the id of the newest row applied before this poll.
+pub(crate) type Guards = BTreeMap<String, BTreeMap<i64, i64>>;
+
+/// Per type and record, the newest row applied in this poll.
+pub(crate) type Applied = BTreeMap<(String, i64), i64>;
+
+/// One field change as a record to upsert (`id`, the value, audit stamps),
+/// with the row it comes from.
+type Change = (i64, Map<String, Value>);
+
+/// Applies rows of one layout (the served tables, or a reimport's shadow
+/// tables) and holds their field changes until [`RowApplier::flush`].
+#[derive(Default)]
+pub(crate) struct RowApplier {
+    pending: BTreeMap<String, BTreeMap<i64, Vec<Change>>>,
+}
+
+impl RowApplier {
+    /// Applies one row, unless a newer row had been applied to its record
+    /// before this poll (`guards`); notes in `applied` the newest row
+    /// applied to each record.
+    pub(crate) fn apply(
+        &mut self,
+        conn: &mut dyn Connection,
+        layout: &Layout,
+        row: &EventRow,
+        guards: &Guards,
+        applied: &mut Applied,
+    ) -> Result<(), EngineError> {
+        let covered = |t: &str, id: i64| {
+            guards
+                .get(t)
+                .and_then(|g| g.get(&id))
+                .is_some_and(|g| *g >= row.id)
+        };
+        let (entity_type, id) = match &row.action {
+            EventAction::Set {
+                entity_type, id, ..
+            }
+            | EventAction::Links {
+                entity_type, id, ..
+            }
+            | EventAction::Retire { entity_type, id } => (entity_type, *id),
+            _ => return Ok(()),
+        };
+        if covered(entity_type, id) {
+            return Ok(());
+        }
+        let Some(table) = layout.table(entity_type) else {
+            return Ok(());
+        };
+        match &row.action {
+            EventAction::Set { field, value, .. } => {
+                let Some(layout_field) = table.field(field) else {
+                    return Ok(());
+                };
+                // A value the row can't give in a storable shape is repaired by the scan.
+                if layout_field.storage == Storage::Links {
+                    return Ok(());
+                }
+                // The value and the audit stamps together (the stamps win
+                // over a logged `updated_at`, as they did when written apart).
+                let mut record = audit_stamps(table, row);
+                record.insert("id".into(), json!(id));
+                if !record.contains_key(field) {
+                    record.insert(field.clone(), value.clone());
+                }
+                self.pending
+                    .entry(entity_type.clone())
+                    .or_default()
+                    .entry(id)
+                    .or_default()
+                    .push((row.id, record));
+            }
+            EventAction::Retire { .. } => {
+                self.flush_record(conn, table, id)?;
+                sg_engine::write::set_retired(conn, table, id, true)?;
+                stamp_audit(conn, table, id, row)?;
+            }
+            EventAction::Links {
+                field,
+                added,
+                removed,
+                ..
+            } => {
+                if table.field(field).map(|f| f.storage) != Some(Storage::Links) {
+                    return Ok(());
+                }
+                self.flush_record(conn, table, id)?;
+                let current = current_links(conn, table, field, id)?;
+                let mut next: Vec<EntityLink> = current
+                    .into_iter()
+                    .filter(|l| !removed.contains(l))
+                    .collect();
+                for link in added {
+                    if !next.contains(link) {
+                        next.push(link.clone());
+                    }
+                }
+                sg_engine::write::set_links(conn, table, field, id, &next)?;
+                stamp_audit(conn, table, id, row)?;
+            }
+            _ => return Ok(()),
+        }
+        let newest = applied.entry((entity_type.clone(), id)).or_insert(0);
+        *newest = (*newest).max(row.id);
+        Ok(())
+    }
+
+    /// Writes the changes still held, per type: records that set the same
+    /// fields in one statement.
+    pub(crate) fn flush(
+        &mut self,
+        conn: &mut dyn Connection,
+        layout: &Layout,
+    ) -> Result<(), EngineError> {
+        for (entity_type, records) in std::mem::take(&mut self.pending) {
+            let Some(table) = layout.table(&entity_type) else {
+                continue;
+            };
+            let changes: Vec<&[Change]> = records.values().map(Vec::as_slice).collect();
+            write_changes(conn, table, &changes)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the changes held for one record (before another kind of row
+    /// about it, so that each record sees its rows in order).
+    fn flush_record(
+        &mut self,
+        conn: &mut dyn Connection,
+        table: &TableLayout,
+        id: i64,
+    ) -> Result<(), EngineError> {
+        let held = self
+            .pending
+            .get_mut(&table.entity_type)
+            .and_then(|records| records.remove(&id));
+        match held {
+            Some(changes) => write_changes(conn, table, &[changes.as_slice()]),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Writes each record's changes merged in row order (a later row's value
+/// wins), sorted so that records setting the same fields share a statement.
+/// Values are checked before any SQL runs; if one is refused, the changes
+/// are written row by row instead and the refused ones skipped, as if each
+/// had been written alone.
+fn write_changes(
+    conn: &mut dyn Connection,
+    table: &TableLayout,
+    records: &[&[Change]],
+) -> Result<(), EngineError> {
+    let mut merged: Vec<Map<String, Value>> = records
+        .iter()
+        .map(|changes| {
+            let fields: BTreeMap<&String, &Value> = changes
+                .iter()
+                .flat_map(|(_, record)| record.iter())
+                .collect();
+            fields
+                .into_iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .collect();
+    merged.sort_by(|a, b| a.keys().cmp(b.keys()));
+    if let Ok(encoded) = sg_engine::write::encode_records(table, &merged) {
+        return sg_engine::write::write_encoded(conn, table, &encoded);
+    }
+    for (row_id, record) in records.iter().flat_map(|changes| changes.iter()) {
+        if let Err(e) = sg_engine::write::upsert_record(conn, table, record) {
+            tracing::warn!(
+                event = row_id,
+                "skipping a change the cache can't store: {e}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Sets `updated_at` and `updated_by` from the row: a site logs no rows for
+/// them, and stamps them with the change's own time and author.
+fn stamp_audit(
+    conn: &mut dyn Connection,
+    table: &TableLayout,
+    id: i64,
+    row: &EventRow,
+) -> Result<(), EngineError> {
+    let mut record = audit_stamps(table, row);
+    if record.is_empty() {
+        return Ok(());
+    }
+    record.insert("id".into(), json!(id));
+    sg_engine::write::upsert_record(conn, table, &record)
+}
+
+/// The `updated_at` and `updated_by` values a row stamps (those the table holds).
+fn audit_stamps(table: &TableLayout, row: &EventRow) -> Map<String, Value> {
+    let mut record = Map::new();
+    if let (Some(at), Some(_)) = (row.created_at, table.field("updated_at")) {
+        record.insert(
+            "updated_at".into(),
+            json!(sg_protocol::value::format_date_time(at)),
+        );
+    }
+    if let (Some(user), Some(_)) = (&row.user, table.field("updated_by")) {
+        record.insert(
+            "updated_by".into(),
+            json!({"type": user.entity_type, "id": user.id}),
+        );
+    }
+    record
+}
