@@ -149,12 +149,7 @@ mod tests {
     use sg_protocol::DataType;
 
     fn field(data_type: DataType) -> FieldLayout {
-        FieldLayout {
-            name: "f".into(),
-            data_type,
-            storage: Storage::for_data_type(data_type),
-            valid_types: vec![],
-        }
+        FieldLayout::new("f", data_type, Storage::for_data_type(data_type), vec![])
     }
 
     /// Every data type's wire value survives a round trip through storage.

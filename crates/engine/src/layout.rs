@@ -61,21 +61,51 @@ pub struct FieldLayout {
     pub data_type: DataType,
     pub storage: Storage,
     pub valid_types: Vec<String>,
+    /// The quoted column names, made once: every record written names them.
+    column: String,
+    type_column: String,
 }
 
 impl FieldLayout {
+    pub fn new(
+        name: &str,
+        data_type: DataType,
+        storage: Storage,
+        valid_types: Vec<String>,
+    ) -> FieldLayout {
+        let column = match storage {
+            Storage::Id => "\"id\"".to_string(),
+            Storage::Entity => format!("\"{name}__id\""),
+            _ => format!("\"{name}\""),
+        };
+        FieldLayout {
+            name: name.to_string(),
+            data_type,
+            storage,
+            valid_types,
+            column,
+            type_column: format!("\"{name}__type\""),
+        }
+    }
+
     /// The column of a single-column field (or the id column of an entity field).
     pub fn column(&self) -> String {
-        match self.storage {
-            Storage::Id => "\"id\"".to_string(),
-            Storage::Entity => format!("\"{}__id\"", self.name),
-            _ => format!("\"{}\"", self.name),
-        }
+        self.column.clone()
+    }
+
+    /// [`FieldLayout::column`], borrowed.
+    pub fn column_name(&self) -> &str {
+        &self.column
     }
 
     /// The type column of an entity field.
     pub fn type_column(&self) -> String {
-        format!("\"{}__type\"", self.name)
+        self.type_column.clone()
+    }
+
+    /// [`FieldLayout::type_column`], borrowed.
+    pub fn type_column_name(&self) -> &str {
+        &self.type_column
     }
 }
 
@@ -156,12 +186,7 @@ impl Layout {
             let mut fields = BTreeMap::new();
             fields.insert(
                 "id".to_string(),
-                FieldLayout {
-                    name: "id".into(),
-                    data_type: DataType::Number,
-                    storage: Storage::Id,
-                    valid_types: vec![],
-                },
+                FieldLayout::new("id", DataType::Number, Storage::Id, vec![]),
             );
             for (field_name, field) in &entity.fields {
                 if field_name == "id" || !is_plain_ident(field_name) || field_name.contains("__") {
@@ -172,12 +197,12 @@ impl Layout {
                 }
                 fields.insert(
                     field_name.clone(),
-                    FieldLayout {
-                        name: field_name.clone(),
-                        data_type: field.data_type,
-                        storage: Storage::for_data_type(field.data_type),
-                        valid_types: field.valid_types.clone(),
-                    },
+                    FieldLayout::new(
+                        field_name,
+                        field.data_type,
+                        Storage::for_data_type(field.data_type),
+                        field.valid_types.clone(),
+                    ),
                 );
             }
             let display = display_field(entity)

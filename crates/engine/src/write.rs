@@ -28,7 +28,7 @@ pub fn upsert_record(
 /// link lists.
 struct Encoded<'r> {
     id: i64,
-    columns: Vec<String>,
+    columns: Vec<&'r str>,
     kinds: Vec<ColumnKind>,
     values: Vec<SqlValue>,
     links: Vec<(&'r str, Vec<EntityLink>)>,
@@ -58,7 +58,7 @@ impl ColumnKind {
 }
 
 fn encode_record<'r>(
-    table: &TableLayout,
+    table: &'r TableLayout,
     record: &'r Map<String, Value>,
 ) -> Result<Encoded<'r>, EngineError> {
     let t = &table.entity_type;
@@ -66,7 +66,7 @@ fn encode_record<'r>(
         .get("id")
         .and_then(Value::as_i64)
         .ok_or_else(|| bad_request(format!("{t} record needs an integer 'id'")))?;
-    let mut columns = vec!["\"id\"".to_string()];
+    let mut columns = vec!["\"id\""];
     let mut kinds = vec![ColumnKind::Int];
     let mut values = vec![SqlValue::Int(id)];
     let mut links = Vec::new();
@@ -75,7 +75,7 @@ fn encode_record<'r>(
             continue;
         }
         if name == "__retired" {
-            columns.push("\"__retired\"".into());
+            columns.push("\"__retired\"");
             kinds.push(ColumnKind::Int);
             values.push(SqlValue::Int(value.as_bool().unwrap_or(false) as i64));
             continue;
@@ -85,16 +85,16 @@ fn encode_record<'r>(
             Storage::Id => {}
             Storage::Entity => {
                 let (link_type, link_id) = encode_entity(field, value)?;
-                columns.push(field.type_column());
+                columns.push(field.type_column_name());
                 kinds.push(ColumnKind::Text);
                 values.push(link_type);
-                columns.push(field.column());
+                columns.push(field.column_name());
                 kinds.push(ColumnKind::Int);
                 values.push(link_id);
             }
             Storage::Links => links.push((name.as_str(), encode_links(field, value)?)),
             storage => {
-                columns.push(field.column());
+                columns.push(field.column_name());
                 kinds.push(ColumnKind::of(storage));
                 values.push(encode_scalar(field, value)?);
             }
@@ -120,7 +120,7 @@ const MAX_ARRAY_ROWS: usize = 5_000;
 const MIN_ARRAY_ROWS: usize = 16;
 
 /// The upsert of `ON CONFLICT ("id") DO ...` for `columns` (the first is `id`).
-fn on_conflict(columns: &[String]) -> String {
+fn on_conflict(columns: &[&str]) -> String {
     if columns.len() > 1 {
         let sets: Vec<String> = columns[1..]
             .iter()
@@ -185,6 +185,29 @@ fn column_array(
     })
 }
 
+/// Upserts a run of records that set the same columns on SQLite: one
+/// prepared single-row statement run for each. SQLite runs in the process, so
+/// a statement costs no round trip, and this skips building, hashing and
+/// parsing a statement thousands of values long.
+fn upsert_run_row_by_row(
+    conn: &mut dyn Connection,
+    table: &TableLayout,
+    run: &[Encoded<'_>],
+) -> Result<(), EngineError> {
+    let columns = &run[0].columns;
+    let placeholders = vec!["?"; columns.len()].join(", ");
+    let sql = format!(
+        "INSERT INTO {} ({}) VALUES ({placeholders}){}",
+        table.table(),
+        columns.join(", "),
+        on_conflict(columns)
+    );
+    for record in run {
+        conn.execute(&sql, &record.values)?;
+    }
+    Ok(())
+}
+
 /// Upserts a run of records that set the same columns in one statement on
 /// PostgreSQL, each column bound as one array: the statement's text depends
 /// only on the columns, so it is prepared once per table, however many rows.
@@ -238,7 +261,7 @@ pub struct EncodedRecords<'r> {
 
 /// Checks and encodes records of `table`; the first bad value refuses all.
 pub fn encode_records<'r>(
-    table: &TableLayout,
+    table: &'r TableLayout,
     records: &'r [Map<String, Value>],
 ) -> Result<EncodedRecords<'r>, EngineError> {
     Ok(EncodedRecords {
@@ -279,6 +302,11 @@ pub fn write_encoded(
         }
         if arrays && end - start >= MIN_ARRAY_ROWS {
             upsert_run_as_arrays(conn, table, &encoded[start..end])?;
+            start = end;
+            continue;
+        }
+        if conn.dialect() == Dialect::Sqlite && end - start > 1 {
+            upsert_run_row_by_row(conn, table, &encoded[start..end])?;
             start = end;
             continue;
         }
