@@ -1326,12 +1326,35 @@ impl<S: Store> Cache<S> {
                     }
                     Err(e) => tracing::error!("sync step failed: {e}"),
                 }
+            } else if let Err(e) = self.follow_tables().await {
+                tracing::warn!("can't read what the syncing process changed: {e}");
             }
             tokio::select! {
                 _ = tokio::time::sleep(fetch_interval) => {}
                 _ = shutdown.changed() => {}
             }
         }
+    }
+
+    /// In a process that only serves: takes up the tables the syncing
+    /// process swapped in (a reimport) or brought to new fields, so that
+    /// reads name the columns the tables hold. Returns whether it changed.
+    async fn follow_tables(&self) -> Result<bool, SyncError> {
+        let config = self.config();
+        let selection = self
+            .db(move |e| {
+                let dialect = e.store().dialect();
+                e.store()
+                    .with_reader(&mut |c| served_selection(c, &config, dialect))
+            })
+            .await?;
+        if self.engine.selection().as_ref() == Some(&selection) {
+            return Ok(false);
+        }
+        let schema = self.engine.catalog().schema.clone();
+        self.engine.set_catalog(schema, Some(selection));
+        tracing::info!("the syncing process changed the cached tables; serving what they hold now");
+        Ok(true)
     }
 
     /// Whether the last step could not reach the site.

@@ -413,6 +413,21 @@ async fn reimport_by_swap(backend: Backend) {
         wrong.clone(),
     );
     let (stop_run, run) = start_run(&cache);
+    // On PostgreSQL, a second process shares the database and only serves.
+    let follower = match backend {
+        Backend::Postgres => {
+            let follower = open_cache(backend, dir.path(), &schema).await;
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let task = tokio::spawn(follower.clone().run(stopped, Leadership::never()));
+            let served = served_fields(&follower, "Task");
+            assert!(
+                !served.contains(&"due_date".to_string()),
+                "the follower serves the old fields before the swap: {served:?}"
+            );
+            Some((follower, stop, task))
+        }
+        Backend::Sqlite => None,
+    };
     wait_until("the reimport is swapped in", || {
         let cache = cache.clone();
         async move { reimported(&cache).await.is_none() }
@@ -464,6 +479,27 @@ async fn reimport_by_swap(backend: Backend) {
         "after the reimport: {:?}",
         &differences[..differences.len().min(10)]
     );
+
+    if let Some((follower, stop, task)) = follower {
+        wait_until("the follower serves the swapped-in fields", || {
+            let follower = follower.clone();
+            async move { served_fields(&follower, "Task").contains(&"due_date".to_string()) }
+        })
+        .await;
+        let (from_leader, from_follower) = {
+            let (a, b) = (cache.engine.clone(), follower.engine.clone());
+            tokio::task::spawn_blocking(move || (all_tasks(&a), all_tasks(&b)))
+                .await
+                .expect("join")
+        };
+        assert!(
+            from_follower == from_leader,
+            "the follower reads the swapped-in Tasks as the leader does"
+        );
+        let _ = stop.send(true);
+        task.await.expect("join").expect("follower run");
+        close(follower).await;
+    }
 
     // A fresh import of the new config holds the same Tasks.
     let fresh_dir = tempfile::tempdir().expect("tempdir");
