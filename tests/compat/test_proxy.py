@@ -1234,14 +1234,10 @@ def test_proxy_follows_writes_made_on_the_site(writes, write_stack):
     writes.same("Sequence", [["id", "is", 3]], ["code", "shots"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (the simulated site, not the proxy): the ApiUser/HumanUser records `sim` makes at "
-    "start for --script/--user accounts are stored with null checkboxes (methods.rs "
-    "user_record upserts only login/name); a null checkbox reads as false (and filters and "
-    "groups as false) but sorts as null, so find('HumanUser', [], order=[email_notes desc]) "
-    "lists the --user record first on the site and among the false ones through the proxy "
-    "(the cache stores the false it read)"))
-def test_site_sorts_a_null_checkbox_as_null(write_stack, wp, ws):
+def test_accounts_made_at_start_sort_their_checkboxes_alike(write_stack, wp, ws):
+    """The HumanUser `sim` makes for a --user login takes the schema's defaults as a create
+    would: its checkboxes are false, not null (a null checkbox reads as false but sorts
+    apart), so a sort on one lists it in the same place on the site and through the proxy."""
     order = [{"field_name": "email_notes", "direction": "desc"}]
     user = ws.find_one("HumanUser", [["login", "is", USER[0]]], ["email_notes"])
     assert user["email_notes"] is False

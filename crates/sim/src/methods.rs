@@ -155,6 +155,11 @@ impl Site {
         let id = max_id(&self.engine, entity_type).map_err(engine_fault)? + 1;
         let mut record = Map::new();
         record.insert("id".into(), json!(id));
+        // As a create would: a checkbox the schema defaults to false is
+        // stored false, not null (a null one sorts apart from the false ones).
+        if let Some(table) = catalog.layout.table(entity_type) {
+            record.extend(crate::writes::default_values(&catalog, table));
+        }
         record.insert(field.into(), json!(value));
         if entity_type == "HumanUser"
             && catalog

@@ -411,23 +411,10 @@ impl<'a> WriteTx<'a> {
             record.insert("user".into(), bare(&self.caller.user));
         }
         let mut set_fields: Vec<String> = given.keys().cloned().collect();
-        if let Some(schema) = self.catalog.schema.entity(entity_type) {
-            for (name, f) in &schema.fields {
-                let wanted = !given.contains_key(name)
-                    && !f.default_value.is_null()
-                    && !AUDIT_FIELDS.contains(&name.as_str())
-                    && table.field(name).is_some_and(|l| {
-                        !matches!(l.storage, Storage::Links | Storage::Entity | Storage::Id)
-                    });
-                if wanted {
-                    // Some schemas give a checkbox's default as 0 or 1.
-                    let default = match (f.data_type, &f.default_value) {
-                        (DataType::Checkbox, Value::Number(n)) => json!(n.as_f64() != Some(0.0)),
-                        (_, v) => v.clone(),
-                    };
-                    record.insert(name.clone(), default);
-                    set_fields.push(name.clone());
-                }
+        for (name, default) in default_values(self.catalog, &table) {
+            if !given.contains_key(&name) {
+                record.insert(name.clone(), default);
+                set_fields.push(name);
             }
         }
         record.extend(given.clone());
@@ -1027,4 +1014,31 @@ impl<'a> WriteTx<'a> {
         });
         Ok(())
     }
+}
+
+/// The values a new record of `table` takes where its creator gives none:
+/// the schema's default of each stored field (but links and audit fields).
+pub(crate) fn default_values(catalog: &Catalog, table: &TableLayout) -> Vec<(String, Value)> {
+    let Some(schema) = catalog.schema.entity(&table.entity_type) else {
+        return Vec::new();
+    };
+    schema
+        .fields
+        .iter()
+        .filter(|(name, f)| {
+            !f.default_value.is_null()
+                && !AUDIT_FIELDS.contains(&name.as_str())
+                && table.field(name).is_some_and(|l| {
+                    !matches!(l.storage, Storage::Links | Storage::Entity | Storage::Id)
+                })
+        })
+        .map(|(name, f)| {
+            // Some schemas give a checkbox's default as 0 or 1.
+            let default = match (f.data_type, &f.default_value) {
+                (DataType::Checkbox, Value::Number(n)) => json!(n.as_f64() != Some(0.0)),
+                (_, v) => v.clone(),
+            };
+            (name.clone(), default)
+        })
+        .collect()
 }
