@@ -458,12 +458,18 @@ impl<'c, 'a> Plan<'c, 'a> {
                 Measure::Distribution(self.distributions.len() - 1)
             }
             CountDistinct => {
+                // A link to a retired record counts as no link, as every
+                // other read shows it (`count` of the same field agrees).
                 let value = if storage == Storage::Entity {
-                    format!("({} || ':' || {col})", target.type_column())
+                    let type_col = target.type_column();
+                    let mut f = Fragment::text("(CASE WHEN ");
+                    f.append(self.live_link(&field.valid_types, &type_col, &col))
+                        .push(&format!(" = 1 THEN ({type_col} || ':' || {col}) END)"));
+                    f
                 } else {
-                    col
+                    Fragment::text(col)
                 };
-                self.distributions.push(Fragment::text(value));
+                self.distributions.push(value);
                 Measure::Distinct(self.distributions.len() - 1)
             }
         })

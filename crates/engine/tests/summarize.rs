@@ -1115,7 +1115,8 @@ fn a_million_rows_grouped_by_status(backend: Backend) {
     );
 }
 
-/// count_distinct counts distinct non-null values, in total and per group
+/// count_distinct counts distinct non-null values (a link to a retired record
+/// is none), in total and per group
 /// (distinct counts of groups do not add up, so each level counts its own).
 fn count_distinct(backend: Backend) {
     let e = engine(backend);
@@ -1129,6 +1130,11 @@ fn count_distinct(backend: Backend) {
             ]
         ),
         json!({"sg_status_list": 3, "sg_cut_in": 4})
+    );
+    // SQ010 and sq020: Shot 4's link to the retired SQ030 counts as none.
+    assert_eq!(
+        totals(&e, "Shot", &[("sg_sequence", "count_distinct")]),
+        json!({"sg_sequence": 2})
     );
     let got = run(
         &e,
