@@ -3,7 +3,9 @@
 //! for a write to finish. Each reader's statements share one read transaction.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rusqlite::types::{Value as RValue, ValueRef};
 use rusqlite::OpenFlags;
@@ -86,7 +88,7 @@ impl SqliteStore {
 
     /// A database in a fresh file under the system's temporary folder, removed on drop.
     pub fn open_temporary() -> Result<SqliteStore, EngineError> {
-        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::atomic::AtomicU64;
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let name = format!(
             "shotgun-cache-{}-{}-{}.sqlite",
@@ -105,7 +107,70 @@ impl SqliteStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Runs `f` on a pooled reader connection (opening one when none is free)
+    /// and gives the connection back to the pool afterwards.
+    fn with_pooled_reader<T>(
+        &self,
+        f: &mut dyn FnMut(&mut rusqlite::Connection) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        let pooled = self.readers.lock().map_err(|_| poisoned())?.pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => open_connection(&self.path)?,
+        };
+        let result = f(&mut conn);
+        let mut readers = self.readers.lock().map_err(|_| poisoned())?;
+        // A connection left inside a transaction (its end failed) is not reused.
+        if readers.len() < READER_POOL_SIZE && conn.is_autocommit() {
+            readers.push(conn);
+        }
+        result
+    }
+
+    /// Runs `f` as [`Store::with_reader`] does, but stops its SQL once it has
+    /// run for `budget`, and then gives `None`: for a caller that runs short
+    /// reads where it is (an async thread, saving two thread hand-offs per
+    /// request) and must not be held up by a long one, which it then runs
+    /// again elsewhere. Reads change nothing, so running one again is safe.
+    pub fn with_reader_within<T>(
+        &self,
+        budget: Duration,
+        f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
+    ) -> Result<Option<T>, EngineError> {
+        let deadline = Instant::now() + budget;
+        let stopped = Arc::new(AtomicBool::new(false));
+        let flag = stopped.clone();
+        self.with_pooled_reader(&mut |conn| {
+            let flag = flag.clone();
+            // Called every few thousand VM steps: cheap beside the steps themselves.
+            conn.progress_handler(
+                PROGRESS_STEPS,
+                Some(move || {
+                    let over = Instant::now() >= deadline;
+                    if over {
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                    over
+                }),
+            );
+            let result = read_in_one_transaction(conn, f);
+            conn.progress_handler(0, None::<fn() -> bool>);
+            result
+        })
+        .map(Some)
+        .or_else(|e| {
+            if stopped.load(Ordering::Relaxed) {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        })
+    }
 }
+
+/// Virtual machine steps between two looks at the clock of a bounded read.
+const PROGRESS_STEPS: std::os::raw::c_int = 2000;
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
@@ -180,18 +245,7 @@ impl Store for SqliteStore {
         &self,
         f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
-        let pooled = self.readers.lock().map_err(|_| poisoned())?.pop();
-        let mut conn = match pooled {
-            Some(c) => c,
-            None => open_connection(&self.path)?,
-        };
-        let result = read_in_one_transaction(&mut conn, f);
-        let mut readers = self.readers.lock().map_err(|_| poisoned())?;
-        // A connection left inside a transaction (its end failed) is not reused.
-        if readers.len() < READER_POOL_SIZE && conn.is_autocommit() {
-            readers.push(conn);
-        }
-        result
+        self.with_pooled_reader(&mut |conn| read_in_one_transaction(conn, f))
     }
 
     fn with_transaction<T>(
