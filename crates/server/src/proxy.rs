@@ -264,11 +264,11 @@ impl Proxy {
         // cost about as much as the read itself. A read that runs longer is
         // stopped and answered on a blocking thread below.
         if let CacheMethod::Read(params) = &method {
-            match self
-                .cache
-                .engine
-                .read_json_within(params, br#"{"results":"#.to_vec(), INLINE_READ_BUDGET)
-            {
+            match self.cache.engine.read_json_within(
+                params,
+                br#"{"results":"#.to_vec(),
+                INLINE_READ_BUDGET,
+            ) {
                 Ok(Some(mut out)) => {
                     out.push(b'}');
                     return Answer::JsonText(out);
