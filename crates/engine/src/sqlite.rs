@@ -19,7 +19,9 @@ const READER_POOL_SIZE: usize = 8;
 
 pub struct SqliteStore {
     path: PathBuf,
-    writer: Mutex<rusqlite::Connection>,
+    /// Boxed: a connection with its hook slots is large, and the store sits
+    /// unboxed in `AnyStore` beside a boxed PostgreSQL one.
+    writer: Box<Mutex<rusqlite::Connection>>,
     readers: Mutex<Vec<rusqlite::Connection>>,
     /// Removed when the store is dropped (a throwaway database).
     delete_on_drop: bool,
@@ -80,7 +82,7 @@ impl SqliteStore {
         let writer = open_connection(path)?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
-            writer: Mutex::new(writer),
+            writer: Box::new(Mutex::new(writer)),
             readers: Mutex::new(Vec::new()),
             delete_on_drop: false,
         })
@@ -295,4 +297,39 @@ fn read_in_one_transaction<T>(
 
 fn poisoned() -> EngineError {
     EngineError::Store("a database connection lock was poisoned".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts to a million: far more VM steps than the progress handler's period.
+    const LONG: &str =
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000) \
+                        SELECT COUNT(*) FROM n";
+
+    #[test]
+    fn a_bounded_read_over_its_budget_is_stopped_and_the_reader_still_works() {
+        let store = SqliteStore::open_temporary().unwrap();
+        let stopped = store
+            .with_reader_within(Duration::ZERO, &mut |c| c.query(LONG, &[]))
+            .unwrap();
+        assert!(stopped.is_none());
+        // The same pooled connection, its handler gone: an unbounded read runs to the end.
+        let counted = store.with_reader(&mut |c| c.query(LONG, &[])).unwrap();
+        assert_eq!(counted[0][0], SqlValue::Int(1_000_000));
+        let within = store
+            .with_reader_within(Duration::from_secs(3600), &mut |c| c.query("SELECT 7", &[]))
+            .unwrap();
+        assert_eq!(within, Some(vec![vec![SqlValue::Int(7)]]));
+    }
+
+    #[test]
+    fn a_bounded_read_keeps_its_own_errors() {
+        let store = SqliteStore::open_temporary().unwrap();
+        let failed = store.with_reader_within(Duration::from_secs(3600), &mut |c| {
+            c.query("SELECT nope", &[])
+        });
+        assert!(failed.is_err());
+    }
 }
