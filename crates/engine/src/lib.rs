@@ -284,3 +284,29 @@ impl<S: Store> Engine<S> {
         Ok(loaded)
     }
 }
+
+impl Engine<AnyStore> {
+    /// Answers a `read` as [`Engine::read_json`] does, on the calling thread,
+    /// unless its SQL runs longer than `budget`: then it is stopped and the
+    /// answer is `None` (always `None` on PostgreSQL, whose synchronous client
+    /// can't run on an async thread). For answering short reads where the
+    /// request arrived, without handing them to another thread and back.
+    pub fn read_json_within(
+        &self,
+        params: &ReadParams,
+        out: Vec<u8>,
+        budget: std::time::Duration,
+    ) -> Result<Option<Vec<u8>>, EngineError> {
+        let AnyStore::Sqlite(store) = &self.store else {
+            return Ok(None);
+        };
+        let catalog = self.catalog();
+        let Some(found) = store.with_reader_within(budget, &mut |conn| {
+            read::query(conn, &catalog.layout, params)
+        })?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(found.write_json(out)))
+    }
+}

@@ -1,7 +1,7 @@
 //! The `read` method: plans the SQL for a request, runs it, and renders the
 //! rows as the site renders them, with link names resolved at read time.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
@@ -358,7 +358,10 @@ impl ReadRows {
     }
 
     /// Appends the `results` value as compact JSON text to `out`.
-    pub fn write_json(&self, out: Vec<u8>) -> Vec<u8> {
+    pub fn write_json(&self, mut out: Vec<u8>) -> Vec<u8> {
+        // Roughly what a record takes, so a page is written without the
+        // buffer being copied over and over as it grows.
+        out.reserve(64 + self.rows.len() * (32 + 40 * self.fields.len()));
         let mut bytes = JsonBytes::new(out);
         self.render(&mut bytes);
         bytes.out
@@ -658,13 +661,17 @@ fn wanted_links(fields: &[(String, Shape)], rows: &Rows) -> BTreeMap<String, Vec
 
 /// The display names of linked records, read when the result is read, so
 /// a renamed record's new name shows at once.
+///
+/// Looked up once per rendered link, so kept as a few types, each with its
+/// records sorted by id for a binary search: no hashing of the type's name
+/// and the id for every link of every row.
 #[derive(Default)]
 struct Names {
     /// The display value of each active record, by type and id; a record
     /// not in here is retired or missing, and links to it are hidden.
-    by_type: HashMap<String, HashMap<i64, SqlValue>>,
+    by_type: Vec<(String, Vec<(i64, SqlValue)>)>,
     /// Types the cache does not hold: their links are kept with a null name.
-    uncached: HashSet<String>,
+    uncached: Vec<String>,
 }
 
 impl Names {
@@ -676,7 +683,7 @@ impl Names {
         let mut names = Names::default();
         for (entity_type, mut ids) in wanted {
             let Some(table) = layout.table(&entity_type) else {
-                names.uncached.insert(entity_type);
+                names.uncached.push(entity_type);
                 continue;
             };
             ids.sort_unstable();
@@ -686,7 +693,7 @@ impl Names {
                 .as_ref()
                 .map(|d| format!("\"{d}\""))
                 .unwrap_or_else(|| "NULL".into());
-            let by_id = names.by_type.entry(entity_type).or_default();
+            let mut by_id = Vec::with_capacity(ids.len());
             for chunk in ids.chunks(IN_CHUNK) {
                 let mut f = Fragment::text(format!(
                     "SELECT \"id\", {display} FROM {} WHERE \"__retired\" = 0 AND \"id\" IN ",
@@ -696,10 +703,13 @@ impl Names {
                 let (text, values) = f.finish(conn.dialect());
                 for mut r in conn.query(&text, &values)? {
                     if let Some(id) = r[0].as_i64() {
-                        by_id.insert(id, std::mem::replace(&mut r[1], SqlValue::Null));
+                        by_id.push((id, std::mem::replace(&mut r[1], SqlValue::Null)));
                     }
                 }
             }
+            // Ids are unique (the primary key) but come in the store's order.
+            by_id.sort_unstable_by_key(|(id, _)| *id);
+            names.by_type.push((entity_type, by_id));
         }
         Ok(names)
     }
@@ -707,10 +717,20 @@ impl Names {
     /// Emits `{"type", "id", "name"}` for a link, or nothing (false) when
     /// the link must be hidden.
     fn render_link(&self, sink: &mut dyn Sink, entity_type: &str, id: i64) -> bool {
-        let name = if self.uncached.contains(entity_type) {
+        let name = if self.uncached.iter().any(|t| t == entity_type) {
             None
         } else {
-            match self.by_type.get(entity_type).and_then(|n| n.get(&id)) {
+            let found = self
+                .by_type
+                .iter()
+                .find(|(t, _)| t == entity_type)
+                .and_then(|(_, by_id)| {
+                    by_id
+                        .binary_search_by_key(&id, |(i, _)| *i)
+                        .ok()
+                        .map(|at| &by_id[at].1)
+                });
+            match found {
                 Some(name) => Some(name),
                 None => return false,
             }

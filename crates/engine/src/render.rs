@@ -57,10 +57,69 @@ impl JsonBytes {
     }
 }
 
-/// Writes a string with `serde_json`'s escaping.
+/// Writes a string with `serde_json`'s escaping: `"` and `\` and the
+/// control characters below U+0020 (`\b \t \n \f \r` by name, the rest
+/// as `\u00xx`); nothing else, not even U+007F or `/`. Most text has
+/// nothing to escape and is copied whole, which is several times quicker
+/// than going through a serializer for every value.
 pub(crate) fn write_str(out: &mut Vec<u8>, value: &str) {
-    // Writing into a Vec can't fail, and a str always serialises.
-    let _ = serde_json::to_writer(&mut *out, value);
+    let bytes = value.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        i += plain_run(&bytes[i..]);
+        let Some(&b) = bytes.get(i) else {
+            break;
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        i += 1;
+        start = i;
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 0xf) as usize]);
+            }
+        }
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// How many bytes at the start of `bytes` need no escaping. Looks at eight
+/// bytes at a time: a word holds a byte to escape when one of its bytes is
+/// below 0x20 or equals `"` or `\\` (the usual zero-byte tests, which never
+/// miss one and only err, towards "yes", in a word that has one).
+fn plain_run(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let needs_escape = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+    let mut i = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let quote = w ^ (ONES * b'"' as u64);
+        let backslash = w ^ (ONES * b'\\' as u64);
+        let hit = (w.wrapping_sub(ONES * 0x20) & !w)
+            | (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash);
+        if hit & HIGH != 0 {
+            break;
+        }
+        i += 8;
+    }
+    i + bytes[i..].iter().take_while(|&&b| !needs_escape(b)).count()
 }
 
 impl Sink for JsonBytes {
@@ -216,6 +275,36 @@ mod tests {
             &SqlValue::Text("{\"z\": 1, \"a\": [2]}".into()),
         );
         sink.end_object();
+    }
+
+    /// Every character's escaping is serde_json's, alone and inside text.
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let mut samples: Vec<String> = (0u32..0x300)
+            .chain([0x2028, 0x2029, 0xfeff, 0xfffd, 0x1f600])
+            .filter_map(char::from_u32)
+            .flat_map(|c| [c.to_string(), format!("a{c}b{c}{c}")])
+            .collect();
+        // Each place in and across the eight-byte words scanned at once.
+        for c in ['"', '\\', '\n', '\u{1}', '\u{1f}', ' ', '\u{7f}', 'é'] {
+            for at in 0..20 {
+                samples.push(format!("{}{c}{}", "x".repeat(at), "y".repeat(20 - at)));
+            }
+        }
+        samples.extend([
+            "".to_string(),
+            "plain".to_string(),
+            "\"\\\n\u{7f}/é".to_string(),
+        ]);
+        for sample in samples {
+            let mut out = Vec::new();
+            write_str(&mut out, &sample);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(&sample).unwrap(),
+                "{sample:?}"
+            );
+        }
     }
 
     #[test]

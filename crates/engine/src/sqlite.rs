@@ -3,7 +3,9 @@
 //! for a write to finish. Each reader's statements share one read transaction.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rusqlite::types::{Value as RValue, ValueRef};
 use rusqlite::OpenFlags;
@@ -17,7 +19,9 @@ const READER_POOL_SIZE: usize = 8;
 
 pub struct SqliteStore {
     path: PathBuf,
-    writer: Mutex<rusqlite::Connection>,
+    /// Boxed: a connection with its hook slots is large, and the store sits
+    /// unboxed in `AnyStore` beside a boxed PostgreSQL one.
+    writer: Box<Mutex<rusqlite::Connection>>,
     readers: Mutex<Vec<rusqlite::Connection>>,
     /// Removed when the store is dropped (a throwaway database).
     delete_on_drop: bool,
@@ -78,7 +82,7 @@ impl SqliteStore {
         let writer = open_connection(path)?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
-            writer: Mutex::new(writer),
+            writer: Box::new(Mutex::new(writer)),
             readers: Mutex::new(Vec::new()),
             delete_on_drop: false,
         })
@@ -86,7 +90,7 @@ impl SqliteStore {
 
     /// A database in a fresh file under the system's temporary folder, removed on drop.
     pub fn open_temporary() -> Result<SqliteStore, EngineError> {
-        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::atomic::AtomicU64;
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let name = format!(
             "shotgun-cache-{}-{}-{}.sqlite",
@@ -105,7 +109,70 @@ impl SqliteStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Runs `f` on a pooled reader connection (opening one when none is free)
+    /// and gives the connection back to the pool afterwards.
+    fn with_pooled_reader<T>(
+        &self,
+        f: &mut dyn FnMut(&mut rusqlite::Connection) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        let pooled = self.readers.lock().map_err(|_| poisoned())?.pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => open_connection(&self.path)?,
+        };
+        let result = f(&mut conn);
+        let mut readers = self.readers.lock().map_err(|_| poisoned())?;
+        // A connection left inside a transaction (its end failed) is not reused.
+        if readers.len() < READER_POOL_SIZE && conn.is_autocommit() {
+            readers.push(conn);
+        }
+        result
+    }
+
+    /// Runs `f` as [`Store::with_reader`] does, but stops its SQL once it has
+    /// run for `budget`, and then gives `None`: for a caller that runs short
+    /// reads where it is (an async thread, saving two thread hand-offs per
+    /// request) and must not be held up by a long one, which it then runs
+    /// again elsewhere. Reads change nothing, so running one again is safe.
+    pub fn with_reader_within<T>(
+        &self,
+        budget: Duration,
+        f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
+    ) -> Result<Option<T>, EngineError> {
+        let deadline = Instant::now() + budget;
+        let stopped = Arc::new(AtomicBool::new(false));
+        let flag = stopped.clone();
+        self.with_pooled_reader(&mut |conn| {
+            let flag = flag.clone();
+            // Called every few thousand VM steps: cheap beside the steps themselves.
+            conn.progress_handler(
+                PROGRESS_STEPS,
+                Some(move || {
+                    let over = Instant::now() >= deadline;
+                    if over {
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                    over
+                }),
+            );
+            let result = read_in_one_transaction(conn, f);
+            conn.progress_handler(0, None::<fn() -> bool>);
+            result
+        })
+        .map(Some)
+        .or_else(|e| {
+            if stopped.load(Ordering::Relaxed) {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        })
+    }
 }
+
+/// Virtual machine steps between two looks at the clock of a bounded read.
+const PROGRESS_STEPS: std::os::raw::c_int = 2000;
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
@@ -136,7 +203,12 @@ fn from_sql(value: ValueRef<'_>) -> SqlValue {
         ValueRef::Null => SqlValue::Null,
         ValueRef::Integer(i) => SqlValue::Int(i),
         ValueRef::Real(f) => SqlValue::Real(f),
-        ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
+        // Stored text is written from Rust strings, so nearly always valid:
+        // the plain check is much quicker than the lossy conversion's.
+        ValueRef::Text(t) => SqlValue::Text(match std::str::from_utf8(t) {
+            Ok(s) => s.to_owned(),
+            Err(_) => String::from_utf8_lossy(t).into_owned(),
+        }),
         ValueRef::Blob(b) => SqlValue::Text(String::from_utf8_lossy(b).into_owned()),
     }
 }
@@ -180,18 +252,7 @@ impl Store for SqliteStore {
         &self,
         f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
-        let pooled = self.readers.lock().map_err(|_| poisoned())?.pop();
-        let mut conn = match pooled {
-            Some(c) => c,
-            None => open_connection(&self.path)?,
-        };
-        let result = read_in_one_transaction(&mut conn, f);
-        let mut readers = self.readers.lock().map_err(|_| poisoned())?;
-        // A connection left inside a transaction (its end failed) is not reused.
-        if readers.len() < READER_POOL_SIZE && conn.is_autocommit() {
-            readers.push(conn);
-        }
-        result
+        self.with_pooled_reader(&mut |conn| read_in_one_transaction(conn, f))
     }
 
     fn with_transaction<T>(
@@ -236,4 +297,39 @@ fn read_in_one_transaction<T>(
 
 fn poisoned() -> EngineError {
     EngineError::Store("a database connection lock was poisoned".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts to a million: far more VM steps than the progress handler's period.
+    const LONG: &str =
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000) \
+                        SELECT COUNT(*) FROM n";
+
+    #[test]
+    fn a_bounded_read_over_its_budget_is_stopped_and_the_reader_still_works() {
+        let store = SqliteStore::open_temporary().unwrap();
+        let stopped = store
+            .with_reader_within(Duration::ZERO, &mut |c| c.query(LONG, &[]))
+            .unwrap();
+        assert!(stopped.is_none());
+        // The same pooled connection, its handler gone: an unbounded read runs to the end.
+        let counted = store.with_reader(&mut |c| c.query(LONG, &[])).unwrap();
+        assert_eq!(counted[0][0], SqlValue::Int(1_000_000));
+        let within = store
+            .with_reader_within(Duration::from_secs(3600), &mut |c| c.query("SELECT 7", &[]))
+            .unwrap();
+        assert_eq!(within, Some(vec![vec![SqlValue::Int(7)]]));
+    }
+
+    #[test]
+    fn a_bounded_read_keeps_its_own_errors() {
+        let store = SqliteStore::open_temporary().unwrap();
+        let failed = store.with_reader_within(Duration::from_secs(3600), &mut |c| {
+            c.query("SELECT nope", &[])
+        });
+        assert!(failed.is_err());
+    }
 }
