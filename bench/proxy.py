@@ -127,8 +127,11 @@ def main():
             rps = [l for l in out.splitlines() if "Requests/sec" in l]
             print(f"   {name}: {rps[0].split()[-1] if rps else out}")
 
-        rss = int(open(f"/proc/{run.pid}/status").read().split("VmRSS:")[1].split()[0])
-        print(f"\n3. resident size of run: {rss / 1024:.0f} MB")
+        status = open(f"/proc/{run.pid}/status").read()
+        kb = lambda key: int(status.split(key + ":")[1].split()[0])
+        print(f"\n3. resident size of run: {kb('VmRSS') / 1024:.0f} MB "
+              f"(anonymous {kb('RssAnon') / 1024:.0f} MB, mapped files {kb('RssFile') / 1024:.0f} MB, "
+              f"shared memory {kb('RssShmem') / 1024:.0f} MB)")
     finally:
         for p in procs:
             p.terminate()
