@@ -13,8 +13,10 @@
 `--database` is passed to `setup` (default: an SQLite file in the cache's
 folder); a PostgreSQL database given there should be an empty one of its own.
 
-Needs release binaries (`cargo build --release -p shotgun-cache -p sg-server --examples`),
-`wrk` on the PATH, and the venv of tests/compat (`bash tests/compat/run.sh --co -q` makes it).
+Builds the release binaries it runs (`shotgun-cache`, and the floor server
+`crates/server/examples/floor.rs`) and installs `wrk` with apt-get when it is
+missing and the script runs as root; needs the venv of tests/compat
+(`bash tests/compat/run.sh --co -q` makes it).
 """
 
 import argparse
@@ -60,12 +62,27 @@ def wait_ready(config):
         time.sleep(1)
 
 
+def prepare():
+    """The release binaries, built (quick when they are up to date), and wrk."""
+    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "shotgun-cache"], check=True)
+    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "sg-server", "--example", "floor"], check=True)
+    if shutil.which("wrk"):
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("installing wrk (apt-get install wrk)")
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, stdout=subprocess.DEVNULL)
+    if not shutil.which("wrk"):
+        raise SystemExit("the throughput part needs wrk on the PATH (apt-get install wrk)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", default="large")
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--database", help="the cache's database, as setup takes it")
     args = parser.parse_args()
+    os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    prepare()
     tmp = tempfile.mkdtemp()
     procs = []
     try:
