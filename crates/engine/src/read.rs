@@ -666,7 +666,7 @@ fn wanted_links(fields: &[(String, Shape)], rows: &Rows) -> BTreeMap<String, Vec
 /// records sorted by id for a binary search: no hashing of the type's name
 /// and the id for every link of every row.
 #[derive(Default)]
-struct Names {
+pub(crate) struct Names {
     /// The display value of each active record, by type and id; a record
     /// not in here is retired or missing, and links to it are hidden.
     by_type: Vec<(String, Vec<(i64, SqlValue)>)>,
@@ -675,7 +675,9 @@ struct Names {
 }
 
 impl Names {
-    fn fetch(
+    /// Reads the display names of the `wanted` records (ids per type, in
+    /// any order, repeats allowed).
+    pub(crate) fn fetch(
         conn: &mut dyn Connection,
         layout: &Layout,
         wanted: BTreeMap<String, Vec<i64>>,
@@ -716,24 +718,27 @@ impl Names {
 
     /// Emits `{"type", "id", "name"}` for a link, or nothing (false) when
     /// the link must be hidden.
+    /// The display value of a linked record: `Some(None)` for a link to a
+    /// type the cache does not hold (kept, with no name), `None` when the
+    /// link must be hidden (its record is retired or missing).
+    pub(crate) fn lookup(&self, entity_type: &str, id: i64) -> Option<Option<&SqlValue>> {
+        if self.uncached.iter().any(|t| t == entity_type) {
+            return Some(None);
+        }
+        self.by_type
+            .iter()
+            .find(|(t, _)| t == entity_type)
+            .and_then(|(_, by_id)| {
+                by_id
+                    .binary_search_by_key(&id, |(i, _)| *i)
+                    .ok()
+                    .map(|at| Some(&by_id[at].1))
+            })
+    }
+
     fn render_link(&self, sink: &mut dyn Sink, entity_type: &str, id: i64) -> bool {
-        let name = if self.uncached.iter().any(|t| t == entity_type) {
-            None
-        } else {
-            let found = self
-                .by_type
-                .iter()
-                .find(|(t, _)| t == entity_type)
-                .and_then(|(_, by_id)| {
-                    by_id
-                        .binary_search_by_key(&id, |(i, _)| *i)
-                        .ok()
-                        .map(|at| &by_id[at].1)
-                });
-            match found {
-                Some(name) => Some(name),
-                None => return false,
-            }
+        let Some(name) = self.lookup(entity_type, id) else {
+            return false;
         };
         sink.begin_object();
         sink.key("type");

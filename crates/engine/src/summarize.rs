@@ -80,7 +80,7 @@
 
 use std::cmp::Ordering;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Datelike, Days, NaiveDate};
 use serde_json::{json, Map, Value};
@@ -97,14 +97,11 @@ use crate::filter::FilterCompiler;
 use crate::frag::Fragment;
 use crate::layout::{FieldLayout, Layout, Storage, TableLayout};
 use crate::path::{resolve, Hop, ResolvedPath};
-use crate::read::where_clause;
+use crate::read::{where_clause, Names};
 use crate::sql::{Dialect, SqlValue};
 use crate::store::Connection;
 
 const METHOD: &str = "summarize";
-
-/// IN lists longer than this are split, to stay under bound-parameter limits.
-const IN_CHUNK: usize = 500;
 
 /// The statuses `status_percentage` counts as done.
 pub const DONE_STATUSES: &[&str] = &["fin", "cmpt", "apr"];
@@ -176,7 +173,11 @@ pub fn summarize(
             }
         }
     }
-    let names = LinkNames::fetch(conn, layout, wanted)?;
+    let mut by_type: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for (t, id) in wanted {
+        by_type.entry(t).or_default().push(id);
+    }
+    let names = Names::fetch(conn, layout, by_type)?;
 
     let mut tree = Node::new(GroupKey::Null, Value::Null, Value::Null, &measures);
     for row in &main_rows {
@@ -958,11 +959,11 @@ fn date_of_text(text: &str) -> Option<NaiveDate> {
 
 impl Level {
     /// The finished group of a row, from its key columns.
-    fn group(&self, keys: &[SqlValue], names: &LinkNames) -> Group {
+    fn group(&self, keys: &[SqlValue], names: &Names) -> Group {
         self.try_group(keys, names).unwrap_or_else(Group::null)
     }
 
-    fn try_group(&self, keys: &[SqlValue], names: &LinkNames) -> Option<Group> {
+    fn try_group(&self, keys: &[SqlValue], names: &Names) -> Option<Group> {
         let value = keys.get(self.column)?;
         if value.is_null() {
             return None;
@@ -999,7 +1000,9 @@ impl Level {
                 let entity_type = value.as_str()?;
                 let id = keys.get(self.column + 1)?.as_i64()?;
                 // Links to retired or missing records read as null.
-                let name = names.get(entity_type, id)?;
+                let name = names
+                    .lookup(entity_type, id)?
+                    .map_or(Value::Null, |v| decode_scalar(Storage::Text, v));
                 match what {
                     LinkKey::Exact => Group {
                         key: GroupKey::Link(entity_type.to_string(), id),
@@ -1011,76 +1014,6 @@ impl Level {
                 }
             }
         })
-    }
-}
-
-/// Display names of the live records that grouping links point at.
-struct LinkNames {
-    names: HashMap<(String, i64), Value>,
-    /// Types the cache does not hold: their links are kept, with no name.
-    uncached: HashSet<String>,
-}
-
-impl LinkNames {
-    fn fetch(
-        conn: &mut dyn Connection,
-        layout: &Layout,
-        links: Vec<(String, i64)>,
-    ) -> Result<LinkNames, EngineError> {
-        let mut by_type: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-        for (t, id) in links {
-            by_type.entry(t).or_default().push(id);
-        }
-        let mut out = LinkNames {
-            names: HashMap::new(),
-            uncached: HashSet::new(),
-        };
-        for (entity_type, mut ids) in by_type {
-            let Some(table) = layout.table(&entity_type) else {
-                out.uncached.insert(entity_type);
-                continue;
-            };
-            ids.sort_unstable();
-            ids.dedup();
-            let display = table
-                .display_field
-                .as_ref()
-                .map(|d| format!("\"{d}\""))
-                .unwrap_or_else(|| "NULL".into());
-            for chunk in ids.chunks(IN_CHUNK) {
-                let mut f = Fragment::text(format!(
-                    "SELECT \"id\", {display} FROM {} WHERE \"__retired\" = 0 AND \"id\" IN (",
-                    table.table()
-                ));
-                for (i, id) in chunk.iter().enumerate() {
-                    if i > 0 {
-                        f.push(", ");
-                    }
-                    f.bind(SqlValue::Int(*id));
-                }
-                f.push(")");
-                let (text, values) = f.finish(conn.dialect());
-                for row in conn.query(&text, &values)? {
-                    if let Some(id) = row.first().and_then(SqlValue::as_i64) {
-                        let name = row
-                            .get(1)
-                            .map(|v| decode_scalar(Storage::Text, v))
-                            .unwrap_or(Value::Null);
-                        out.names.insert((entity_type.clone(), id), name);
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// The name of a live linked record (null when it has none), or `None`
-    /// when the link reads as null.
-    fn get(&self, entity_type: &str, id: i64) -> Option<Value> {
-        if self.uncached.contains(entity_type) {
-            return Some(Value::Null);
-        }
-        self.names.get(&(entity_type.to_string(), id)).cloned()
     }
 }
 
