@@ -92,9 +92,11 @@ impl RowApplier {
                     .entry(id)
                     .or_default()
                     .push((row.id, record));
+                // Noted in `applied` once written (see `write_changes`).
+                return Ok(());
             }
             EventAction::Retire { .. } => {
-                self.flush_record(conn, table, id)?;
+                self.flush_record(conn, table, id, applied)?;
                 sg_engine::write::set_retired(conn, table, id, true)?;
                 stamp_audit(conn, table, id, row)?;
             }
@@ -107,7 +109,7 @@ impl RowApplier {
                 if table.field(field).map(|f| f.storage) != Some(Storage::Links) {
                     return Ok(());
                 }
-                self.flush_record(conn, table, id)?;
+                self.flush_record(conn, table, id, applied)?;
                 let current = current_links(conn, table, field, id)?;
                 let mut next: Vec<EntityLink> = current
                     .into_iter()
@@ -123,8 +125,7 @@ impl RowApplier {
             }
             _ => return Ok(()),
         }
-        let newest = applied.entry((entity_type.clone(), id)).or_insert(0);
-        *newest = (*newest).max(row.id);
+        note(applied, entity_type, id, row.id);
         Ok(())
     }
 
@@ -134,13 +135,17 @@ impl RowApplier {
         &mut self,
         conn: &mut dyn Connection,
         layout: &Layout,
+        applied: &mut Applied,
     ) -> Result<(), EngineError> {
         for (entity_type, records) in std::mem::take(&mut self.pending) {
             let Some(table) = layout.table(&entity_type) else {
                 continue;
             };
-            let changes: Vec<&[Change]> = records.values().map(Vec::as_slice).collect();
-            write_changes(conn, table, &changes)?;
+            let changes: Vec<(i64, &[Change])> = records
+                .iter()
+                .map(|(id, changes)| (*id, changes.as_slice()))
+                .collect();
+            write_changes(conn, table, &changes, applied)?;
         }
         Ok(())
     }
@@ -152,13 +157,14 @@ impl RowApplier {
         conn: &mut dyn Connection,
         table: &TableLayout,
         id: i64,
+        applied: &mut Applied,
     ) -> Result<(), EngineError> {
         let held = self
             .pending
             .get_mut(&table.entity_type)
             .and_then(|records| records.remove(&id));
         match held {
-            Some(changes) => write_changes(conn, table, &[changes.as_slice()]),
+            Some(changes) => write_changes(conn, table, &[(id, changes.as_slice())], applied),
             None => Ok(()),
         }
     }
@@ -168,15 +174,17 @@ impl RowApplier {
 /// wins), sorted so that records setting the same fields share a statement.
 /// Values are checked before any SQL runs; if one is refused, the changes
 /// are written row by row instead and the refused ones skipped, as if each
-/// had been written alone.
+/// had been written alone. The rows written are noted in `applied`.
 fn write_changes(
     conn: &mut dyn Connection,
     table: &TableLayout,
-    records: &[&[Change]],
+    records: &[(i64, &[Change])],
+    applied: &mut Applied,
 ) -> Result<(), EngineError> {
+    let t = &table.entity_type;
     let mut merged: Vec<Map<String, Value>> = records
         .iter()
-        .map(|changes| {
+        .map(|(_, changes)| {
             let fields: BTreeMap<&String, &Value> = changes
                 .iter()
                 .flat_map(|(_, record)| record.iter())
@@ -189,17 +197,32 @@ fn write_changes(
         .collect();
     merged.sort_by(|a, b| a.keys().cmp(b.keys()));
     if let Ok(encoded) = sg_engine::write::encode_records(table, &merged) {
-        return sg_engine::write::write_encoded(conn, table, &encoded);
+        sg_engine::write::write_encoded(conn, table, &encoded)?;
+        for (id, changes) in records {
+            for (row_id, _) in changes.iter() {
+                note(applied, t, *id, *row_id);
+            }
+        }
+        return Ok(());
     }
-    for (row_id, record) in records.iter().flat_map(|changes| changes.iter()) {
-        if let Err(e) = sg_engine::write::upsert_record(conn, table, record) {
-            tracing::warn!(
-                event = row_id,
-                "skipping a change the cache can't store: {e}"
-            );
+    for (id, changes) in records {
+        for (row_id, record) in changes.iter() {
+            match sg_engine::write::upsert_record(conn, table, record) {
+                Ok(()) => note(applied, t, *id, *row_id),
+                Err(e) => tracing::warn!(
+                    event = row_id,
+                    "skipping a change the cache can't store: {e}"
+                ),
+            }
         }
     }
     Ok(())
+}
+
+/// Notes that row `row_id` was applied to record `id` of `entity_type`.
+fn note(applied: &mut Applied, entity_type: &str, id: i64, row_id: i64) {
+    let newest = applied.entry((entity_type.to_string(), id)).or_insert(0);
+    *newest = (*newest).max(row_id);
 }
 
 /// Sets `updated_at` and `updated_by` from the row: a site logs no rows for
@@ -344,6 +367,7 @@ mod tests {
             ),
             set(14, 1, "code", json!("a2")),
             set(15, 1, "sg_cut_in", json!(24)),
+            set(18, 1, "sg_cut_in", json!("not a number either")),
             row(
                 16,
                 EventAction::Retire {
@@ -364,7 +388,7 @@ mod tests {
                 for r in &rows {
                     applier.apply(c, &catalog.layout, r, &guards, &mut applied)?;
                 }
-                applier.flush(c, &catalog.layout)
+                applier.flush(c, &catalog.layout, &mut applied)
             })
             .expect("applied");
         let one = shot(&engine, 1, false);

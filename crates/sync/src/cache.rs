@@ -896,8 +896,8 @@ impl<S: Store> Cache<S> {
                         shadowed.apply(c, &shadow, row, &guards, &mut applied)?;
                     }
                 }
-                live.flush(c, &catalog.layout)?;
-                shadowed.flush(c, &shadow)?;
+                live.flush(c, &catalog.layout, &mut applied)?;
+                shadowed.flush(c, &shadow, &mut applied)?;
                 state::set_guards(c, &applied)?;
                 state::set_position(c, &position)
             })
