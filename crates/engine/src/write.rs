@@ -112,8 +112,8 @@ fn encode_record<'r>(
 /// Bound values per statement, well under both stores' limits.
 const MAX_PARAMS: usize = 8_000;
 
-/// Rows per array-bound statement on PostgreSQL (an import page is 500).
-const MAX_ARRAY_ROWS: usize = 5_000;
+/// Rows per run of records written together (an import page is 500).
+const MAX_RUN_ROWS: usize = 5_000;
 
 /// Fewer rows than this are written with plain bound values: the array form
 /// pays off for bulk loads (import pages, records read whole), not one row.
@@ -280,36 +280,31 @@ pub fn write_encoded(
     encoded: &EncodedRecords<'_>,
 ) -> Result<(), EngineError> {
     let encoded = &encoded.records;
-    let arrays = conn.dialect() == Dialect::Postgres;
+    let postgres = conn.dialect() == Dialect::Postgres;
     let mut start = 0;
     while start < encoded.len() {
         let columns = &encoded[start].columns;
-        let per_row = columns.len();
-        let max_rows = if arrays {
-            MAX_ARRAY_ROWS
-        } else {
-            MAX_PARAMS / per_row
-        };
         let mut end = start;
         let mut ids = std::collections::HashSet::new();
-        // Same fields, distinct ids (a statement may touch a row once), few enough values.
+        // Same fields, distinct ids (a statement may touch a row once), not too many.
         while end < encoded.len()
             && encoded[end].columns == *columns
-            && end - start < max_rows
+            && end - start < MAX_RUN_ROWS
             && ids.insert(encoded[end].id)
         {
             end += 1;
         }
-        if arrays && end - start >= MIN_ARRAY_ROWS {
+        if postgres && end - start >= MIN_ARRAY_ROWS {
             upsert_run_as_arrays(conn, table, &encoded[start..end])?;
             start = end;
             continue;
         }
-        if conn.dialect() == Dialect::Sqlite && end - start > 1 {
+        if !postgres {
             upsert_run_row_by_row(conn, table, &encoded[start..end])?;
             start = end;
             continue;
         }
+        // A short run on PostgreSQL: one multi-row statement.
         let mut sql = Fragment::text(format!(
             "INSERT INTO {} ({}) VALUES ",
             table.table(),
