@@ -8,6 +8,7 @@
 //! `<Type>__<field>` with one row per link, in order.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use sg_protocol::{DataType, EntitySchema, Schema};
 
@@ -61,9 +62,10 @@ pub struct FieldLayout {
     pub data_type: DataType,
     pub storage: Storage,
     pub valid_types: Vec<String>,
-    /// The quoted column names, made once: every record written names them.
-    column: String,
-    type_column: String,
+    /// The quoted column names, made once and shared: every record written
+    /// names them.
+    column: Arc<str>,
+    type_column: Arc<str>,
 }
 
 impl FieldLayout {
@@ -73,10 +75,10 @@ impl FieldLayout {
         storage: Storage,
         valid_types: Vec<String>,
     ) -> FieldLayout {
-        let column = match storage {
-            Storage::Id => "\"id\"".to_string(),
-            Storage::Entity => format!("\"{name}__id\""),
-            _ => format!("\"{name}\""),
+        let column: Arc<str> = match storage {
+            Storage::Id => "\"id\"".into(),
+            Storage::Entity => format!("\"{name}__id\"").into(),
+            _ => format!("\"{name}\"").into(),
         };
         FieldLayout {
             name: name.to_string(),
@@ -84,13 +86,13 @@ impl FieldLayout {
             storage,
             valid_types,
             column,
-            type_column: format!("\"{name}__type\""),
+            type_column: format!("\"{name}__type\"").into(),
         }
     }
 
     /// The column of a single-column field (or the id column of an entity field).
     pub fn column(&self) -> String {
-        self.column.clone()
+        self.column.to_string()
     }
 
     /// [`FieldLayout::column`], borrowed.
@@ -100,12 +102,22 @@ impl FieldLayout {
 
     /// The type column of an entity field.
     pub fn type_column(&self) -> String {
-        self.type_column.clone()
+        self.type_column.to_string()
     }
 
     /// [`FieldLayout::type_column`], borrowed.
     pub fn type_column_name(&self) -> &str {
         &self.type_column
+    }
+
+    /// [`FieldLayout::column_name`], shared (for data that outlives the layout's borrow).
+    pub fn shared_column_name(&self) -> Arc<str> {
+        self.column.clone()
+    }
+
+    /// [`FieldLayout::type_column_name`], shared.
+    pub fn shared_type_column_name(&self) -> Arc<str> {
+        self.type_column.clone()
     }
 }
 

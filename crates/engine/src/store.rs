@@ -48,6 +48,14 @@ pub trait Store: Send + Sync + 'static {
         &self,
         f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
     ) -> Result<T, EngineError>;
+
+    /// Tells the store that a bulk load (an import) begins (`true`) or has
+    /// ended. Stores that read differently while loading (SQLite's writer
+    /// maps the file then) switch; the others ignore it.
+    fn set_bulk_load(&self, loading: bool) -> Result<(), EngineError> {
+        let _ = loading;
+        Ok(())
+    }
 }
 
 /// A store chosen at run time: SQLite or PostgreSQL behind one type, for
@@ -95,6 +103,13 @@ impl Store for AnyStore {
         match self {
             AnyStore::Sqlite(s) => s.with_transaction(f),
             AnyStore::Postgres(s) => s.with_transaction(f),
+        }
+    }
+
+    fn set_bulk_load(&self, loading: bool) -> Result<(), EngineError> {
+        match self {
+            AnyStore::Sqlite(s) => s.set_bulk_load(loading),
+            AnyStore::Postgres(s) => s.set_bulk_load(loading),
         }
     }
 }

@@ -2,6 +2,8 @@
 //! and link tables. Loading a dataset, the simulated site's writes and the
 //! cache's sync all go through here.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use sg_protocol::value::EntityLink;
@@ -24,14 +26,39 @@ pub fn upsert_record(
     upsert_records(conn, table, std::slice::from_ref(record))
 }
 
+/// A column a record sets, by its quoted name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Column {
+    Id,
+    Retired,
+    Named(Arc<str>),
+}
+
+impl Column {
+    fn name(&self) -> &str {
+        match self {
+            Column::Id => "\"id\"",
+            Column::Retired => "\"__retired\"",
+            Column::Named(name) => name,
+        }
+    }
+}
+
+/// The quoted names of columns, separated by commas.
+fn column_list(columns: &[Column]) -> String {
+    let names: Vec<&str> = columns.iter().map(Column::name).collect();
+    names.join(", ")
+}
+
 /// A record in stored form: its columns, their kinds and values, and its
-/// link lists.
-struct Encoded<'r> {
+/// link lists. It owns all it holds, so it can be made on one thread and
+/// written on another.
+struct Encoded {
     id: i64,
-    columns: Vec<&'r str>,
+    columns: Vec<Column>,
     kinds: Vec<ColumnKind>,
     values: Vec<SqlValue>,
-    links: Vec<(&'r str, Vec<EntityLink>)>,
+    links: Vec<(String, Vec<EntityLink>)>,
 }
 
 /// The type of a column (see `crate::ddl`): what its array is bound as.
@@ -57,16 +84,13 @@ impl ColumnKind {
     }
 }
 
-fn encode_record<'r>(
-    table: &'r TableLayout,
-    record: &'r Map<String, Value>,
-) -> Result<Encoded<'r>, EngineError> {
+fn encode_record(table: &TableLayout, record: &Map<String, Value>) -> Result<Encoded, EngineError> {
     let t = &table.entity_type;
     let id = record
         .get("id")
         .and_then(Value::as_i64)
         .ok_or_else(|| bad_request(format!("{t} record needs an integer 'id'")))?;
-    let mut columns = vec!["\"id\""];
+    let mut columns = vec![Column::Id];
     let mut kinds = vec![ColumnKind::Int];
     let mut values = vec![SqlValue::Int(id)];
     let mut links = Vec::new();
@@ -75,7 +99,7 @@ fn encode_record<'r>(
             continue;
         }
         if name == "__retired" {
-            columns.push("\"__retired\"");
+            columns.push(Column::Retired);
             kinds.push(ColumnKind::Int);
             values.push(SqlValue::Int(value.as_bool().unwrap_or(false) as i64));
             continue;
@@ -85,16 +109,16 @@ fn encode_record<'r>(
             Storage::Id => {}
             Storage::Entity => {
                 let (link_type, link_id) = encode_entity(field, value)?;
-                columns.push(field.type_column_name());
+                columns.push(Column::Named(field.shared_type_column_name()));
                 kinds.push(ColumnKind::Text);
                 values.push(link_type);
-                columns.push(field.column_name());
+                columns.push(Column::Named(field.shared_column_name()));
                 kinds.push(ColumnKind::Int);
                 values.push(link_id);
             }
-            Storage::Links => links.push((name.as_str(), encode_links(field, value)?)),
+            Storage::Links => links.push((name.clone(), encode_links(field, value)?)),
             storage => {
-                columns.push(field.column_name());
+                columns.push(Column::Named(field.shared_column_name()));
                 kinds.push(ColumnKind::of(storage));
                 values.push(encode_scalar(field, value)?);
             }
@@ -120,11 +144,11 @@ const MAX_RUN_ROWS: usize = 5_000;
 const MIN_ARRAY_ROWS: usize = 16;
 
 /// The upsert of `ON CONFLICT ("id") DO ...` for `columns` (the first is `id`).
-fn on_conflict(columns: &[&str]) -> String {
+fn on_conflict(columns: &[Column]) -> String {
     if columns.len() > 1 {
         let sets: Vec<String> = columns[1..]
             .iter()
-            .map(|c| format!("{c} = excluded.{c}"))
+            .map(|c| format!("{0} = excluded.{0}", c.name()))
             .collect();
         format!(" ON CONFLICT (\"id\") DO UPDATE SET {}", sets.join(", "))
     } else {
@@ -136,14 +160,15 @@ fn on_conflict(columns: &[&str]) -> String {
 /// not fit the column is refused, as binding it alone would be.
 fn column_array(
     table: &TableLayout,
-    run: &[Encoded<'_>],
+    run: &[Encoded],
     index: usize,
     kind: ColumnKind,
 ) -> Result<SqlArray, EngineError> {
     let misfit = |value: &SqlValue| {
         bad_request(format!(
             "{}: cannot store {value:?} in column {}",
-            table.entity_type, run[0].columns[index]
+            table.entity_type,
+            run[0].columns[index].name()
         ))
     };
     let values = run.iter().map(|r| &r.values[index]);
@@ -192,14 +217,14 @@ fn column_array(
 fn upsert_run_row_by_row(
     conn: &mut dyn Connection,
     table: &TableLayout,
-    run: &[Encoded<'_>],
+    run: &[Encoded],
 ) -> Result<(), EngineError> {
     let columns = &run[0].columns;
     let placeholders = vec!["?"; columns.len()].join(", ");
     let sql = format!(
         "INSERT INTO {} ({}) VALUES ({placeholders}){}",
         table.table(),
-        columns.join(", "),
+        column_list(columns),
         on_conflict(columns)
     );
     for record in run {
@@ -214,7 +239,7 @@ fn upsert_run_row_by_row(
 fn upsert_run_as_arrays(
     conn: &mut dyn Connection,
     table: &TableLayout,
-    run: &[Encoded<'_>],
+    run: &[Encoded],
 ) -> Result<(), EngineError> {
     let columns = &run[0].columns;
     let arrays = run[0]
@@ -231,7 +256,7 @@ fn upsert_run_as_arrays(
     let sql = format!(
         "INSERT INTO {} ({}) SELECT * FROM unnest({}){}",
         table.table(),
-        columns.join(", "),
+        column_list(columns),
         placeholders.join(", "),
         on_conflict(columns)
     );
@@ -255,15 +280,16 @@ pub fn upsert_records(
 /// [`write_encoded`]. Encoding before the write transaction begins keeps the
 /// store's one writer busy with writing only (an import encodes pages of
 /// several types while one of them is written).
-pub struct EncodedRecords<'r> {
-    records: Vec<Encoded<'r>>,
+#[derive(Default)]
+pub struct EncodedRecords {
+    records: Vec<Encoded>,
 }
 
 /// Checks and encodes records of `table`; the first bad value refuses all.
-pub fn encode_records<'r>(
-    table: &'r TableLayout,
-    records: &'r [Map<String, Value>],
-) -> Result<EncodedRecords<'r>, EngineError> {
+pub fn encode_records(
+    table: &TableLayout,
+    records: &[Map<String, Value>],
+) -> Result<EncodedRecords, EngineError> {
     Ok(EncodedRecords {
         records: records
             .iter()
@@ -277,7 +303,7 @@ pub fn encode_records<'r>(
 pub fn write_encoded(
     conn: &mut dyn Connection,
     table: &TableLayout,
-    encoded: &EncodedRecords<'_>,
+    encoded: &EncodedRecords,
 ) -> Result<(), EngineError> {
     let encoded = &encoded.records;
     let postgres = conn.dialect() == Dialect::Postgres;
@@ -308,7 +334,7 @@ pub fn write_encoded(
         let mut sql = Fragment::text(format!(
             "INSERT INTO {} ({}) VALUES ",
             table.table(),
-            columns.join(", ")
+            column_list(columns)
         ));
         for (row, record) in encoded[start..end].iter().enumerate() {
             sql.push(if row > 0 { ", (" } else { "(" });
@@ -327,7 +353,7 @@ pub fn write_encoded(
     }
     let mut fields: Vec<&str> = encoded
         .iter()
-        .flat_map(|e| e.links.iter().map(|(f, _)| *f))
+        .flat_map(|e| e.links.iter().map(|(f, _)| f.as_str()))
         .collect();
     fields.sort_unstable();
     fields.dedup();
@@ -337,7 +363,7 @@ pub fn write_encoded(
             .flat_map(|e| {
                 e.links
                     .iter()
-                    .filter(|(f, _)| *f == field)
+                    .filter(|(f, _)| f == field)
                     .map(move |(_, l)| (e.id, l))
             })
             .collect();
@@ -355,15 +381,23 @@ fn replace_links(
     lists: &[(i64, &Vec<EntityLink>)],
 ) -> Result<(), EngineError> {
     let link_table = table.link_table(field);
-    let mut latest: Vec<(i64, &Vec<EntityLink>)> = Vec::new();
+    let mut latest: Vec<(i64, &Vec<EntityLink>)> = Vec::with_capacity(lists.len());
+    let mut slots: std::collections::HashMap<i64, usize> =
+        std::collections::HashMap::with_capacity(lists.len());
     for (id, list) in lists {
-        match latest.iter_mut().find(|(i, _)| i == id) {
-            Some(slot) => slot.1 = list,
-            None => latest.push((*id, list)),
+        match slots.get(id) {
+            Some(&slot) => latest[slot].1 = list,
+            None => {
+                slots.insert(*id, latest.len());
+                latest.push((*id, list));
+            }
         }
     }
     if conn.dialect() == Dialect::Postgres && latest.len() >= MIN_ARRAY_ROWS {
         return replace_links_as_arrays(conn, &link_table, &latest);
+    }
+    if conn.dialect() == Dialect::Sqlite {
+        return replace_links_row_by_row(conn, &link_table, &latest);
     }
     for chunk in latest.chunks(MAX_PARAMS) {
         let mut delete = Fragment::text(format!("DELETE FROM {link_table} WHERE \"src_id\" IN ("));
@@ -407,6 +441,39 @@ fn replace_links(
         }
         let (text, params) = insert.finish(conn.dialect());
         conn.execute(&text, &params)?;
+    }
+    Ok(())
+}
+
+/// [`replace_links`] on SQLite: two prepared statements, one `DELETE` run per
+/// record and one `INSERT` per link, as [`upsert_run_row_by_row`] does for
+/// rows. A statement of thousands of values would have to be parsed anew for
+/// nearly every page: its text changes with the number of links.
+fn replace_links_row_by_row(
+    conn: &mut dyn Connection,
+    link_table: &str,
+    latest: &[(i64, &Vec<EntityLink>)],
+) -> Result<(), EngineError> {
+    let delete = format!("DELETE FROM {link_table} WHERE \"src_id\" = ?");
+    let insert = format!(
+        "INSERT INTO {link_table} (\"src_id\", \"pos\", \"dst_type\", \"dst_id\") VALUES (?, ?, ?, ?)"
+    );
+    for (id, list) in latest {
+        conn.execute(&delete, &[SqlValue::Int(*id)])?;
+        let mut seen = std::collections::HashSet::new();
+        for (pos, link) in list.iter().enumerate() {
+            if seen.insert((link.entity_type.as_str(), link.id)) {
+                conn.execute(
+                    &insert,
+                    &[
+                        SqlValue::Int(*id),
+                        SqlValue::Int(pos as i64),
+                        SqlValue::Text(link.entity_type.clone()),
+                        SqlValue::Int(link.id),
+                    ],
+                )?;
+            }
+        }
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 
 use sg_client::Client;
 use sg_engine::layout::{Storage, TableLayout};
-use sg_engine::{ddl, Engine, Store};
+use sg_engine::{Engine, Store};
 use sg_protocol::value::EntityLink;
 use sg_protocol::{DataType, Schema};
 
@@ -26,10 +26,10 @@ use crate::config::CacheConfig;
 use crate::error::SyncError;
 use crate::event::{classify, EventAction, EventRow, EVENT_FIELDS};
 use crate::reimport::{served_selection, Shadows};
-use crate::state::{self, EventPosition, TypeState};
+use crate::state::{self, EventPosition};
 
 /// Rows per event-log poll and records per import page.
-const PAGE: u64 = 500;
+pub(crate) const PAGE: u64 = 500;
 /// Reconcile scans look this far behind the last scan, by the site's clock.
 const SCAN_MARGIN_SECS: i64 = 60;
 /// Revived records asked about in one `read` (an `or` of `is` conditions).
@@ -74,7 +74,7 @@ pub(crate) enum ImportTarget {
 /// A cache of one site.
 pub struct Cache<S: Store> {
     pub engine: Arc<Engine<S>>,
-    client: Client,
+    pub(crate) client: Client,
     config: Mutex<CacheConfig>,
     pub(crate) progress: Arc<dyn Progress>,
     /// The shadow tables of the types being imported again, which every
@@ -94,7 +94,7 @@ fn read_params(entity_type: &str, fields: &[String], conditions: Value, retired:
 }
 
 /// [`read_params`] with pages of `per_page` records.
-fn read_page_params(
+pub(crate) fn read_page_params(
     entity_type: &str,
     fields: &[String],
     conditions: Value,
@@ -114,7 +114,7 @@ fn read_page_params(
 }
 
 /// The records of a `read` reply (taken out of it, not copied).
-fn entities(result: Value) -> Result<Vec<Map<String, Value>>, SyncError> {
+pub(crate) fn entities(result: Value) -> Result<Vec<Map<String, Value>>, SyncError> {
     match result {
         Value::Object(mut reply) => match reply.remove("entities") {
             Some(Value::Array(items)) => Ok(items
@@ -136,7 +136,7 @@ fn entities(result: Value) -> Result<Vec<Map<String, Value>>, SyncError> {
 
 /// A record from the site in the form the store takes: its fields, the
 /// retired flag, and nothing the layout does not hold.
-fn storable(
+pub(crate) fn storable(
     mut record: Map<String, Value>,
     retired: bool,
     keep: &BTreeSet<String>,
@@ -351,6 +351,7 @@ impl<S: Store> Cache<S> {
         let limit = Arc::new(tokio::sync::Semaphore::new(
             config.file.import.processes.max(1),
         ));
+        self.db(|e| e.store().set_bulk_load(true)).await?;
         let mut tasks = tokio::task::JoinSet::new();
         for entity_type in pending {
             let cache = self.clone();
@@ -373,248 +374,8 @@ impl<S: Store> Cache<S> {
                 first_error.get_or_insert(e);
             }
         }
-        first_error.map_or(Ok(()), Err)
-    }
-
-    /// Imports one type page by page (keyset on id: active records, then
-    /// retired ones), saving progress with each page so an interrupted import
-    /// resumes where it stopped. Into the served table (`Live`, a first
-    /// import), or into a reimport's shadow tables: then each page is written
-    /// only while the reimport is still the one recorded for the type, and
-    /// `None` is returned once it is not. Returns the final progress.
-    pub(crate) async fn import_type(
-        self: &Arc<Self>,
-        entity_type: &str,
-        digest: &str,
-        restart: bool,
-        limit: Arc<tokio::sync::Semaphore>,
-        target: ImportTarget,
-    ) -> Result<Option<TypeState>, SyncError> {
-        let started = Instant::now();
-        let owned_type = entity_type.to_string();
-        let shadow = matches!(target, ImportTarget::Shadow(_));
-        let saved = self
-            .db(move |e| {
-                e.store().with_reader(&mut |c| {
-                    Ok(if shadow {
-                        state::reimport(c, &owned_type)?
-                    } else {
-                        state::types(c)?.remove(&owned_type)
-                    })
-                })
-            })
-            .await?;
-        let mut progress = saved
-            .filter(|s| {
-                if shadow {
-                    s.digest == digest
-                } else {
-                    !restart && s.status == "importing"
-                }
-            })
-            .unwrap_or(TypeState {
-                entity_type: entity_type.to_string(),
-                digest: digest.to_string(),
-                status: if shadow { "reimporting" } else { "importing" }.into(),
-                phase: "active".into(),
-                last_id: 0,
-                imported: 0,
-                imported_at: None,
-            });
-        let fields: Vec<String> = match &target {
-            ImportTarget::Live => self
-                .engine
-                .catalog()
-                .layout
-                .table(entity_type)
-                .map(|t| t.fields.keys().filter(|f| *f != "id").cloned().collect())
-                .unwrap_or_default(),
-            ImportTarget::Shadow(table) => table
-                .fields
-                .keys()
-                .filter(|f| *f != "id")
-                .cloned()
-                .collect(),
-        };
-        let keep: BTreeSet<String> = fields.iter().cloned().collect();
-        let total = {
-            let _permit = limit
-                .acquire()
-                .await
-                .map_err(|e| SyncError::Other(e.to_string()))?;
-            let summary = self
-                .client
-                .call("summarize", Some(json!({"type": entity_type, "summaries": [{"field": "id", "type": "record_count"}]})))
-                .await
-                .ok();
-            summary.and_then(|s| s["summaries"]["id"].as_u64())
-        };
-        // A site answers at most 500 records a page; a shorter page is the last.
-        let per_page = self.config().file.import.batch_size.clamp(1, PAGE);
-        let fetch = |last_id: i64, retired: bool| {
-            let params = read_page_params(
-                entity_type,
-                &fields,
-                json!([{"path": "id", "relation": "greater_than", "values": [last_id]}]),
-                retired,
-                per_page,
-            );
-            let limit = limit.clone();
-            async move {
-                let _permit = limit
-                    .acquire()
-                    .await
-                    .map_err(|e| SyncError::Other(e.to_string()))?;
-                entities(self.client.call("read", Some(params)).await?)
-            }
-        };
-        if !shadow && progress.phase != "done" {
-            // A first import fills the table faster without its secondary
-            // indexes; the last page's transaction builds them.
-            let t = entity_type.to_string();
-            self.db(move |e| {
-                let catalog = e.catalog();
-                let dialect = e.store().dialect();
-                let Some(table) = catalog.layout.table(&t) else {
-                    return Ok(());
-                };
-                e.store().with_transaction(&mut |c| {
-                    c.execute_batch(&ddl::drop_indexes_sql(table, dialect))
-                })
-            })
-            .await?;
-        }
-        let mut pending_page = if progress.phase == "done" {
-            None
-        } else {
-            Some(fetch(progress.last_id, progress.phase == "retired").await?)
-        };
-        while let Some(page) = pending_page.take() {
-            let retired = progress.phase == "retired";
-            let full = page.len() as u64 >= per_page;
-            let mut next = progress.clone();
-            if let Some(last) = page
-                .last()
-                .and_then(|r| r.get("id"))
-                .and_then(Value::as_i64)
-            {
-                next.last_id = last;
-            }
-            next.imported += page.len() as i64;
-            if !full {
-                next.phase = if retired {
-                    "done".into()
-                } else {
-                    "retired".into()
-                };
-                next.last_id = 0;
-            }
-            let finished = next.phase == "done";
-            if finished && !shadow {
-                next.status = "ready".into();
-                next.imported_at = Some(chrono::Utc::now().to_rfc3339());
-            }
-            let records: Vec<Map<String, Value>> = page
-                .into_iter()
-                .map(|r| storable(r, retired, &keep))
-                .collect();
-            let owned_type = entity_type.to_string();
-            let saved = next.clone();
-            let target = target.clone();
-            let write = self.db(move |e| {
-                let catalog = e.catalog();
-                let dialect = e.store().dialect();
-                let table = match &target {
-                    ImportTarget::Live => match catalog.layout.table(&owned_type) {
-                        Some(table) => table,
-                        None => return Ok(true),
-                    },
-                    ImportTarget::Shadow(table) => table,
-                };
-                // Encoded before the transaction: the store's one writer is
-                // then held only while the page is written.
-                let encoded = sg_engine::write::encode_records(table, &records)?;
-                e.store().with_transaction(&mut |c| {
-                    if dialect == sg_engine::sql::Dialect::Postgres {
-                        // The commit need not wait for the disk: a crash can
-                        // lose only the last pages, together with the progress
-                        // that records them, never leave the two apart. And
-                        // the planner, whose statistics still describe the
-                        // empty table, would scan whole link tables to delete
-                        // a page's old links (one such DELETE took 30 ms by the end of
-                        // 34,000 PublishedFiles); the indexes are the way.
-                        c.execute_batch(
-                            "SET LOCAL synchronous_commit = off; SET LOCAL enable_seqscan = off",
-                        )?;
-                    }
-                    match &target {
-                        ImportTarget::Live => {
-                            sg_engine::write::write_encoded(c, table, &encoded)?;
-                            state::set_type(c, &saved)?;
-                            if finished {
-                                c.execute_batch(&ddl::create_table_sql(table, dialect))?;
-                            }
-                            Ok(true)
-                        }
-                        ImportTarget::Shadow(_) => {
-                            let current = state::reimport(c, &owned_type)?;
-                            if current.is_none_or(|r| r.digest != saved.digest) {
-                                return Ok(false);
-                            }
-                            sg_engine::write::write_encoded(c, table, &encoded)?;
-                            state::set_reimport(c, &saved)?;
-                            Ok(true)
-                        }
-                    }
-                })
-            });
-            // The next page is read from the site while this one is written
-            // (its keyset start is known already); progress is still saved
-            // page by page, in order.
-            let (written, following) = if finished {
-                (write.await?, None)
-            } else {
-                let (written, following) =
-                    tokio::join!(write, fetch(next.last_id, next.phase == "retired"));
-                (written?, Some(following?))
-            };
-            if !written {
-                return Ok(None);
-            }
-            pending_page = following;
-            progress = next;
-            self.progress
-                .imported(entity_type, progress.imported.max(0) as u64, total);
-        }
-        if !shadow && progress.imported > 0 {
-            self.analyze(entity_type).await?;
-        }
-        if !shadow {
-            self.progress.finished(
-                entity_type,
-                progress.imported.max(0) as u64,
-                started.elapsed(),
-            );
-        }
-        Ok(Some(progress))
-    }
-
-    /// Refreshes the planner's statistics of a type's tables (after a bulk load).
-    pub(crate) async fn analyze(&self, entity_type: &str) -> Result<(), SyncError> {
-        let t = entity_type.to_string();
-        self.db(move |e| {
-            let dialect = e.store().dialect();
-            let names = e
-                .store()
-                .with_reader(&mut |c| ddl::tables_of(c, &t, dialect))?;
-            e.store().with_transaction(&mut |c| {
-                for name in &names {
-                    c.execute_batch(&format!("ANALYZE \"{name}\""))?;
-                }
-                Ok(())
-            })
-        })
-        .await
+        let unloaded = self.db(|e| e.store().set_bulk_load(false)).await;
+        first_error.map_or(unloaded, Err)
     }
 
     /// Reads the next rows of the event log and applies them. Returns how many

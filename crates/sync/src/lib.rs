@@ -4,6 +4,7 @@
 //! - [`state`]: the sync's own progress, stored with the data it describes;
 //! - [`event`]: what each EventLogEntry row means for the cache;
 //! - [`cache`]: import, event following, reconcile scans and config reloads;
+//! - `import`: a type's records read by id range and written in id order;
 //! - `apply`: a poll's event rows written to the tables, field changes batched;
 //! - `reimport`: a changed type imported again into new tables, swapped in at once.
 //!
@@ -18,6 +19,7 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod event;
+mod import;
 pub mod leader;
 mod reimport;
 pub mod state;
