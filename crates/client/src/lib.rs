@@ -97,6 +97,37 @@ pub fn endpoint_url(base_url: &str) -> Result<String, ClientError> {
     Ok(format!("{trimmed}/api3/json"))
 }
 
+/// A reply's `results` (or the whole body for methods the site answers
+/// unwrapped), or the site's fault.
+fn decode_reply(method: &str, body: &[u8]) -> Result<Value, ClientError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| ClientError::Decode {
+        method: method.to_string(),
+        detail: format!("not JSON ({e})"),
+    })?;
+    if let Some(fault) = Fault::from_json(&value) {
+        return Err(ClientError::Fault(fault));
+    }
+    match value {
+        Value::Object(mut map) if map.contains_key("results") => {
+            Ok(map.remove("results").unwrap_or(Value::Null))
+        }
+        other => Ok(other),
+    }
+}
+
+/// Why the text of a reply got with [`Client::call_raw`] is not what the
+/// caller expected (`detail`): the site's fault when it is one, else a
+/// decode error.
+pub fn reply_error(method: &str, body: &[u8], detail: &str) -> ClientError {
+    match decode_reply(method, body) {
+        Err(e) => e,
+        Ok(_) => ClientError::Decode {
+            method: method.to_string(),
+            detail: detail.to_string(),
+        },
+    }
+}
+
 impl Client {
     /// A client of the site at `base_url` (e.g. `https://studio.shotgrid.autodesk.com`).
     pub fn new(base_url: &str, auth: Auth) -> Result<Client, ClientError> {
@@ -163,7 +194,38 @@ impl Client {
         }
     }
 
-    async fn send_once(&self, method: &str, body: &Value) -> Result<Value, ClientError> {
+    /// Calls `method` and returns the reply's text undecoded, for a caller
+    /// that decodes large replies itself (the import decodes pages straight
+    /// into stored form). Retried as [`Client::call`] is; when the text is not
+    /// what the caller expects, [`reply_error`] tells the site's fault from
+    /// other text.
+    pub async fn call_raw(
+        &self,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<Vec<u8>, ClientError> {
+        let body = Request {
+            method_name: method.to_string(),
+            auth: Some(self.auth.clone()),
+            params,
+        }
+        .to_json();
+        let mut delay = self.retry.first_delay;
+        let mut attempt = 1;
+        loop {
+            match self.send_raw(method, &body).await {
+                Err(e) if e.is_transient() && attempt < self.retry.attempts => {
+                    tracing::debug!(method, attempt, error = %e, "transient failure, retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(self.retry.max_delay);
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn send_raw(&self, method: &str, body: &Value) -> Result<Vec<u8>, ClientError> {
         let transport = |source| ClientError::Transport {
             method: method.to_string(),
             source,
@@ -184,20 +246,11 @@ impl Client {
                 status: status.as_u16(),
             });
         }
-        let bytes = response.bytes().await.map_err(transport)?;
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
-            method: method.to_string(),
-            detail: format!("not JSON ({e})"),
-        })?;
-        if let Some(fault) = Fault::from_json(&value) {
-            return Err(ClientError::Fault(fault));
-        }
-        match value {
-            Value::Object(mut map) if map.contains_key("results") => {
-                Ok(map.remove("results").unwrap_or(Value::Null))
-            }
-            other => Ok(other),
-        }
+        Ok(Vec::from(response.bytes().await.map_err(transport)?))
+    }
+
+    async fn send_once(&self, method: &str, body: &Value) -> Result<Value, ClientError> {
+        decode_reply(method, &self.send_raw(method, body).await?)
     }
 
     /// The site's `info`.

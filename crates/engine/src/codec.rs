@@ -56,6 +56,15 @@ pub fn encode_scalar(field: &FieldLayout, value: &Value) -> Result<SqlValue, Eng
     })
 }
 
+/// [`encode_scalar`] of a value the caller gives up: text is moved, not copied.
+pub fn encode_scalar_owned(field: &FieldLayout, value: Value) -> Result<SqlValue, EngineError> {
+    match (field.storage, value) {
+        (Storage::Text, Value::String(s)) => Ok(SqlValue::Text(s)),
+        (Storage::Date, Value::String(s)) if parse_date(&s).is_some() => Ok(SqlValue::Text(s)),
+        (_, value) => encode_scalar(field, &value),
+    }
+}
+
 /// The `(type, id)` columns of an entity field.
 pub fn encode_entity(
     field: &FieldLayout,

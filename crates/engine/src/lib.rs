@@ -23,6 +23,7 @@
 
 pub mod codec;
 pub mod ddl;
+pub mod decode;
 pub mod error;
 pub mod filter;
 pub mod frag;

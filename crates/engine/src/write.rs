@@ -11,7 +11,7 @@ use sg_protocol::value::EntityLink;
 use crate::codec::{encode_entity, encode_links, encode_scalar};
 use crate::error::{bad_request, unknown, EngineError};
 use crate::frag::Fragment;
-use crate::layout::{Storage, TableLayout};
+use crate::layout::{FieldLayout, Storage, TableLayout};
 use crate::sql::{Dialect, SqlArray, SqlValue};
 use crate::store::Connection;
 
@@ -53,7 +53,8 @@ fn column_list(columns: &[Column]) -> String {
 /// A record in stored form: its columns, their kinds and values, and its
 /// link lists. It owns all it holds, so it can be made on one thread and
 /// written on another.
-struct Encoded {
+#[derive(Debug)]
+pub(crate) struct Encoded {
     id: i64,
     columns: Vec<Column>,
     kinds: Vec<ColumnKind>,
@@ -90,18 +91,14 @@ fn encode_record(table: &TableLayout, record: &Map<String, Value>) -> Result<Enc
         .get("id")
         .and_then(Value::as_i64)
         .ok_or_else(|| bad_request(format!("{t} record needs an integer 'id'")))?;
-    let mut columns = vec![Column::Id];
-    let mut kinds = vec![ColumnKind::Int];
-    let mut values = vec![SqlValue::Int(id)];
-    let mut links = Vec::new();
+    let mut encoder = RecordEncoder::new();
+    encoder.id(id);
     for (name, value) in record {
         if name == "id" || name == "type" {
             continue;
         }
         if name == "__retired" {
-            columns.push(Column::Retired);
-            kinds.push(ColumnKind::Int);
-            values.push(SqlValue::Int(value.as_bool().unwrap_or(false) as i64));
+            encoder.retired(value.as_bool().unwrap_or(false));
             continue;
         }
         let field = table.field(name).ok_or_else(|| unknown("write", t, name))?;
@@ -109,28 +106,94 @@ fn encode_record(table: &TableLayout, record: &Map<String, Value>) -> Result<Enc
             Storage::Id => {}
             Storage::Entity => {
                 let (link_type, link_id) = encode_entity(field, value)?;
-                columns.push(Column::Named(field.shared_type_column_name()));
-                kinds.push(ColumnKind::Text);
-                values.push(link_type);
-                columns.push(Column::Named(field.shared_column_name()));
-                kinds.push(ColumnKind::Int);
-                values.push(link_id);
+                encoder.entity(field, link_type, link_id);
             }
-            Storage::Links => links.push((name.clone(), encode_links(field, value)?)),
-            storage => {
-                columns.push(Column::Named(field.shared_column_name()));
-                kinds.push(ColumnKind::of(storage));
-                values.push(encode_scalar(field, value)?);
-            }
+            Storage::Links => encoder.links(field, encode_links(field, value)?),
+            _ => encoder.scalar(field, encode_scalar(field, value)?),
         }
     }
-    Ok(Encoded {
-        id,
-        columns,
-        kinds,
-        values,
-        links,
-    })
+    encoder.finish(table)
+}
+
+/// Builds one record's stored form field by field, in the order the fields
+/// come (from a record's map, or straight from a reply's JSON text: see
+/// `crate::decode`).
+pub(crate) struct RecordEncoder {
+    id: Option<i64>,
+    record: Encoded,
+}
+
+impl RecordEncoder {
+    pub(crate) fn new() -> RecordEncoder {
+        RecordEncoder {
+            id: None,
+            // The id's value is set by `finish`, wherever it came.
+            record: Encoded {
+                id: 0,
+                columns: vec![Column::Id],
+                kinds: vec![ColumnKind::Int],
+                values: vec![SqlValue::Null],
+                links: Vec::new(),
+            },
+        }
+    }
+
+    pub(crate) fn id(&mut self, id: i64) {
+        self.id = Some(id);
+    }
+
+    pub(crate) fn retired(&mut self, retired: bool) {
+        self.push(
+            Column::Retired,
+            ColumnKind::Int,
+            SqlValue::Int(retired as i64),
+        );
+    }
+
+    /// An entity field: its type and id columns (both null for no link).
+    pub(crate) fn entity(&mut self, field: &FieldLayout, link_type: SqlValue, link_id: SqlValue) {
+        self.push(
+            Column::Named(field.shared_type_column_name()),
+            ColumnKind::Text,
+            link_type,
+        );
+        self.push(
+            Column::Named(field.shared_column_name()),
+            ColumnKind::Int,
+            link_id,
+        );
+    }
+
+    pub(crate) fn links(&mut self, field: &FieldLayout, links: Vec<EntityLink>) {
+        self.record.links.push((field.name.clone(), links));
+    }
+
+    /// A single-column field, its value encoded.
+    pub(crate) fn scalar(&mut self, field: &FieldLayout, value: SqlValue) {
+        self.push(
+            Column::Named(field.shared_column_name()),
+            ColumnKind::of(field.storage),
+            value,
+        );
+    }
+
+    fn push(&mut self, column: Column, kind: ColumnKind, value: SqlValue) {
+        self.record.columns.push(column);
+        self.record.kinds.push(kind);
+        self.record.values.push(value);
+    }
+
+    pub(crate) fn finish(mut self, table: &TableLayout) -> Result<Encoded, EngineError> {
+        let id = self.id.ok_or_else(|| {
+            bad_request(format!(
+                "{} record needs an integer 'id'",
+                table.entity_type
+            ))
+        })?;
+        self.record.id = id;
+        self.record.values[0] = SqlValue::Int(id);
+        Ok(self.record)
+    }
 }
 
 /// Bound values per statement, well under both stores' limits.
@@ -280,9 +343,28 @@ pub fn upsert_records(
 /// [`write_encoded`]. Encoding before the write transaction begins keeps the
 /// store's one writer busy with writing only (an import encodes pages of
 /// several types while one of them is written).
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct EncodedRecords {
     records: Vec<Encoded>,
+}
+
+impl EncodedRecords {
+    pub(crate) fn push(&mut self, record: Encoded) {
+        self.records.push(record);
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The id of the last record.
+    pub fn last_id(&self) -> Option<i64> {
+        self.records.last().map(|r| r.id)
+    }
 }
 
 /// Checks and encodes records of `table`; the first bad value refuses all.

@@ -15,14 +15,16 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
+use sg_client::reply_error;
+use sg_engine::decode::decode_read_page;
 use sg_engine::layout::TableLayout;
 use sg_engine::write::EncodedRecords;
 use sg_engine::{ddl, Store};
 
-use crate::cache::{entities, read_page_params, storable, Cache, ImportTarget, PAGE};
+use crate::cache::{entities, read_page_params, Cache, ImportTarget, PAGE};
 use crate::error::SyncError;
 use crate::state::{self, TypeState};
 
@@ -173,38 +175,38 @@ impl<S: Store> PageReader<S> {
         let keep = self.keep.clone();
         let shadow = self.shadow.clone();
         PendingPage(tokio::spawn(async move {
-            let page = {
+            let text = {
                 let _permit = limit
                     .acquire()
                     .await
                     .map_err(|e| SyncError::Other(e.to_string()))?;
-                entities(cache.client.call("read", Some(params)).await?)?
+                cache.client.call_raw("read", Some(params)).await?
             };
-            let records = page.len();
-            let last_id = page
-                .last()
-                .and_then(|r| r.get("id"))
-                .and_then(Value::as_i64);
-            let encoded = cache
+            // Decoded straight into stored form on a blocking thread, where
+            // the records are also dropped once written.
+            let decoded = cache
                 .db(move |e| {
-                    let page: Vec<Map<String, Value>> = page
-                        .into_iter()
-                        .map(|r| storable(r, retired, &keep))
-                        .collect();
                     let catalog = e.catalog();
                     match shadow
                         .as_deref()
                         .or_else(|| catalog.layout.table(&entity_type))
                     {
-                        Some(table) => sg_engine::write::encode_records(table, &page),
+                        Some(table) => Ok(Some(
+                            decode_read_page(table, &keep, retired, &text)
+                                .map_err(|e| reply_error("read", &text, &e.to_string())),
+                        )),
                         // The type is no longer cached: there is nothing to write.
-                        None => Ok(EncodedRecords::default()),
+                        None => Ok(None),
                     }
                 })
                 .await?;
+            let encoded = match decoded {
+                Some(page) => page?,
+                None => EncodedRecords::default(),
+            };
             Ok(ReadPage {
-                records,
-                last_id,
+                records: encoded.len(),
+                last_id: encoded.last_id(),
                 encoded,
             })
         }))
