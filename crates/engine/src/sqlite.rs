@@ -83,10 +83,8 @@ impl SqliteStore {
         // The writer touches every page of the file (an import reads each
         // B-tree it grows): through its own bounded page cache rather than
         // the map, so the whole file does not stay mapped into the process
-        // (but see `set_bulk_load`). Its commits checkpoint the log every
-        // 10,000 pages rather than SQLite's 1,000: a checkpoint syncs the log
-        // and the file, and it holds the one writer meanwhile.
-        writer.execute_batch("PRAGMA mmap_size = 0; PRAGMA wal_autocheckpoint = 10000;")?;
+        // (but see `set_bulk_load`).
+        writer.execute_batch("PRAGMA mmap_size = 0;")?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
             writer: Box::new(Mutex::new(writer)),
@@ -283,16 +281,22 @@ impl Store for SqliteStore {
     /// While loading, the writer maps the file as the readers do: a first
     /// import's index builds scan whole tables, and through the map they skip
     /// copying every page out of the OS cache (a quarter of building the
-    /// large site's PublishedFile indexes). Afterwards it reads through its
-    /// own bounded cache again, so the file does not stay mapped into a
-    /// process that serves.
+    /// large site's PublishedFile indexes). Its commits checkpoint the log
+    /// every 10,000 pages rather than SQLite's 1,000: a checkpoint syncs the
+    /// log and the file, and it holds the one writer meanwhile.
+    ///
+    /// Afterwards the writer reads through its own bounded cache again, so
+    /// the file does not stay mapped into a process that serves, and the log
+    /// is checkpointed whole and emptied: readers find a page that is still
+    /// in the log by reading the log, not through their map of the file.
     fn set_bulk_load(&self, loading: bool) -> Result<(), EngineError> {
         let conn = self.writer.lock().map_err(|_| poisoned())?;
-        conn.execute_batch(if loading {
-            "PRAGMA mmap_size = 1073741824"
+        if loading {
+            conn.execute_batch("PRAGMA mmap_size = 1073741824; PRAGMA wal_autocheckpoint = 10000")?;
         } else {
-            "PRAGMA mmap_size = 0"
-        })?;
+            conn.execute_batch("PRAGMA mmap_size = 0; PRAGMA wal_autocheckpoint = 1000")?;
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        }
         Ok(())
     }
 }
