@@ -173,25 +173,8 @@ impl Client {
         } else {
             Some(self.auth.clone())
         };
-        let body = Request {
-            method_name: method.to_string(),
-            auth,
-            params,
-        }
-        .to_json();
-        let mut delay = self.retry.first_delay;
-        let mut attempt = 1;
-        loop {
-            match self.send_once(method, &body).await {
-                Err(e) if e.is_transient() && attempt < self.retry.attempts => {
-                    tracing::debug!(method, attempt, error = %e, "transient failure, retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(self.retry.max_delay);
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        let text = self.send_with_retries(method, auth, params).await?;
+        decode_reply(method, &text)
     }
 
     /// Calls `method` and returns the reply's text undecoded, for a caller
@@ -204,9 +187,21 @@ impl Client {
         method: &str,
         params: Option<Value>,
     ) -> Result<Vec<u8>, ClientError> {
+        self.send_with_retries(method, Some(self.auth.clone()), params)
+            .await
+    }
+
+    /// Sends one call, again after a transient failure (never after a fault:
+    /// a fault is in the text, which is decoded after).
+    async fn send_with_retries(
+        &self,
+        method: &str,
+        auth: Option<Auth>,
+        params: Option<Value>,
+    ) -> Result<Vec<u8>, ClientError> {
         let body = Request {
             method_name: method.to_string(),
-            auth: Some(self.auth.clone()),
+            auth,
             params,
         }
         .to_json();
@@ -247,10 +242,6 @@ impl Client {
             });
         }
         Ok(Vec::from(response.bytes().await.map_err(transport)?))
-    }
-
-    async fn send_once(&self, method: &str, body: &Value) -> Result<Value, ClientError> {
-        decode_reply(method, &self.send_raw(method, body).await?)
     }
 
     /// The site's `info`.

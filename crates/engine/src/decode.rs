@@ -54,91 +54,63 @@ pub fn decode_read_page(
     };
     let mut out = EncodedRecords::default();
     let mut deserializer = serde_json::Deserializer::from_slice(json);
-    Reply {
-        context: &context,
-        out: &mut out,
-    }
-    .deserialize(&mut deserializer)
-    .and_then(|found| {
-        deserializer.end()?;
-        Ok(found)
-    })
-    .map_err(|e| bad_request(format!("a read reply for {}: {e}", table.entity_type)))
-    .and_then(|found| {
-        if found {
-            Ok(out)
-        } else {
-            Err(bad_request(format!(
-                "a read reply for {} without results.entities",
-                table.entity_type
-            )))
-        }
-    })
-}
-
-/// The whole reply; `true` once `results.entities` was read.
-struct Reply<'c, 't> {
-    context: &'c Context<'t>,
-    out: &'c mut EncodedRecords,
-}
-
-impl<'de> DeserializeSeed<'de> for Reply<'_, '_> {
-    type Value = bool;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Reply<'_, '_> {
-    type Value = bool;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a reply object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        let mut found = false;
-        while let Some(key) = map.next_key::<KeyName>()? {
-            if key.0 == "results" && !found {
-                found = map.next_value_seed(Results {
-                    context: self.context,
-                    out: &mut *self.out,
-                })?;
+    let reply = Member {
+        key: "results",
+        inner: Member {
+            key: "entities",
+            inner: Entities {
+                context: &context,
+                out: &mut out,
+            },
+        },
+    };
+    reply
+        .deserialize(&mut deserializer)
+        .and_then(|found| {
+            deserializer.end()?;
+            Ok(matches!(found, Some(Some(()))))
+        })
+        .map_err(|e| bad_request(format!("a read reply for {}: {e}", table.entity_type)))
+        .and_then(|found| {
+            if found {
+                Ok(out)
             } else {
-                map.next_value::<IgnoredAny>()?;
+                Err(bad_request(format!(
+                    "a read reply for {} without results.entities",
+                    table.entity_type
+                )))
             }
-        }
-        Ok(found)
-    }
+        })
 }
 
-/// `results`: its `entities` list.
-struct Results<'c, 't> {
-    context: &'c Context<'t>,
-    out: &'c mut EncodedRecords,
+/// One member of an object, read with `inner`; the others are passed over.
+/// `None` when the object has no such member.
+struct Member<S> {
+    key: &'static str,
+    inner: S,
 }
 
-impl<'de> DeserializeSeed<'de> for Results<'_, '_> {
-    type Value = bool;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Member<S> {
+    type Value = Option<S::Value>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for Results<'_, '_> {
-    type Value = bool;
+impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for Member<S> {
+    type Value = Option<S::Value>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a results object")
+        write!(f, "an object with '{}'", self.key)
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        let mut found = false;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut inner = Some(self.inner);
+        let mut found = None;
         while let Some(key) = map.next_key::<KeyName>()? {
-            if key.0 == "entities" && !found {
-                map.next_value_seed(Entities {
-                    context: self.context,
-                    out: &mut *self.out,
-                })?;
-                found = true;
-            } else {
-                map.next_value::<IgnoredAny>()?;
+            match inner.take_if(|_| key.0 == self.key) {
+                Some(seed) => found = Some(map.next_value_seed(seed)?),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
             }
         }
         Ok(found)

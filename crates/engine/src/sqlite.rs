@@ -280,8 +280,8 @@ impl Store for SqliteStore {
 
     /// While loading, the writer maps the file as the readers do: a first
     /// import's index builds scan whole tables, and through the map they skip
-    /// copying every page out of the OS cache (a quarter of building the
-    /// large site's PublishedFile indexes). Its commits checkpoint the log
+    /// copying every page out of the OS cache (a fifth of the CPU of
+    /// building the large site's PublishedFile indexes, by perf). Its commits checkpoint the log
     /// every 10,000 pages rather than SQLite's 1,000: a checkpoint syncs the
     /// log and the file, and it holds the one writer meanwhile.
     ///

@@ -3,6 +3,8 @@
 //! events), event following, one reconcile scan, and then no difference at
 //! all between the cache and the site.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
@@ -13,11 +15,11 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
 use sg_client::Client;
-use sg_engine::postgres::PostgresStore;
-use sg_engine::{AnyStore, Engine, SqliteStore};
+use sg_engine::{Engine, SqliteStore};
 use sg_protocol::{Auth, Schema};
-use sg_sim::{Credential, EventFaults, Logins, ServerOptions, Site};
+use sg_sim::{EventFaults, ServerOptions, Site};
 use sg_sync::{Cache, CacheConfig, LogProgress};
+use support::{close, logins, open_store, serve, Backend};
 
 fn fixture_schema() -> Schema {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/");
@@ -90,31 +92,13 @@ async fn start_site(faults: EventFaults, seed: u64) -> (String, tokio::sync::one
         Engine::new(SqliteStore::open_temporary().expect("db"), fixture_schema()).expect("engine");
     let mut rng = StdRng::seed_from_u64(seed);
     engine.load_dataset(&dataset(&mut rng)).expect("dataset");
-    let logins = Logins {
-        allowed: [
-            "cache:cache-key",
-            "writer:writer-key",
-            "quiet:quiet-key:no-events",
-        ]
-        .iter()
-        .map(|s| Credential::parse_script(s).expect("script"))
-        .collect(),
-    };
+    let logins = logins(&[
+        "cache:cache-key",
+        "writer:writer-key",
+        "quiet:quiet-key:no-events",
+    ]);
     let site = Arc::new(Site::new(engine, logins, faults).expect("site"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(sg_sim::serve(
-        site,
-        listener,
-        ServerOptions::default(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    (url, stop)
+    serve(site, ServerOptions::default()).await
 }
 
 fn write_config(dir: &Path, url: &str) {
@@ -288,39 +272,6 @@ async fn random_write(
             }
         }
     }
-}
-
-/// Which store a test runs on.
-#[derive(Clone, Copy)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// A cache store in `dir` (SQLite) or in a schema of its own (PostgreSQL,
-/// dropped with the store). Opened off the async threads: the PostgreSQL client blocks.
-async fn open_store(backend: Backend, dir: &Path) -> AnyStore {
-    let path = dir.join("cache.sqlite");
-    tokio::task::spawn_blocking(move || match backend {
-        Backend::Sqlite => AnyStore::from(SqliteStore::open(&path).expect("sqlite store")),
-        Backend::Postgres => {
-            let url = std::env::var("SHOTGUN_CACHE_TEST_POSTGRES")
-                .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".into());
-            AnyStore::from(
-                PostgresStore::open_temporary(&url)
-                    .expect("PostgreSQL must be running for this test"),
-            )
-        }
-    })
-    .await
-    .expect("open the store")
-}
-
-/// Drops a cache off the async threads (a PostgreSQL store drops its schema then).
-async fn close<T: Send + 'static>(cache: T) {
-    tokio::task::spawn_blocking(move || drop(cache))
-        .await
-        .expect("close");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

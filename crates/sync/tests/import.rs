@@ -5,6 +5,8 @@
 //! created on the site while the import runs, the cache ends up with exactly
 //! the site's records, active and retired.
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,44 +14,10 @@ use std::time::Duration;
 use serde_json::json;
 
 use sg_client::Client;
-use sg_engine::{AnyStore, Engine, PostgresStore, SqliteStore};
 use sg_protocol::Auth;
-use sg_sim::{Credential, EventFaults, Logins, ServerOptions, Site};
+use sg_sim::ServerOptions;
 use sg_sync::{Cache, CacheConfig, LogProgress};
-
-async fn start_site() -> (String, tokio::sync::oneshot::Sender<()>) {
-    let site = tokio::task::spawn_blocking(|| {
-        let engine = Engine::new(
-            SqliteStore::open_temporary().expect("db"),
-            sg_sim::builtin::schema(),
-        )
-        .expect("engine");
-        sg_sim::generate::generate(&engine, sg_sim::generate::Size::Small, 9, &mut |_, _| {})
-            .expect("generate");
-        let logins = Logins {
-            allowed: ["cache:cache-key", "writer:writer-key"]
-                .iter()
-                .map(|s| Credential::parse_script(s).expect("script"))
-                .collect(),
-        };
-        Arc::new(Site::new(engine, logins, EventFaults::default()).expect("site"))
-    })
-    .await
-    .expect("site");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let options = ServerOptions {
-        latency: Some((Duration::from_millis(1), Duration::from_millis(4))),
-        ..ServerOptions::default()
-    };
-    tokio::spawn(sg_sim::serve(site, listener, options, async {
-        let _ = stopped.await;
-    }));
-    (url, stop)
-}
+use support::{close, generated_site, open_store, serve, Backend};
 
 fn write_config(dir: &Path, url: &str) {
     let yaml = format!(
@@ -76,31 +44,12 @@ fn write_config(dir: &Path, url: &str) {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-async fn open_store(backend: Backend, dir: &Path) -> AnyStore {
-    let path = dir.join("cache.sqlite");
-    tokio::task::spawn_blocking(move || match backend {
-        Backend::Sqlite => AnyStore::from(SqliteStore::open(&path).expect("sqlite store")),
-        Backend::Postgres => {
-            let url = std::env::var("SHOTGUN_CACHE_TEST_POSTGRES")
-                .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".into());
-            AnyStore::from(
-                PostgresStore::open_temporary(&url)
-                    .expect("PostgreSQL must be running for this test"),
-            )
-        }
-    })
-    .await
-    .expect("open the store")
-}
-
 async fn ranged_import_holds_exactly_the_site(backend: Backend) {
-    let (url, _stop) = start_site().await;
+    let options = ServerOptions {
+        latency: Some((Duration::from_millis(1), Duration::from_millis(4))),
+        ..ServerOptions::default()
+    };
+    let (url, _stop) = serve(generated_site(9).await, options).await;
     let writer = Client::new(&url, Auth::script("writer", "writer-key")).expect("client");
     let tasks = writer
         .read_all(
@@ -149,9 +98,7 @@ async fn ranged_import_holds_exactly_the_site(backend: Backend) {
         eprintln!("{d}");
     }
     assert!(differences.is_empty(), "{} differences", differences.len());
-    tokio::task::spawn_blocking(move || drop(cache))
-        .await
-        .expect("close");
+    close(cache).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

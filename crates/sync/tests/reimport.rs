@@ -4,6 +4,8 @@
 //! way), readers always see the whole type; afterwards it holds exactly
 //! what a fresh import of the new config holds.
 
+mod support;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,8 +16,9 @@ use serde_json::{json, Value};
 use sg_client::Client;
 use sg_engine::{AnyStore, Engine, PostgresStore, SqliteStore, Store};
 use sg_protocol::{Auth, ReadParams, ReturnOnly, SummarizeParams};
-use sg_sim::{Credential, EventFaults, Logins, ServerOptions, Site};
+use sg_sim::ServerOptions;
 use sg_sync::{Cache, CacheConfig, Leadership, LogProgress};
+use support::{close, generated_site, postgres_url, serve, Backend};
 
 const OLD_TASK: &[&str] = &["content", "sg_status_list", "entity", "start_date"];
 const NEW_TASK: &[&str] = &[
@@ -29,37 +32,11 @@ const NEW_TASK: &[&str] = &[
 /// A simulated site with the built-in schema and a small generated
 /// production, answering after a little latency so a reimport takes a while.
 async fn start_site() -> (String, tokio::sync::oneshot::Sender<()>) {
-    let site = tokio::task::spawn_blocking(|| {
-        let engine = Engine::new(
-            SqliteStore::open_temporary().expect("db"),
-            sg_sim::builtin::schema(),
-        )
-        .expect("engine");
-        sg_sim::generate::generate(&engine, sg_sim::generate::Size::Small, 5, &mut |_, _| {})
-            .expect("generate");
-        let logins = Logins {
-            allowed: ["cache:cache-key", "writer:writer-key"]
-                .iter()
-                .map(|s| Credential::parse_script(s).expect("script"))
-                .collect(),
-        };
-        Arc::new(Site::new(engine, logins, EventFaults::default()).expect("site"))
-    })
-    .await
-    .expect("site");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let options = ServerOptions {
         latency: Some((Duration::from_millis(30), Duration::from_millis(60))),
         ..ServerOptions::default()
     };
-    tokio::spawn(sg_sim::serve(site, listener, options, async {
-        let _ = stopped.await;
-    }));
-    (url, stop)
+    serve(generated_site(5).await, options).await
 }
 
 fn write_config(dir: &Path, url: &str, task: &[&str]) {
@@ -81,17 +58,6 @@ fn write_entity_config(dir: &Path, entity_type: &str, fields: &[&str]) {
         json!({ "fields": fields }).to_string(),
     )
     .expect("entity config");
-}
-
-#[derive(Clone, Copy)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-fn postgres_url() -> String {
-    std::env::var("SHOTGUN_CACHE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".into())
 }
 
 /// Opens the cache's store: the SQLite file in `dir`, or the PostgreSQL
@@ -130,13 +96,6 @@ async fn open_cache(backend: Backend, dir: &Path, schema: &str) -> Arc<Cache<Any
     Cache::open(config, store, Arc::new(LogProgress))
         .await
         .expect("cache opens")
-}
-
-/// Drops a cache off the async threads (the PostgreSQL client blocks).
-async fn close<T: Send + 'static>(cache: T) {
-    tokio::task::spawn_blocking(move || drop(cache))
-        .await
-        .expect("close");
 }
 
 /// Active and retired Tasks as the cache serves them.

@@ -1,0 +1,90 @@
+//! Shared by the sync's integration tests: a simulated site served on a free
+//! port, a generated production behind it, and the cache's store on either
+//! backend.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use sg_engine::{AnyStore, Engine, PostgresStore, SqliteStore};
+use sg_sim::{Credential, EventFaults, Logins, ServerOptions, Site};
+
+/// Which store a test runs on.
+#[derive(Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server the tests use.
+pub fn postgres_url() -> String {
+    std::env::var("SHOTGUN_CACHE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Logins for these scripts (`name:key`, as `shotgun-cache sim --script` takes them).
+pub fn logins(scripts: &[&str]) -> Logins {
+    Logins {
+        allowed: scripts
+            .iter()
+            .map(|s| Credential::parse_script(s).expect("script"))
+            .collect(),
+    }
+}
+
+/// A site with the built-in schema and a small production generated from
+/// `seed`, open to the scripts `cache` and `writer`.
+pub async fn generated_site(seed: u64) -> Arc<Site> {
+    tokio::task::spawn_blocking(move || {
+        let engine = Engine::new(
+            SqliteStore::open_temporary().expect("db"),
+            sg_sim::builtin::schema(),
+        )
+        .expect("engine");
+        sg_sim::generate::generate(&engine, sg_sim::generate::Size::Small, seed, &mut |_, _| {})
+            .expect("generate");
+        let logins = logins(&["cache:cache-key", "writer:writer-key"]);
+        Arc::new(Site::new(engine, logins, EventFaults::default()).expect("site"))
+    })
+    .await
+    .expect("site")
+}
+
+/// Serves `site` on a free port until the returned sender is dropped.
+pub async fn serve(
+    site: Arc<Site>,
+    options: ServerOptions,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(sg_sim::serve(site, listener, options, async {
+        let _ = stopped.await;
+    }));
+    (url, stop)
+}
+
+/// A cache store in `dir` (SQLite) or in a schema of its own (PostgreSQL,
+/// dropped with the store). Opened off the async threads: the PostgreSQL client blocks.
+pub async fn open_store(backend: Backend, dir: &Path) -> AnyStore {
+    let path = dir.join("cache.sqlite");
+    tokio::task::spawn_blocking(move || match backend {
+        Backend::Sqlite => AnyStore::from(SqliteStore::open(&path).expect("sqlite store")),
+        Backend::Postgres => AnyStore::from(
+            PostgresStore::open_temporary(&postgres_url())
+                .expect("PostgreSQL must be running for this test"),
+        ),
+    })
+    .await
+    .expect("open the store")
+}
+
+/// Drops a cache off the async threads (a PostgreSQL store drops its schema then).
+pub async fn close<T: Send + 'static>(cache: T) {
+    tokio::task::spawn_blocking(move || drop(cache))
+        .await
+        .expect("close");
+}
