@@ -37,6 +37,14 @@ const LINK_QUERY_CHUNK: usize = 50;
 /// How long one step may go on reading full pages of events.
 const POLL_BUDGET: Duration = Duration::from_secs(5);
 
+/// What [`Cache::retired_targets`] found of the links held but not shown.
+struct UnseenLinks {
+    /// Targets retired on the site (of cached types): their links are kept.
+    retired: BTreeSet<(String, i64)>,
+    /// Per record, the targets of cached types that are active on the site.
+    unseen_active: BTreeMap<(String, i64), BTreeSet<(String, i64)>>,
+}
+
 /// Reports import progress (the CLI draws progress bars from it).
 pub trait Progress: Send + Sync {
     /// `done` of about `total` records of a type are imported.
@@ -625,7 +633,7 @@ impl<S: Store> Cache<S> {
                     .map(|r| (t.clone(), r)),
             );
         }
-        let hidden = self.hidden_links(fetched.clone()).await?;
+        let hidden = self.hidden_links(&mut fetched).await?;
         let mut refetched = refetch.clone();
         for (t, ids) in &linked {
             refetched
@@ -727,43 +735,106 @@ impl<S: Store> Cache<S> {
     /// Of the links the cache holds in these records but the site's copies do
     /// not show, those that point at records retired on the site: the site
     /// still has them and shows them again when those records are revived.
+    ///
+    /// Whether a target is retired is asked after the records were read, so
+    /// a target revived in between would pass for a link really removed, and
+    /// the link would be lost with nothing logged to bring it back (the
+    /// revival may log nothing). So a record whose unseen link points at an
+    /// active record is read once more, and its newer copy replaces the one
+    /// in `records`.
     async fn hidden_links(
         &self,
-        records: Vec<(String, Map<String, Value>)>,
+        records: &mut [(String, Map<String, Value>)],
     ) -> Result<BTreeSet<(String, i64)>, SyncError> {
+        let mut hidden = self.retired_targets(records).await?;
+        let mut again: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+        for ((t, id), targets) in &hidden.unseen_active {
+            if !targets.is_empty() {
+                again.entry(t.clone()).or_default().insert(*id);
+            }
+        }
+        if again.is_empty() {
+            return Ok(hidden.retired);
+        }
+        let mut newer: BTreeMap<(String, i64), Map<String, Value>> = BTreeMap::new();
+        for (t, ids) in &again {
+            for record in self.fetch_records(t, ids).await? {
+                if let Some(id) = record.get("id").and_then(Value::as_i64) {
+                    newer.insert((t.clone(), id), record);
+                }
+            }
+        }
+        for (t, record) in records.iter_mut() {
+            let Some(id) = record.get("id").and_then(Value::as_i64) else {
+                continue;
+            };
+            if let Some(copy) = newer.get(&(t.clone(), id)) {
+                *record = copy.clone();
+            }
+        }
+        hidden = self.retired_targets(records).await?;
+        Ok(hidden.retired)
+    }
+
+    /// The links held but not shown in these records: which of their
+    /// targets are retired on the site, and per record those that are not.
+    async fn retired_targets(
+        &self,
+        records: &[(String, Map<String, Value>)],
+    ) -> Result<UnseenLinks, SyncError> {
+        let owned = records.to_vec();
         let unseen = self
             .db(move |e| {
                 let catalog = e.catalog();
                 e.store()
-                    .with_reader(&mut |c| unseen_links(c, &catalog.layout, &records))
+                    .with_reader(&mut |c| unseen_links(c, &catalog.layout, &owned))
             })
             .await?;
-        let mut by_type: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-        for (t, id) in unseen {
-            by_type.entry(t).or_default().push(id);
+        let mut by_type: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+        for targets in unseen.values() {
+            for (t, id) in targets {
+                by_type.entry(t.clone()).or_default().insert(*id);
+            }
         }
-        let mut hidden = BTreeSet::new();
-        for (t, ids) in by_type {
+        let mut retired = BTreeSet::new();
+        for (t, ids) in &by_type {
             // A link to a retired record of a type the cache does not hold
             // can't be hidden by the engine: it is not kept.
-            if self.engine.catalog().layout.table(&t).is_none() {
+            if self.engine.catalog().layout.table(t).is_none() {
                 continue;
             }
+            let ids: Vec<i64> = ids.iter().copied().collect();
             for chunk in ids.chunks(PAGE as usize) {
                 let params = read_params(
-                    &t,
+                    t,
                     &[],
                     json!([{"path": "id", "relation": "in", "values": chunk}]),
                     true,
                 );
                 for record in entities(self.client.call("read", Some(params)).await?)? {
                     if let Some(id) = record.get("id").and_then(Value::as_i64) {
-                        hidden.insert((t.clone(), id));
+                        retired.insert((t.clone(), id));
                     }
                 }
             }
         }
-        Ok(hidden)
+        let catalog = self.engine.catalog();
+        let unseen_active = unseen
+            .into_iter()
+            .map(|(holder, targets)| {
+                let active = targets
+                    .into_iter()
+                    .filter(|target| {
+                        catalog.layout.table(&target.0).is_some() && !retired.contains(target)
+                    })
+                    .collect();
+                (holder, active)
+            })
+            .collect();
+        Ok(UnseenLinks {
+            retired,
+            unseen_active,
+        })
     }
 
     /// Reads these records from the site and stores them now (used after a
@@ -787,18 +858,29 @@ impl<S: Store> Cache<S> {
             );
         }
         let count = fetched.len();
-        let hidden = self.hidden_links(fetched.clone()).await?;
+        self.store_site_copies(fetched).await?;
+        Ok(count)
+    }
+
+    /// Stores copies of records read from the site, by type, each with its
+    /// fields and `__retired` as a `read` of the stored fields gives them.
+    /// The links the cache holds to records retired on the site are kept; a
+    /// copy that no longer shows a held link to an active record is read
+    /// again first (it may predate that record's revival).
+    pub async fn store_site_copies(
+        &self,
+        mut copies: Vec<(String, Map<String, Value>)>,
+    ) -> Result<(), SyncError> {
+        let hidden = self.hidden_links(&mut copies).await?;
         let shadows = self.shadows.clone();
         self.db(move |e| {
             e.store().with_transaction(&mut |c| {
                 let catalog = e.catalog();
                 let shadow = shadows.layout();
-                store_fetched(c, &[&catalog.layout, &shadow], &fetched, &hidden)?;
-                Ok(())
+                store_fetched(c, &[&catalog.layout, &shadow], &copies, &hidden)
             })
         })
-        .await?;
-        Ok(count)
+        .await
     }
 
     /// The links one event row names, read from the site.
@@ -917,18 +999,13 @@ impl<S: Store> Cache<S> {
                         .and_then(Value::as_i64)
                         .unwrap_or(last_id);
                     count += page.len();
-                    let records: Vec<Map<String, Value>> = page
+                    let mut typed: Vec<(String, Map<String, Value>)> = page
                         .into_iter()
-                        .map(|r| storable(r, retired, &keep))
+                        .map(|r| (entity_type.clone(), storable(r, retired, &keep)))
                         .collect();
-                    let hidden = self
-                        .hidden_links(
-                            records
-                                .iter()
-                                .map(|r| (entity_type.clone(), r.clone()))
-                                .collect(),
-                        )
-                        .await?;
+                    let hidden = self.hidden_links(&mut typed).await?;
+                    let records: Vec<Map<String, Value>> =
+                        typed.into_iter().map(|(_, r)| r).collect();
                     let t = entity_type.clone();
                     let shadows = self.shadows.clone();
                     self.db(move |e| {
@@ -1350,14 +1427,15 @@ fn with_hidden_links(
     Ok(Some(merged))
 }
 
-/// Links the cache holds in these records' link fields that the site's
-/// copies of the records do not show.
+/// Per record, the links the cache holds in its link fields that the site's
+/// copy does not show (for an entity field, only where the site shows none:
+/// only then can the held link be kept).
 fn unseen_links(
     conn: &mut dyn sg_engine::Connection,
     layout: &sg_engine::Layout,
     records: &[(String, Map<String, Value>)],
-) -> Result<BTreeSet<(String, i64)>, sg_engine::EngineError> {
-    let mut out = BTreeSet::new();
+) -> Result<BTreeMap<(String, i64), BTreeSet<(String, i64)>>, sg_engine::EngineError> {
+    let mut out: BTreeMap<(String, i64), BTreeSet<(String, i64)>> = BTreeMap::new();
     for (t, record) in records {
         let Some(table) = layout.table(t) else {
             continue;
@@ -1371,17 +1449,16 @@ fn unseen_links(
             };
             let held = match field.storage {
                 Storage::Links => current_links(conn, table, &field.name, id)?,
-                Storage::Entity => current_link(conn, table, field, id)?.into_iter().collect(),
+                Storage::Entity if site_value.is_null() => {
+                    current_link(conn, table, field, id)?.into_iter().collect()
+                }
                 _ => continue,
             };
-            let shown = match field.storage {
-                Storage::Links => links_of(site_value),
-                _ => EntityLink::from_json(site_value).into_iter().collect(),
-            };
-            for link in held {
-                if !shown.contains(&link) {
-                    out.insert((link.entity_type, link.id));
-                }
+            let shown = links_of(site_value);
+            for link in held.into_iter().filter(|l| !shown.contains(l)) {
+                out.entry((t.clone(), id))
+                    .or_default()
+                    .insert((link.entity_type, link.id));
             }
         }
     }
