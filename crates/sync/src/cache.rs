@@ -42,8 +42,11 @@ struct UnseenLinks {
     /// Targets retired on the site (of cached types): their links are kept.
     retired: BTreeSet<(String, i64)>,
     /// Per record, the targets of cached types that are active on the site.
-    unseen_active: BTreeMap<(String, i64), BTreeSet<(String, i64)>>,
+    unseen_active: LinksByRecord,
 }
+
+/// Link targets (type, id) by the record (type, id) holding them.
+type LinksByRecord = BTreeMap<(String, i64), BTreeSet<(String, i64)>>;
 
 /// Reports import progress (the CLI draws progress bars from it).
 pub trait Progress: Send + Sync {
@@ -1434,8 +1437,8 @@ fn unseen_links(
     conn: &mut dyn sg_engine::Connection,
     layout: &sg_engine::Layout,
     records: &[(String, Map<String, Value>)],
-) -> Result<BTreeMap<(String, i64), BTreeSet<(String, i64)>>, sg_engine::EngineError> {
-    let mut out: BTreeMap<(String, i64), BTreeSet<(String, i64)>> = BTreeMap::new();
+) -> Result<LinksByRecord, sg_engine::EngineError> {
+    let mut out = LinksByRecord::new();
     for (t, record) in records {
         let Some(table) = layout.table(t) else {
             continue;
