@@ -970,6 +970,9 @@ impl<S: Store> Cache<S> {
             .cloned()
             .collect();
         let mut count = 0;
+        // Records the scan finds active that the cache holds as retired:
+        // revived without an event the cache applied.
+        let mut revived: BTreeSet<(String, i64)> = BTreeSet::new();
         let schema = self.engine.catalog().schema.clone();
         for entity_type in types {
             // A type without `updated_at` (Reply on some sites) can't be scanned by it.
@@ -1009,6 +1012,24 @@ impl<S: Store> Cache<S> {
                     let hidden = self.hidden_links(&mut typed).await?;
                     let records: Vec<Map<String, Value>> =
                         typed.into_iter().map(|(_, r)| r).collect();
+                    if !retired {
+                        let ids: Vec<i64> = records
+                            .iter()
+                            .filter_map(|r| r.get("id").and_then(Value::as_i64))
+                            .collect();
+                        let t = entity_type.clone();
+                        let held_retired = self
+                            .db(move |e| {
+                                let catalog = e.catalog();
+                                let Some(table) = catalog.layout.table(&t) else {
+                                    return Ok(BTreeSet::new());
+                                };
+                                e.store().with_reader(&mut |c| retired_ids(c, table, &ids))
+                            })
+                            .await?;
+                        revived
+                            .extend(held_retired.into_iter().map(|id| (entity_type.clone(), id)));
+                    }
                     let t = entity_type.clone();
                     let shadows = self.shadows.clone();
                     self.db(move |e| {
@@ -1037,6 +1058,13 @@ impl<S: Store> Cache<S> {
                     }
                 }
             }
+        }
+        // A site shows the links to a revived record again and logs nothing
+        // for the records holding them; after a revival the cache did not
+        // see logged, those records are read again (as after a logged one).
+        if !revived.is_empty() {
+            let holders = self.records_linking_to(&revived).await?;
+            count += self.refresh(holders).await?;
         }
         if scan_start > 0 {
             self.db(move |e| {
@@ -1245,7 +1273,6 @@ pub fn advance(
     next
 }
 
-/// Which of `ids` are in the table (active or retired).
 /// The cached records holding a link (in an entity or multi-entity field)
 /// to one of `targets`.
 fn records_holding_links(
@@ -1304,15 +1331,36 @@ fn records_holding_links(
     Ok(out)
 }
 
+/// Which of `ids` the table holds (active or retired).
 fn existing_ids(
     conn: &mut dyn sg_engine::Connection,
     table: &sg_engine::layout::TableLayout,
     ids: &[i64],
 ) -> Result<BTreeSet<i64>, sg_engine::EngineError> {
+    ids_where(conn, table, ids, "")
+}
+
+/// Which of `ids` the table holds as retired.
+fn retired_ids(
+    conn: &mut dyn sg_engine::Connection,
+    table: &sg_engine::layout::TableLayout,
+    ids: &[i64],
+) -> Result<BTreeSet<i64>, sg_engine::EngineError> {
+    ids_where(conn, table, ids, "\"__retired\" = 1 AND ")
+}
+
+/// Which of `ids` the table holds, of the rows `condition` (SQL text, ending
+/// in `AND `, or empty) lets through.
+fn ids_where(
+    conn: &mut dyn sg_engine::Connection,
+    table: &sg_engine::layout::TableLayout,
+    ids: &[i64],
+    condition: &str,
+) -> Result<BTreeSet<i64>, sg_engine::EngineError> {
     let mut out = BTreeSet::new();
     for chunk in ids.chunks(500) {
         let mut f = sg_engine::frag::Fragment::text(format!(
-            "SELECT \"id\" FROM {} WHERE \"id\" IN (",
+            "SELECT \"id\" FROM {} WHERE {condition}\"id\" IN (",
             table.table()
         ));
         for (i, id) in chunk.iter().enumerate() {

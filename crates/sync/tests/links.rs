@@ -5,6 +5,8 @@
 //! that no longer shows a link it holds, it must tell a link hidden (keep it)
 //! from a link removed (drop it). The target's state is asked after the copy
 //! was read: a target revived in between must not pass for a removed link.
+//! And a record revived by a script that logs no events brings back the
+//! links to it, which the cache learns of by its reconcile scan.
 
 mod support;
 
@@ -18,7 +20,7 @@ use sg_engine::{AnyStore, Store};
 use sg_protocol::Auth;
 use sg_sim::ServerOptions;
 use sg_sync::{Cache, CacheConfig, LogProgress};
-use support::{close, generated_site, open_store, serve, Backend};
+use support::{close, generated_site, generated_site_for, open_store, serve, Backend};
 
 const FIELDS: [&str; 3] = ["content", "upstream_tasks", "downstream_tasks"];
 
@@ -86,9 +88,9 @@ async fn call(writer: &Client, method: &str, params: Value) {
         .unwrap_or_else(|e| panic!("{method}: {e}"));
 }
 
-async fn hidden_links_are_told_from_removed_ones(backend: Backend) {
-    let (url, _stop) = serve(generated_site(5).await, ServerOptions::default()).await;
-    let writer = Client::new(&url, Auth::script("writer", "writer-key")).expect("client");
+/// `count` pairs of Tasks, each a Task and the one Task downstream of it,
+/// no Task in two pairs.
+async fn chains(writer: &Client, count: usize) -> Vec<(i64, i64)> {
     let tasks = writer
         .read_all(
             json!({"type": "Task", "return_fields": ["downstream_tasks"], "filters": [],
@@ -97,18 +99,24 @@ async fn hidden_links_are_told_from_removed_ones(backend: Backend) {
         )
         .await
         .expect("tasks");
-    // Three Tasks each with one Task downstream of it, six Tasks in all.
     let mut chains: Vec<(i64, i64)> = Vec::new();
     for (holder, target) in tasks.iter().filter_map(|t| {
         let down = t["downstream_tasks"].as_array()?;
         (down.len() == 1).then(|| Some((t["id"].as_i64()?, down[0]["id"].as_i64()?)))?
     }) {
         let used = |id: i64| chains.iter().any(|(h, t)| *h == id || *t == id);
-        if chains.len() < 3 && !used(holder) && !used(target) {
+        if chains.len() < count && !used(holder) && !used(target) {
             chains.push((holder, target));
         }
     }
-    assert_eq!(chains.len(), 3, "the small site has chains of Tasks");
+    assert_eq!(chains.len(), count, "the small site has chains of Tasks");
+    chains
+}
+
+async fn hidden_links_are_told_from_removed_ones(backend: Backend) {
+    let (url, _stop) = serve(generated_site(5).await, ServerOptions::default()).await;
+    let writer = Client::new(&url, Auth::script("writer", "writer-key")).expect("client");
+    let chains = chains(&writer, 3).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     write_config(dir.path(), &url);
@@ -167,4 +175,55 @@ async fn hidden_links_are_told_from_removed_ones_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hidden_links_are_told_from_removed_ones_on_postgresql() {
     hidden_links_are_told_from_removed_ones(Backend::Postgres).await;
+}
+
+/// A Task retired while the cache imports is imported without the links to
+/// it (the site hides them); revived by a script that logs no events, the
+/// scan finds it active and reads again the records linking to it.
+async fn a_revival_without_events_brings_back_the_links_to_it(backend: Backend) {
+    let scripts = [
+        "cache:cache-key",
+        "writer:writer-key",
+        "quiet:quiet-key:no-events",
+    ];
+    let (url, _stop) = serve(
+        generated_site_for(6, &scripts).await,
+        ServerOptions::default(),
+    )
+    .await;
+    let writer = Client::new(&url, Auth::script("writer", "writer-key")).expect("client");
+    let quiet = Client::new(&url, Auth::script("quiet", "quiet-key")).expect("client");
+    let (holder, target) = chains(&writer, 1).await[0];
+    call(&writer, "delete", json!({"type": "Task", "id": target})).await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_config(dir.path(), &url);
+    let config = CacheConfig::load(dir.path()).expect("config");
+    let store = open_store(backend, dir.path()).await;
+    let cache = Cache::open(config, store, Arc::new(LogProgress))
+        .await
+        .expect("cache opens");
+    cache.import_pending().await.expect("import");
+    assert_eq!(held_downstream(&cache, holder).await, Vec::<i64>::new());
+
+    call(&quiet, "revive", json!({"type": "Task", "id": target})).await;
+    while cache.poll_events().await.expect("poll") >= 500 {}
+    cache.reconcile().await.expect("scan");
+    assert_eq!(held_downstream(&cache, holder).await, vec![target]);
+    let differences = cache.validate(&[], None).await.expect("validate");
+    for d in differences.iter().take(20) {
+        eprintln!("{d}");
+    }
+    assert!(differences.is_empty(), "{} differences", differences.len());
+    close(cache).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revival_without_events_brings_back_the_links_to_it_on_sqlite() {
+    a_revival_without_events_brings_back_the_links_to_it(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revival_without_events_brings_back_the_links_to_it_on_postgresql() {
+    a_revival_without_events_brings_back_the_links_to_it(Backend::Postgres).await;
 }

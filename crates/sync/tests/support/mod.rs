@@ -36,6 +36,12 @@ pub fn logins(scripts: &[&str]) -> Logins {
 /// A site with the built-in schema and a small production generated from
 /// `seed`, open to the scripts `cache` and `writer`.
 pub async fn generated_site(seed: u64) -> Arc<Site> {
+    generated_site_for(seed, &["cache:cache-key", "writer:writer-key"]).await
+}
+
+/// [`generated_site`] open to these scripts (`name:key[:no-events]`).
+pub async fn generated_site_for(seed: u64, scripts: &[&str]) -> Arc<Site> {
+    let scripts: Vec<String> = scripts.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         let engine = Engine::new(
             SqliteStore::open_temporary().expect("db"),
@@ -44,7 +50,8 @@ pub async fn generated_site(seed: u64) -> Arc<Site> {
         .expect("engine");
         sg_sim::generate::generate(&engine, sg_sim::generate::Size::Small, seed, &mut |_, _| {})
             .expect("generate");
-        let logins = logins(&["cache:cache-key", "writer:writer-key"]);
+        let scripts: Vec<&str> = scripts.iter().map(String::as_str).collect();
+        let logins = logins(&scripts);
         Arc::new(Site::new(engine, logins, EventFaults::default()).expect("site"))
     })
     .await
