@@ -18,6 +18,19 @@ pub trait Connection {
     fn execute(&mut self, sql: &str, params: &[SqlValue]) -> Result<usize, EngineError>;
     /// Runs several statements without parameters (DDL).
     fn execute_batch(&mut self, sql: &str) -> Result<(), EngineError>;
+    /// Runs one statement once for each row of parameters; returns how many
+    /// rows they changed in all.
+    fn execute_each(
+        &mut self,
+        sql: &str,
+        rows: &mut dyn Iterator<Item = &[SqlValue]>,
+    ) -> Result<usize, EngineError> {
+        let mut changed = 0;
+        for params in rows {
+            changed += self.execute(sql, params)?;
+        }
+        Ok(changed)
+    }
     /// Runs a statement whose parameters are whole columns, each bound as
     /// one array (`unnest($1::bigint[], $2::text[], ...)`): PostgreSQL loads
     /// many rows this way with one short statement that is prepared once.

@@ -290,9 +290,7 @@ fn upsert_run_row_by_row(
         column_list(columns),
         on_conflict(columns)
     );
-    for record in run {
-        conn.execute(&sql, &record.values)?;
-    }
+    conn.execute_each(&sql, &mut run.iter().map(|r| r.values.as_slice()))?;
     Ok(())
 }
 
@@ -540,23 +538,25 @@ fn replace_links_row_by_row(
     let insert = format!(
         "INSERT INTO {link_table} (\"src_id\", \"pos\", \"dst_type\", \"dst_id\") VALUES (?, ?, ?, ?)"
     );
+    // Every list is deleted before any is inserted (each record is in
+    // `latest` once), so each statement is looked up once.
+    let ids: Vec<[SqlValue; 1]> = latest.iter().map(|(id, _)| [SqlValue::Int(*id)]).collect();
+    conn.execute_each(&delete, &mut ids.iter().map(|p| p.as_slice()))?;
+    let mut rows: Vec<[SqlValue; 4]> = Vec::new();
     for (id, list) in latest {
-        conn.execute(&delete, &[SqlValue::Int(*id)])?;
         let mut seen = std::collections::HashSet::new();
         for (pos, link) in list.iter().enumerate() {
             if seen.insert((link.entity_type.as_str(), link.id)) {
-                conn.execute(
-                    &insert,
-                    &[
-                        SqlValue::Int(*id),
-                        SqlValue::Int(pos as i64),
-                        SqlValue::Text(link.entity_type.clone()),
-                        SqlValue::Int(link.id),
-                    ],
-                )?;
+                rows.push([
+                    SqlValue::Int(*id),
+                    SqlValue::Int(pos as i64),
+                    SqlValue::Text(link.entity_type.clone()),
+                    SqlValue::Int(link.id),
+                ]);
             }
         }
     }
+    conn.execute_each(&insert, &mut rows.iter().map(|p| p.as_slice()))?;
     Ok(())
 }
 
