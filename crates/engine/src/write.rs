@@ -453,8 +453,8 @@ pub fn write_encoded(
 }
 
 /// Replaces the link lists of one field for several records (the last list
-/// given for a record wins).
-fn replace_links(
+/// given for a record wins), in a few statements whatever their number.
+pub fn replace_links(
     conn: &mut dyn Connection,
     table: &TableLayout,
     field: &str,

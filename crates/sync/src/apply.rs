@@ -6,7 +6,9 @@
 //! next row of another kind about the same record or at the end of the poll,
 //! as one multi-row upsert per type and set of fields: a poll of 500 rows
 //! then costs a few statements instead of one a row (on PostgreSQL each is a
-//! round trip to the server).
+//! round trip to the server). Link lists changed by the poll's rows are read
+//! once each, changed in memory, and written at the end of the poll, a few
+//! statements per type and field.
 
 use std::collections::BTreeMap;
 
@@ -34,6 +36,9 @@ type Change = (i64, Map<String, Value>);
 #[derive(Default)]
 pub(crate) struct RowApplier {
     pending: BTreeMap<String, BTreeMap<i64, Vec<Change>>>,
+    /// Per type and multi-entity field, the lists of the records the
+    /// poll's rows changed, as they stand after those rows.
+    links: BTreeMap<(String, String), BTreeMap<i64, Vec<EntityLink>>>,
 }
 
 impl RowApplier {
@@ -109,19 +114,34 @@ impl RowApplier {
                 if table.field(field).map(|f| f.storage) != Some(Storage::Links) {
                     return Ok(());
                 }
-                self.flush_record(conn, table, id, applied)?;
-                let current = current_links(conn, table, field, id)?;
-                let mut next: Vec<EntityLink> = current
-                    .into_iter()
-                    .filter(|l| !removed.contains(l))
-                    .collect();
+                // The list is independent of the record's other fields, so
+                // the changes held for them need not be written first.
+                let lists = self
+                    .links
+                    .entry((entity_type.clone(), field.clone()))
+                    .or_default();
+                let list = match lists.entry(id) {
+                    std::collections::btree_map::Entry::Occupied(held) => held.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        slot.insert(current_links(conn, table, field, id)?)
+                    }
+                };
+                list.retain(|l| !removed.contains(l));
                 for link in added {
-                    if !next.contains(link) {
-                        next.push(link.clone());
+                    if !list.contains(link) {
+                        list.push(link.clone());
                     }
                 }
-                sg_engine::write::set_links(conn, table, field, id, &next)?;
-                stamp_audit(conn, table, id, row)?;
+                let mut stamps = audit_stamps(table, row);
+                if !stamps.is_empty() {
+                    stamps.insert("id".into(), json!(id));
+                    self.pending
+                        .entry(entity_type.clone())
+                        .or_default()
+                        .entry(id)
+                        .or_default()
+                        .push((row.id, stamps));
+                }
             }
             _ => return Ok(()),
         }
@@ -137,6 +157,14 @@ impl RowApplier {
         layout: &Layout,
         applied: &mut Applied,
     ) -> Result<(), EngineError> {
+        for ((entity_type, field), lists) in std::mem::take(&mut self.links) {
+            let Some(table) = layout.table(&entity_type) else {
+                continue;
+            };
+            let lists: Vec<(i64, &Vec<EntityLink>)> =
+                lists.iter().map(|(id, list)| (*id, list)).collect();
+            sg_engine::write::replace_links(conn, table, &field, &lists)?;
+        }
         for (entity_type, records) in std::mem::take(&mut self.pending) {
             let Some(table) = layout.table(&entity_type) else {
                 continue;
@@ -412,5 +440,84 @@ mod tests {
         assert_eq!(applied.get(&("Shot".to_string(), 1)), Some(&15));
         assert_eq!(applied.get(&("Shot".to_string(), 2)), Some(&16));
         assert_eq!(applied.get(&("Shot".to_string(), 3)), None);
+    }
+
+    fn links(id: i64, shot: i64, added: &[i64], removed: &[i64]) -> EventRow {
+        let assets = |ids: &[i64]| {
+            ids.iter()
+                .map(|id| EntityLink {
+                    entity_type: "Asset".into(),
+                    id: *id,
+                })
+                .collect()
+        };
+        row(
+            id,
+            EventAction::Links {
+                entity_type: "Shot".into(),
+                id: shot,
+                field: "assets".into(),
+                added: assets(added),
+                removed: assets(removed),
+            },
+        )
+    }
+
+    /// A poll's link rows about one list, held in memory and written at the
+    /// flush, add up as if each had been written at once, from the list the
+    /// record held before the poll.
+    #[test]
+    fn link_rows_of_a_poll_add_up() {
+        let engine = engine();
+        let catalog = engine.catalog();
+        let held = |c: &mut dyn Connection, shot: i64| -> Result<Vec<i64>, EngineError> {
+            let table = catalog.layout.table("Shot").expect("Shot");
+            Ok(current_links(c, table, "assets", shot)?
+                .into_iter()
+                .map(|l| l.id)
+                .collect())
+        };
+        engine
+            .store()
+            .with_transaction(&mut |c| {
+                let table = catalog.layout.table("Shot").expect("Shot");
+                let before = [5, 6].map(|id| EntityLink {
+                    entity_type: "Asset".into(),
+                    id,
+                });
+                sg_engine::write::set_links(c, table, "assets", 2, &before)
+            })
+            .expect("links before the poll");
+        let rows = vec![
+            links(20, 1, &[5], &[]),
+            set(21, 1, "code", json!("between")),
+            links(22, 1, &[6, 7], &[]),
+            links(23, 2, &[8], &[5]),
+            links(24, 1, &[], &[5]),
+            links(25, 2, &[6], &[]),
+        ];
+        let mut applied = Applied::new();
+        let lists = engine
+            .store()
+            .with_transaction(&mut |c| {
+                let mut applier = RowApplier::default();
+                for r in &rows {
+                    applier.apply(c, &catalog.layout, r, &Guards::new(), &mut applied)?;
+                }
+                applier.flush(c, &catalog.layout, &mut applied)?;
+                Ok((held(c, 1)?, held(c, 2)?))
+            })
+            .expect("applied");
+        assert_eq!(lists.0, vec![6, 7]);
+        assert_eq!(lists.1, vec![6, 8], "6 was held already");
+        let one = shot(&engine, 1, false);
+        assert_eq!(one["code"], json!("between"));
+        assert_eq!(
+            one["updated_at"],
+            json!(sg_protocol::value::format_date_time(1_700_000_024)),
+            "stamped by its last row"
+        );
+        assert_eq!(applied.get(&("Shot".to_string(), 1)), Some(&24));
+        assert_eq!(applied.get(&("Shot".to_string(), 2)), Some(&25));
     }
 }

@@ -8,7 +8,6 @@
 mod support;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -16,8 +15,7 @@ use serde_json::json;
 use sg_client::Client;
 use sg_protocol::Auth;
 use sg_sim::ServerOptions;
-use sg_sync::{Cache, CacheConfig, LogProgress};
-use support::{close, generated_site, open_store, serve, Backend};
+use support::{assert_same_as_site, close, generated_site, open_cache, serve, Backend};
 
 fn write_config(dir: &Path, url: &str) {
     let yaml = format!(
@@ -72,11 +70,7 @@ async fn ranged_import_holds_exactly_the_site(backend: Backend) {
 
     let dir = tempfile::tempdir().expect("tempdir");
     write_config(dir.path(), &url);
-    let config = CacheConfig::load(dir.path()).expect("config");
-    let store = open_store(backend, dir.path()).await;
-    let cache = Cache::open(config, store, Arc::new(LogProgress))
-        .await
-        .expect("cache opens");
+    let cache = open_cache(backend, dir.path()).await;
     let creating = tokio::spawn(async move {
         for i in 0..25 {
             writer
@@ -93,11 +87,7 @@ async fn ranged_import_holds_exactly_the_site(backend: Backend) {
     creating.await.expect("writer");
     // What the import missed of the creations comes with the event log.
     while cache.poll_events().await.expect("poll") >= 500 {}
-    let differences = cache.validate(&[], None).await.expect("validate");
-    for d in differences.iter().take(20) {
-        eprintln!("{d}");
-    }
-    assert!(differences.is_empty(), "{} differences", differences.len());
+    assert_same_as_site(&cache, "after the import").await;
     close(cache).await;
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use sg_engine::{AnyStore, Engine, PostgresStore, SqliteStore};
 use sg_sim::{Credential, EventFaults, Logins, ServerOptions, Site};
+use sg_sync::{Cache, CacheConfig, LogProgress};
 
 /// Which store a test runs on.
 #[derive(Clone, Copy)]
@@ -94,4 +95,28 @@ pub async fn close<T: Send + 'static>(cache: T) {
     tokio::task::spawn_blocking(move || drop(cache))
         .await
         .expect("close");
+}
+
+/// The cache configured in `dir` (its `config.yaml` and entity configs), on
+/// `backend`'s store.
+pub async fn open_cache(backend: Backend, dir: &Path) -> Arc<Cache<AnyStore>> {
+    let config = CacheConfig::load(dir).expect("config");
+    let store = open_store(backend, dir).await;
+    Cache::open(config, store, Arc::new(LogProgress))
+        .await
+        .expect("cache opens")
+}
+
+/// Fails with the first differences (`what` says when) unless `validate`
+/// finds the cache equal to the site.
+pub async fn assert_same_as_site(cache: &Cache<AnyStore>, what: &str) {
+    let differences = cache.validate(&[], None).await.expect("validate");
+    for d in differences.iter().take(20) {
+        eprintln!("{d}");
+    }
+    assert!(
+        differences.is_empty(),
+        "{} differences {what}",
+        differences.len()
+    );
 }
