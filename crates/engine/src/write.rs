@@ -603,41 +603,6 @@ fn replace_links_as_arrays(
     Ok(())
 }
 
-/// Replaces the links of one multi_entity field of one record.
-pub fn set_links(
-    conn: &mut dyn Connection,
-    table: &TableLayout,
-    field: &str,
-    src_id: i64,
-    links: &[EntityLink],
-) -> Result<(), EngineError> {
-    let link_table = table.link_table(field);
-    let mut delete = Fragment::text(format!("DELETE FROM {link_table} WHERE \"src_id\" = "));
-    delete.bind(SqlValue::Int(src_id));
-    let (text, params) = delete.finish(conn.dialect());
-    conn.execute(&text, &params)?;
-    let (insert, _) = Fragment::text(format!(
-        "INSERT INTO {link_table} (\"src_id\", \"pos\", \"dst_type\", \"dst_id\") VALUES (?, ?, ?, ?)"
-    ))
-    .finish(conn.dialect());
-    let mut seen = std::collections::HashSet::new();
-    for (pos, link) in links.iter().enumerate() {
-        if !seen.insert((link.entity_type.as_str(), link.id)) {
-            continue;
-        }
-        conn.execute(
-            &insert,
-            &[
-                SqlValue::Int(src_id),
-                SqlValue::Int(pos as i64),
-                SqlValue::Text(link.entity_type.clone()),
-                SqlValue::Int(link.id),
-            ],
-        )?;
-    }
-    Ok(())
-}
-
 /// The next unused id of a type.
 pub fn next_id(conn: &mut dyn Connection, table: &TableLayout) -> Result<i64, EngineError> {
     let rows = conn.query(

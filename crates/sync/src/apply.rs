@@ -485,7 +485,7 @@ mod tests {
                     entity_type: "Asset".into(),
                     id,
                 });
-                sg_engine::write::set_links(c, table, "assets", 2, &before)
+                sg_engine::write::replace_links(c, table, "assets", &[(2, &before.to_vec())])
             })
             .expect("links before the poll");
         let rows = vec![
