@@ -91,12 +91,7 @@ impl RowApplier {
                 if !record.contains_key(field) {
                     record.insert(field.clone(), value.clone());
                 }
-                self.pending
-                    .entry(entity_type.clone())
-                    .or_default()
-                    .entry(id)
-                    .or_default()
-                    .push((row.id, record));
+                self.hold(entity_type, id, row.id, record);
                 // Noted in `applied` once written (see `write_changes`).
                 return Ok(());
             }
@@ -135,18 +130,23 @@ impl RowApplier {
                 let mut stamps = audit_stamps(table, row);
                 if !stamps.is_empty() {
                     stamps.insert("id".into(), json!(id));
-                    self.pending
-                        .entry(entity_type.clone())
-                        .or_default()
-                        .entry(id)
-                        .or_default()
-                        .push((row.id, stamps));
+                    self.hold(entity_type, id, row.id, stamps);
                 }
             }
             _ => return Ok(()),
         }
         note(applied, entity_type, id, row.id);
         Ok(())
+    }
+
+    /// Holds a change of record `id` (from row `row_id`) until it is written.
+    fn hold(&mut self, entity_type: &str, id: i64, row_id: i64, record: Map<String, Value>) {
+        self.pending
+            .entry(entity_type.to_string())
+            .or_default()
+            .entry(id)
+            .or_default()
+            .push((row_id, record));
     }
 
     /// Writes the changes still held, per type: records that set the same

@@ -749,15 +749,15 @@ impl<S: Store> Cache<S> {
         &self,
         records: &mut [(String, Map<String, Value>)],
     ) -> Result<BTreeSet<(String, i64)>, SyncError> {
-        let mut hidden = self.retired_targets(records).await?;
+        let first = self.retired_targets(records).await?;
         let mut again: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
-        for ((t, id), targets) in &hidden.unseen_active {
+        for ((t, id), targets) in &first.unseen_active {
             if !targets.is_empty() {
                 again.entry(t.clone()).or_default().insert(*id);
             }
         }
         if again.is_empty() {
-            return Ok(hidden.retired);
+            return Ok(first.retired);
         }
         let mut newer: BTreeMap<(String, i64), Map<String, Value>> = BTreeMap::new();
         for (t, ids) in &again {
@@ -767,16 +767,20 @@ impl<S: Store> Cache<S> {
                 }
             }
         }
+        let mut replaced = Vec::with_capacity(newer.len());
         for (t, record) in records.iter_mut() {
             let Some(id) = record.get("id").and_then(Value::as_i64) else {
                 continue;
             };
             if let Some(copy) = newer.get(&(t.clone(), id)) {
                 *record = copy.clone();
+                replaced.push((t.clone(), copy.clone()));
             }
         }
-        hidden = self.retired_targets(records).await?;
-        Ok(hidden.retired)
+        // Only the copies read again need their targets asked about again.
+        let mut retired = first.retired;
+        retired.extend(self.retired_targets(&replaced).await?.retired);
+        Ok(retired)
     }
 
     /// The links held but not shown in these records: which of their

@@ -109,7 +109,7 @@ pub async fn open_cache(backend: Backend, dir: &Path) -> Arc<Cache<AnyStore>> {
 
 /// Fails with the first differences (`what` says when) unless `validate`
 /// finds the cache equal to the site.
-pub async fn assert_same_as_site(cache: &Cache<AnyStore>, what: &str) {
+pub async fn assert_same_as_site<S: sg_engine::Store>(cache: &Cache<S>, what: &str) {
     let differences = cache.validate(&[], None).await.expect("validate");
     for d in differences.iter().take(20) {
         eprintln!("{d}");
