@@ -74,7 +74,8 @@ fn link_tables_and_indexes(table: &TableLayout, dialect: Dialect) -> Vec<String>
             Storage::Links => {
                 statements.push(format!(
                     "CREATE TABLE IF NOT EXISTS \"{t}__{name}\" (\"src_id\" {int} NOT NULL, \"pos\" {int} NOT NULL, \
-                     \"dst_type\" {text} NOT NULL, \"dst_id\" {int} NOT NULL, PRIMARY KEY (\"src_id\", \"pos\"))"
+                     \"dst_type\" {text} NOT NULL, \"dst_id\" {int} NOT NULL, PRIMARY KEY (\"src_id\", \"pos\")){}",
+                    link_table_options(dialect)
                 ));
                 statements.push(format!(
                     "CREATE INDEX IF NOT EXISTS \"{t}__{name}__dst_idx\" ON \"{t}__{name}\" (\"dst_id\", \"dst_type\")"
@@ -325,4 +326,14 @@ pub fn drop_indexes_sql(table: &TableLayout, _dialect: Dialect) -> String {
         }
     }
     sql
+}
+
+/// SQLite keeps a link table in its primary key's B-tree alone: a link row
+/// is no more than its key, and a rowid table would store each row twice,
+/// once by rowid and once in the key's index.
+fn link_table_options(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => " WITHOUT ROWID",
+        Dialect::Postgres => "",
+    }
 }
