@@ -32,6 +32,7 @@ import json
 import os
 import random
 import socket
+import sqlite3
 import subprocess
 import time
 import urllib.parse
@@ -922,6 +923,49 @@ def test_proxy_refuses_a_huge_body_and_keeps_serving(read_stack):
             assert "results" not in reply
     psg = connect(read_stack.url)
     assert len(psg.find("Step", [], ["code"])) == 8
+
+
+def test_proxy_reads_go_to_the_site_when_the_store_fails(dataset, tmp_path):
+    """A read the cache's database can't answer goes to the site. Here the Shot table is
+    renamed behind the running process, as another process sharing a database may swap a
+    type's tables: reads of Shots get the site's answers (not a fault) and reach the site,
+    Sequences are still answered from the cache, and the failure is logged once."""
+    stack = start_stack(tmp_path, dataset, ["Shot", "Sequence"])
+    try:
+        stack.settle()
+        psg, ssg = connect(stack.url), connect(stack.site_url)
+        by_id = [{"field_name": "id", "direction": "asc"}]
+
+        def shots(sg):
+            return sg.find("Shot", [], ["code", "sg_status_list", "sg_sequence"], order=by_id)
+
+        def sequences(sg):
+            return sg.find("Sequence", [], ["code"], order=by_id)
+
+        mark = stack.tap.mark()
+        assert_same(psg, ssg, shots, "Shots from the cache")
+        assert not site_reads(stack, mark), "the cached read reached the site"
+
+        db = sqlite3.connect(stack.config_dir / "cache.sqlite", timeout=30)
+        try:
+            db.execute('ALTER TABLE "Shot" RENAME TO "Shot_moved_away"')
+            db.commit()
+        finally:
+            db.close()
+
+        for attempt in range(3):
+            mark = stack.tap.mark()
+            assert_same(psg, ssg, shots, "Shots with the table gone, call %d" % attempt)
+            assert site_reads(stack, mark), "call %d was not passed to the site" % attempt
+        mark = stack.tap.mark()
+        assert_same(psg, ssg, sequences, "Sequences")
+        assert not site_reads(stack, mark), "a read of a sound table reached the site"
+        assert stack.proxy.alive()
+        log = stack.proxy.log_path.read_text(encoding="utf-8", errors="replace")
+        assert log.count("could not answer a read") == 1, log[-4000:]
+        assert CACHE_SCRIPT[1] not in log and SCRIPT_KEY not in log
+    finally:
+        stack.stop()
 
 
 # == the write stack ===============================================================================

@@ -3,12 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use serde_json::{json, Map, Value};
 
-use sg_engine::{AnyStore, Store};
+use sg_engine::{AnyStore, EngineError, Store};
 use sg_protocol::value::EntityLink;
 use sg_protocol::{Auth, Fault, ReadParams, Reply, Request, SummarizeParams};
 use sg_sync::Cache;
@@ -51,7 +51,12 @@ pub struct Proxy {
     /// here, without a thread, instead of each taking a blocking thread and
     /// opening a database connection beyond the store's pool.
     engine_slots: tokio::sync::Semaphore,
+    /// When a store failure was last logged, and how many came since.
+    store_failures: Mutex<(Option<Instant>, u64)>,
 }
+
+/// A failing store is logged at most once in this long, not once a request.
+const STORE_FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Cache reads run at once: no more than the stores keep pooled connections
 /// for (PostgreSQL keeps 4), and enough to keep a few cores busy.
@@ -83,6 +88,7 @@ impl Proxy {
             allowed_scripts,
             info: Mutex::new(None),
             engine_slots: tokio::sync::Semaphore::new(ENGINE_SLOTS),
+            store_failures: Mutex::new((None, 0)),
         })
     }
 
@@ -99,6 +105,37 @@ impl Proxy {
             Ok(reply) => Answer::Site(reply),
             Err(e) => Answer::Unreachable(format!("can't reach the site: {e}")),
         }
+    }
+
+    /// A read the store failed to answer (the database is down, or another
+    /// process sharing it has just swapped a type's tables) goes to the site,
+    /// which checks the caller's credentials itself: the caller gets the
+    /// site's answer rather than an internal error.
+    async fn store_failed(&self, message: &str, body: Bytes) -> Answer {
+        let report = match self.store_failures.lock() {
+            Ok(mut failures) => {
+                failures.1 += 1;
+                let due = failures
+                    .0
+                    .is_none_or(|at| at.elapsed() >= STORE_FAILURE_LOG_EVERY);
+                if due {
+                    let count = failures.1;
+                    *failures = (Some(Instant::now()), 0);
+                    Some(count)
+                } else {
+                    None
+                }
+            }
+            Err(_) => None,
+        };
+        if let Some(count) = report {
+            tracing::warn!(
+                error = message,
+                failures = count,
+                "the cache's database could not answer a read; the site answers such reads"
+            );
+        }
+        self.forward(body).await
     }
 
     /// Refuses the cache's own key and scripts not on the allowed list.
@@ -274,32 +311,32 @@ impl Proxy {
                     return Answer::JsonText(out);
                 }
                 Ok(None) => {}
+                Err(EngineError::Store(message)) => return self.store_failed(&message, body).await,
                 Err(e) => return fault(e.to_fault()),
             }
         }
         let engine = self.cache.engine.clone();
-        let result = tokio::task::spawn_blocking(move || -> Result<Answer, Fault> {
+        let result = tokio::task::spawn_blocking(move || -> Result<Answer, EngineError> {
             match method {
                 CacheMethod::Read(params) => {
                     // The envelope is written around the result's text, never re-parsed.
-                    let mut out = engine
-                        .read_json(&params, br#"{"results":"#.to_vec())
-                        .map_err(|e| e.to_fault())?;
+                    let mut out = engine.read_json(&params, br#"{"results":"#.to_vec())?;
                     out.push(b'}');
                     Ok(Answer::JsonText(out))
                 }
                 CacheMethod::Summarize(params) => engine
                     .summarize(&params)
-                    .map(|v| Answer::Json(Reply::Results(v).to_json()))
-                    .map_err(|e| e.to_fault()),
-                CacheMethod::Schema(request) => schema_answer(&engine.catalog().schema, &request)
                     .map(|v| Answer::Json(Reply::Results(v).to_json())),
+                CacheMethod::Schema(request) => schema_answer(&engine.catalog().schema, &request)
+                    .map(|v| Answer::Json(Reply::Results(v).to_json()))
+                    .map_err(EngineError::from),
             }
         })
         .await;
         match result {
             Ok(Ok(answer)) => answer,
-            Ok(Err(f)) => fault(f),
+            Ok(Err(EngineError::Store(message))) => self.store_failed(&message, body).await,
+            Ok(Err(e)) => fault(e.to_fault()),
             Err(e) => fault(Fault::new(
                 sg_protocol::ErrorCode::Other(100),
                 format!("internal error: {e}"),
