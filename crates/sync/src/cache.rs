@@ -98,6 +98,9 @@ pub struct Cache<S: Store> {
     outage: AtomicBool,
     /// The newest `created_at` seen in the event log: the site's clock.
     site_now: AtomicI64,
+    /// The digest of the site schema this process uses (see
+    /// [`state::schema_digest`]).
+    schema_digest: Mutex<String>,
 }
 
 fn read_params(entity_type: &str, fields: &[String], conditions: Value, retired: bool) -> Value {
@@ -197,10 +200,13 @@ impl<S: Store> Cache<S> {
             })?;
         config.check_against(&schema)?;
         let chosen = config.clone();
+        let text = schema_json.to_string();
+        let schema_digest = state::schema_digest(&text);
         let engine = blocking(move || {
             if fresh {
-                let text = schema_json.to_string();
-                store.with_transaction(&mut |conn| state::set(conn, "site_schema", &text))?;
+                store.with_transaction(&mut |conn| {
+                    state::set_site_schema(conn, &text).map(|_| ())
+                })?;
             }
             // Types whose config changed keep serving what their tables hold
             // until their reimport is swapped in.
@@ -219,6 +225,7 @@ impl<S: Store> Cache<S> {
             reimporting: Mutex::new(BTreeMap::new()),
             outage: AtomicBool::new(false),
             site_now: AtomicI64::new(0),
+            schema_digest: Mutex::new(schema_digest),
         }))
     }
 
@@ -938,12 +945,25 @@ impl<S: Store> Cache<S> {
                 SyncError::Other(format!("the site's schema can't be read: {}", f.message))
             })?;
         let text = schema_json.to_string();
-        self.db(move |e| {
-            e.set_schema(schema.clone())?;
-            e.store()
-                .with_transaction(&mut |c| state::set(c, "site_schema", &text))
-        })
-        .await
+        let digest = self
+            .db(move |e| {
+                e.set_schema(schema.clone())?;
+                e.store()
+                    .with_transaction(&mut |c| state::set_site_schema(c, &text))
+            })
+            .await?;
+        self.set_schema_digest(digest);
+        Ok(())
+    }
+
+    fn set_schema_digest(&self, digest: String) {
+        if let Ok(mut kept) = self.schema_digest.lock() {
+            *kept = digest;
+        }
+    }
+
+    fn schema_digest(&self) -> Option<String> {
+        self.schema_digest.lock().ok().map(|d| d.clone())
     }
 
     /// Re-reads every record of every cached type changed since the last scan
@@ -1211,22 +1231,60 @@ impl<S: Store> Cache<S> {
 
     /// In a process that only serves: takes up the tables the syncing
     /// process swapped in (a reimport) or brought to new fields, so that
-    /// reads name the columns the tables hold. Returns whether it changed.
+    /// reads name the columns the tables hold, and the site schema it read
+    /// again after a schema event, so that the schema methods and the checks
+    /// of requests agree with the site's. Returns whether it changed.
     async fn follow_tables(&self) -> Result<bool, SyncError> {
         let config = self.config();
-        let selection = self
+        let ours = self.schema_digest();
+        let (selection, kept) = self
             .db(move |e| {
                 let dialect = e.store().dialect();
-                e.store()
-                    .with_reader(&mut |c| served_selection(c, &config, dialect))
+                e.store().with_reader(&mut |c| {
+                    let selection = served_selection(c, &config, dialect)?;
+                    // The schema's text is read only when its digest changed.
+                    let kept = match state::site_schema_digest(c)? {
+                        Some(digest) if Some(&digest) != ours.as_ref() => {
+                            state::site_schema(c)?.map(|schema| (digest, schema))
+                        }
+                        _ => None,
+                    };
+                    Ok((selection, kept))
+                })
             })
             .await?;
-        if self.engine.selection().as_ref() == Some(&selection) {
+        let new_schema = match kept {
+            Some((digest, json)) => {
+                match Schema::from_json(&json["fields"], Some(&json["entities"])) {
+                    Ok(schema) => Some((digest, schema)),
+                    Err(f) => {
+                        tracing::warn!(
+                            "the schema the syncing process kept can't be read: {}",
+                            f.message
+                        );
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        if new_schema.is_none() && self.engine.selection().as_ref() == Some(&selection) {
             return Ok(false);
         }
-        let schema = self.engine.catalog().schema.clone();
+        let schema = match new_schema {
+            Some((digest, schema)) => {
+                self.set_schema_digest(digest);
+                tracing::info!("the syncing process read a changed site schema; serving by it now");
+                schema
+            }
+            None => {
+                tracing::info!(
+                    "the syncing process changed the cached tables; serving what they hold now"
+                );
+                self.engine.catalog().schema.clone()
+            }
+        };
         self.engine.set_catalog(schema, Some(selection));
-        tracing::info!("the syncing process changed the cached tables; serving what they hold now");
         Ok(true)
     }
 

@@ -238,6 +238,27 @@ pub fn site_schema(conn: &mut dyn Connection) -> Result<Option<Value>, EngineErr
     Ok(get(conn, "site_schema")?.and_then(|s| serde_json::from_str(&s).ok()))
 }
 
+/// Keeps the site's schema (its JSON text) with its digest; returns the digest.
+pub fn set_site_schema(conn: &mut dyn Connection, text: &str) -> Result<String, EngineError> {
+    let digest = schema_digest(text);
+    set(conn, "site_schema", text)?;
+    set(conn, "site_schema_digest", &digest)?;
+    Ok(digest)
+}
+
+/// The digest of the kept schema: a process sharing the database reads it
+/// every `fetch_interval` to learn, cheaply, that the syncing process has
+/// read a changed schema. `None` where an older version kept the schema.
+pub fn site_schema_digest(conn: &mut dyn Connection) -> Result<Option<String>, EngineError> {
+    get(conn, "site_schema_digest")
+}
+
+/// The digest of a schema's JSON text.
+pub fn schema_digest(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(text.as_bytes()))
+}
+
 /// Marks types to be imported again (by the running sync, at its next step).
 pub fn request_rebuild(
     conn: &mut dyn Connection,

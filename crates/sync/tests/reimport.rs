@@ -14,11 +14,13 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use sg_client::Client;
-use sg_engine::{AnyStore, Engine, PostgresStore, SqliteStore, Store};
+use sg_engine::{AnyStore, Engine};
 use sg_protocol::{Auth, ReadParams, ReturnOnly, SummarizeParams};
 use sg_sim::ServerOptions;
 use sg_sync::{Cache, CacheConfig, Leadership, LogProgress};
-use support::{close, generated_site, postgres_url, serve, Backend};
+use support::{
+    close, drop_postgres_schema, generated_site, open_shared_store, serve, wait_until, Backend,
+};
 
 const OLD_TASK: &[&str] = &["content", "sg_status_list", "entity", "start_date"];
 const NEW_TASK: &[&str] = &[
@@ -60,39 +62,9 @@ fn write_entity_config(dir: &Path, entity_type: &str, fields: &[&str]) {
     .expect("entity config");
 }
 
-/// Opens the cache's store: the SQLite file in `dir`, or the PostgreSQL
-/// schema `schema` (kept across openings, as a real database is).
-async fn open_store(backend: Backend, dir: &Path, schema: &str) -> AnyStore {
-    let path = dir.join("cache.sqlite");
-    let schema = schema.to_string();
-    tokio::task::spawn_blocking(move || match backend {
-        Backend::Sqlite => AnyStore::from(SqliteStore::open(&path).expect("sqlite store")),
-        Backend::Postgres => AnyStore::from(
-            PostgresStore::connect(&postgres_url(), Some(&schema))
-                .expect("PostgreSQL must be running for this test"),
-        ),
-    })
-    .await
-    .expect("open the store")
-}
-
-async fn drop_postgres_schema(schema: &str) {
-    let schema = schema.to_string();
-    tokio::task::spawn_blocking(move || {
-        let store = PostgresStore::connect(&postgres_url(), None).expect("connect");
-        store
-            .with_transaction(&mut |c| {
-                c.execute_batch(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-            })
-            .expect("drop schema");
-    })
-    .await
-    .expect("join");
-}
-
 async fn open_cache(backend: Backend, dir: &Path, schema: &str) -> Arc<Cache<AnyStore>> {
     let config = CacheConfig::load(dir).expect("config");
-    let store = open_store(backend, dir, schema).await;
+    let store = open_shared_store(backend, dir, schema).await;
     Cache::open(config, store, Arc::new(LogProgress))
         .await
         .expect("cache opens")
@@ -257,20 +229,6 @@ fn start_run(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(cache.clone().run(stopped, Leadership::sole()));
     (stop, task)
-}
-
-async fn wait_until<F, Fut>(what: &str, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..3000 {
-        if done().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{what}: not within 60 s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

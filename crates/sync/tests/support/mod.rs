@@ -6,8 +6,9 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
-use sg_engine::{AnyStore, Engine, PostgresStore, SqliteStore};
+use sg_engine::{AnyStore, Engine, PostgresStore, SqliteStore, Store};
 use sg_sim::{Credential, EventFaults, Logins, ServerOptions, Site};
 use sg_sync::{Cache, CacheConfig, LogProgress};
 
@@ -119,4 +120,51 @@ pub async fn assert_same_as_site<S: sg_engine::Store>(cache: &Cache<S>, what: &s
         "{} differences {what}",
         differences.len()
     );
+}
+
+/// A store several caches (processes) can share: the SQLite file in `dir`,
+/// or the PostgreSQL schema `schema`, kept across openings as a real
+/// database is (drop it with [`drop_postgres_schema`]).
+pub async fn open_shared_store(backend: Backend, dir: &Path, schema: &str) -> AnyStore {
+    let path = dir.join("cache.sqlite");
+    let schema = schema.to_string();
+    tokio::task::spawn_blocking(move || match backend {
+        Backend::Sqlite => AnyStore::from(SqliteStore::open(&path).expect("sqlite store")),
+        Backend::Postgres => AnyStore::from(
+            PostgresStore::connect(&postgres_url(), Some(&schema))
+                .expect("PostgreSQL must be running for this test"),
+        ),
+    })
+    .await
+    .expect("open the store")
+}
+
+/// Drops a PostgreSQL schema made by [`open_shared_store`], if it is there.
+pub async fn drop_postgres_schema(schema: &str) {
+    let schema = schema.to_string();
+    tokio::task::spawn_blocking(move || {
+        let store = PostgresStore::connect(&postgres_url(), None).expect("connect");
+        store
+            .with_transaction(&mut |c| {
+                c.execute_batch(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            })
+            .expect("drop schema");
+    })
+    .await
+    .expect("join");
+}
+
+/// Waits until `done` holds, checking every 20 ms; fails after 60 s.
+pub async fn wait_until<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..3000 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{what}: not within 60 s");
 }
