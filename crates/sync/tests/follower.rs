@@ -8,7 +8,6 @@
 mod support;
 
 use std::path::Path;
-use std::sync::Arc;
 
 use serde_json::json;
 
@@ -16,9 +15,9 @@ use sg_client::Client;
 use sg_engine::AnyStore;
 use sg_protocol::Auth;
 use sg_sim::ServerOptions;
-use sg_sync::{Cache, CacheConfig, Leadership, LogProgress};
+use sg_sync::{Cache, Leadership};
 use support::{
-    close, drop_postgres_schema, generated_site, open_shared_store, serve, wait_until, Backend,
+    close, drop_postgres_schema, generated_site, open_shared_cache, serve, wait_until, Backend,
 };
 
 fn write_config(dir: &Path, url: &str) {
@@ -34,14 +33,6 @@ fn write_config(dir: &Path, url: &str) {
         json!({ "fields": ["code", "description"] }).to_string(),
     )
     .expect("entity config");
-}
-
-async fn open_cache(backend: Backend, dir: &Path, schema: &str) -> Arc<Cache<AnyStore>> {
-    let config = CacheConfig::load(dir).expect("config");
-    let store = open_shared_store(backend, dir, schema).await;
-    Cache::open(config, store, Arc::new(LogProgress))
-        .await
-        .expect("cache opens")
 }
 
 /// The display name the cache's copy of the schema gives a Shot field.
@@ -64,9 +55,9 @@ async fn follower_takes_up_the_schema_the_syncing_process_read(backend: Backend)
     let writer = Client::new(&url, Auth::script("writer", "writer-key")).expect("client");
     let dir = tempfile::tempdir().expect("tempdir");
     write_config(dir.path(), &url);
-    let leader = open_cache(backend, dir.path(), &pg_schema).await;
+    let leader = open_shared_cache(backend, dir.path(), &pg_schema).await;
     leader.import_pending().await.expect("import");
-    let follower = open_cache(backend, dir.path(), &pg_schema).await;
+    let follower = open_shared_cache(backend, dir.path(), &pg_schema).await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let following = tokio::spawn(follower.clone().run(stopped, Leadership::never()));
 

@@ -17,9 +17,9 @@ use sg_client::Client;
 use sg_engine::{AnyStore, Engine};
 use sg_protocol::{Auth, ReadParams, ReturnOnly, SummarizeParams};
 use sg_sim::ServerOptions;
-use sg_sync::{Cache, CacheConfig, Leadership, LogProgress};
+use sg_sync::{Cache, Leadership};
 use support::{
-    close, drop_postgres_schema, generated_site, open_shared_store, serve, wait_until, Backend,
+    close, drop_postgres_schema, generated_site, open_shared_cache, serve, wait_until, Backend,
 };
 
 const OLD_TASK: &[&str] = &["content", "sg_status_list", "entity", "start_date"];
@@ -60,14 +60,6 @@ fn write_entity_config(dir: &Path, entity_type: &str, fields: &[&str]) {
         json!({ "fields": fields }).to_string(),
     )
     .expect("entity config");
-}
-
-async fn open_cache(backend: Backend, dir: &Path, schema: &str) -> Arc<Cache<AnyStore>> {
-    let config = CacheConfig::load(dir).expect("config");
-    let store = open_shared_store(backend, dir, schema).await;
-    Cache::open(config, store, Arc::new(LogProgress))
-        .await
-        .expect("cache opens")
 }
 
 /// Active and retired Tasks as the cache serves them.
@@ -249,7 +241,7 @@ async fn reimport_by_swap(backend: Backend) {
     let (url, _stop_site) = start_site().await;
     let dir = tempfile::tempdir().expect("tempdir");
     write_config(dir.path(), &url, OLD_TASK);
-    let cache = open_cache(backend, dir.path(), &schema).await;
+    let cache = open_shared_cache(backend, dir.path(), &schema).await;
     cache.import_pending().await.expect("first import");
     let counts = {
         let engine = cache.engine.clone();
@@ -313,7 +305,7 @@ async fn reimport_by_swap(backend: Backend) {
     reader.await.expect("reader");
     close(cache).await;
 
-    let cache = open_cache(backend, dir.path(), &schema).await;
+    let cache = open_shared_cache(backend, dir.path(), &schema).await;
     let resumed_at = reimported(&cache)
         .await
         .expect("still reimporting after the restart");
@@ -333,7 +325,7 @@ async fn reimport_by_swap(backend: Backend) {
     // On PostgreSQL, a second process shares the database and only serves.
     let follower = match backend {
         Backend::Postgres => {
-            let follower = open_cache(backend, dir.path(), &schema).await;
+            let follower = open_shared_cache(backend, dir.path(), &schema).await;
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let task = tokio::spawn(follower.clone().run(stopped, Leadership::never()));
             let served = served_fields(&follower, "Task");
@@ -425,7 +417,7 @@ async fn reimport_by_swap(backend: Backend) {
     if let Backend::Postgres = backend {
         drop_postgres_schema(&fresh_schema).await;
     }
-    let fresh = open_cache(backend, fresh_dir.path(), &fresh_schema).await;
+    let fresh = open_shared_cache(backend, fresh_dir.path(), &fresh_schema).await;
     fresh.import_pending().await.expect("fresh import");
     let (mine, theirs) = {
         let (a, b) = (cache.engine.clone(), fresh.engine.clone());

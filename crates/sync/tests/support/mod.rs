@@ -139,6 +139,16 @@ pub async fn open_shared_store(backend: Backend, dir: &Path, schema: &str) -> An
     .expect("open the store")
 }
 
+/// The cache configured in `dir` on a store several caches can share (see
+/// [`open_shared_store`]).
+pub async fn open_shared_cache(backend: Backend, dir: &Path, schema: &str) -> Arc<Cache<AnyStore>> {
+    let config = CacheConfig::load(dir).expect("config");
+    let store = open_shared_store(backend, dir, schema).await;
+    Cache::open(config, store, Arc::new(LogProgress))
+        .await
+        .expect("cache opens")
+}
+
 /// Drops a PostgreSQL schema made by [`open_shared_store`], if it is there.
 pub async fn drop_postgres_schema(schema: &str) {
     let schema = schema.to_string();
