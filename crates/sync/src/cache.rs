@@ -1296,6 +1296,8 @@ impl<S: Store> Cache<S> {
                 match Schema::from_json(&json["fields"], Some(&json["entities"])) {
                     Ok(schema) => Some((digest, schema)),
                     Err(f) => {
+                        // Taken as seen, so that it is reported once, not at every interval.
+                        self.set_schema_digest(digest);
                         tracing::warn!(
                             "the schema the syncing process kept can't be read: {}",
                             f.message
