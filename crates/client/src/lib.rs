@@ -7,6 +7,8 @@
 //! and never retries a call the site answered with a fault: that answer is
 //! returned as [`ClientError::Fault`] with the site's own message.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -76,6 +78,9 @@ pub struct Client {
     retry: RetryPolicy,
     /// How long one attempt may take before it counts as a transient failure.
     timeout: Duration,
+    /// The newest `Date` header of the site's replies (seconds since the
+    /// epoch), 0 before any; shared by the clones of a client.
+    site_date: Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for Client {
@@ -146,6 +151,7 @@ impl Client {
             auth,
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(120),
+            site_date: Arc::new(AtomicI64::new(0)),
         })
     }
 
@@ -234,6 +240,15 @@ impl Client {
             .send()
             .await
             .map_err(transport)?;
+        if let Some(date) = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+        {
+            self.site_date
+                .fetch_max(date.timestamp(), Ordering::Relaxed);
+        }
         let status = response.status();
         if !status.is_success() {
             return Err(ClientError::Http {
@@ -242,6 +257,14 @@ impl Client {
             });
         }
         Ok(Vec::from(response.bytes().await.map_err(transport)?))
+    }
+
+    /// The site's clock as the `Date` header of its newest reply gives it
+    /// (seconds since the epoch, to the second, rounded down); `None` before a
+    /// reply with one. A time taken this way before a step began is at or
+    /// before every stamp the site puts on a change made after it began.
+    pub fn site_clock(&self) -> Option<i64> {
+        Some(self.site_date.load(Ordering::Relaxed)).filter(|t| *t > 0)
     }
 
     /// The site's `info`.

@@ -91,6 +91,29 @@ async fn pages_through_more_than_500_records() {
 
 /// The prefix form of the endpoint works too, as the client builds it from a base URL with a path.
 #[tokio::test]
+async fn the_client_reads_the_site_clock_from_reply_dates() {
+    let (url, _stop) = start(3, 1 << 20).await;
+    let c = client(&url, "key");
+    assert_eq!(c.site_clock(), None, "no reply yet");
+    let before = chrono::Utc::now().timestamp();
+    c.call(
+        "read",
+        Some(json!({"type": "Shot", "return_fields": ["code"]})),
+    )
+    .await
+    .expect("read");
+    let after = chrono::Utc::now().timestamp();
+    let clock = c.site_clock().expect("the reply had a Date header");
+    // The header is to the second: at most a second before the call.
+    assert!(
+        (before - 1..=after).contains(&clock),
+        "site clock {clock} outside {before}..={after}"
+    );
+    // Clones share it.
+    assert_eq!(c.clone().site_clock(), Some(clock));
+}
+
+#[tokio::test]
 async fn serves_under_a_prefix() {
     let (url, _stop) = start(3, 1 << 20).await;
     let c = client(&format!("{url}/studio/"), "key");

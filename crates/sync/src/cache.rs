@@ -263,37 +263,6 @@ impl<S: Store> Cache<S> {
         self.newest_event().await
     }
 
-    /// The newest `updated_at` among the records of these types, active or
-    /// retired, by the site's clock.
-    async fn newest_update(&self, entity_types: &[String]) -> Result<Option<i64>, SyncError> {
-        let schema = self.engine.catalog().schema.clone();
-        let mut newest = None;
-        for entity_type in entity_types {
-            let has_stamp = schema
-                .entity(entity_type)
-                .is_some_and(|e| e.field("updated_at").is_some());
-            if !has_stamp {
-                continue;
-            }
-            for retired in [false, true] {
-                let params = json!({"type": entity_type, "return_fields": ["updated_at"],
-                    "filters": {"logical_operator": "and", "conditions": []},
-                    "sorts": [{"field_name": "updated_at", "direction": "desc"}],
-                    "paging": {"entities_per_page": 1, "current_page": 1},
-                    "return_only": if retired { "retired" } else { "active" },
-                    "return_paging_info_without_counts": true});
-                let page = entities(self.client.call("read", Some(params)).await?)?;
-                let stamp = page
-                    .first()
-                    .and_then(|r| r.get("updated_at"))
-                    .and_then(Value::as_str)
-                    .and_then(sg_protocol::value::parse_date_time);
-                newest = newest.max(stamp);
-            }
-        }
-        Ok(newest)
-    }
-
     /// The id of the newest row in the site's event log.
     async fn newest_event(&self) -> Result<(i64, Option<i64>), SyncError> {
         let params = json!({"type": "EventLogEntry", "return_fields": ["id", "created_at"],
@@ -375,13 +344,10 @@ impl<S: Store> Cache<S> {
             if let Some(t) = created {
                 self.site_now.fetch_max(t, Ordering::Relaxed);
             }
-            // With an empty event log, the newest `updated_at` of the types
-            // to import is the site's clock before the import instead: were
-            // there none, the first scan would read every cached record again.
-            let created = match created {
-                Some(t) => Some(t),
-                None => self.newest_update(&pending).await?,
-            };
+            // With an empty event log, the `Date` of the reply that told so
+            // is the site's clock before the import instead: without a time,
+            // the first scan would read every cached record again.
+            let created = created.or_else(|| self.client.site_clock());
             let start = EventPosition {
                 watermark: newest,
                 missing: BTreeMap::new(),
