@@ -98,7 +98,7 @@ impl RowApplier {
             EventAction::Retire { .. } => {
                 self.flush_record(conn, table, id, applied)?;
                 sg_engine::write::set_retired(conn, table, id, true)?;
-                stamp_audit(conn, table, id, row)?;
+                self.hold_stamps(table, id, row);
             }
             EventAction::Links {
                 field,
@@ -127,11 +127,7 @@ impl RowApplier {
                         list.push(link.clone());
                     }
                 }
-                let mut stamps = audit_stamps(table, row);
-                if !stamps.is_empty() {
-                    stamps.insert("id".into(), json!(id));
-                    self.hold(entity_type, id, row.id, stamps);
-                }
+                self.hold_stamps(table, id, row);
             }
             _ => return Ok(()),
         }
@@ -147,6 +143,17 @@ impl RowApplier {
             .entry(id)
             .or_default()
             .push((row_id, record));
+    }
+
+    /// Holds the audit stamps `row` puts on record `id` (a site logs no rows
+    /// for `updated_at` and `updated_by`: it stamps them with the change's
+    /// own time and author).
+    fn hold_stamps(&mut self, table: &TableLayout, id: i64, row: &EventRow) {
+        let mut stamps = audit_stamps(table, row);
+        if !stamps.is_empty() {
+            stamps.insert("id".into(), json!(id));
+            self.hold(&table.entity_type, id, row.id, stamps);
+        }
     }
 
     /// Writes the changes still held, per type: records that set the same
@@ -251,22 +258,6 @@ fn write_changes(
 fn note(applied: &mut Applied, entity_type: &str, id: i64, row_id: i64) {
     let newest = applied.entry((entity_type.to_string(), id)).or_insert(0);
     *newest = (*newest).max(row_id);
-}
-
-/// Sets `updated_at` and `updated_by` from the row: a site logs no rows for
-/// them, and stamps them with the change's own time and author.
-fn stamp_audit(
-    conn: &mut dyn Connection,
-    table: &TableLayout,
-    id: i64,
-    row: &EventRow,
-) -> Result<(), EngineError> {
-    let mut record = audit_stamps(table, row);
-    if record.is_empty() {
-        return Ok(());
-    }
-    record.insert("id".into(), json!(id));
-    sg_engine::write::upsert_record(conn, table, &record)
 }
 
 /// The `updated_at` and `updated_by` values a row stamps (those the table holds).

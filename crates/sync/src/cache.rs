@@ -194,10 +194,7 @@ impl<S: Store> Cache<S> {
                 }
             }
         };
-        let schema = Schema::from_json(&schema_json["fields"], Some(&schema_json["entities"]))
-            .map_err(|f| {
-                SyncError::Other(format!("the site's schema can't be read: {}", f.message))
-            })?;
+        let schema = site_schema(&schema_json)?;
         config.check_against(&schema)?;
         let chosen = config.clone();
         let text = schema_json.to_string();
@@ -944,10 +941,7 @@ impl<S: Store> Cache<S> {
     /// Reads the site's schema again and applies it (after a schema event).
     pub async fn reload_schema(&self) -> Result<(), SyncError> {
         let schema_json = Self::fetch_schema(&self.client).await?;
-        let schema = Schema::from_json(&schema_json["fields"], Some(&schema_json["entities"]))
-            .map_err(|f| {
-                SyncError::Other(format!("the site's schema can't be read: {}", f.message))
-            })?;
+        let schema = site_schema(&schema_json)?;
         let text = schema_json.to_string();
         let digest = self
             .db(move |e| {
@@ -1257,23 +1251,15 @@ impl<S: Store> Cache<S> {
                 })
             })
             .await?;
-        let new_schema = match kept {
-            Some((digest, json)) => {
-                match Schema::from_json(&json["fields"], Some(&json["entities"])) {
-                    Ok(schema) => Some((digest, schema)),
-                    Err(f) => {
-                        // Taken as seen, so that it is reported once, not at every interval.
-                        self.set_schema_digest(digest);
-                        tracing::warn!(
-                            "the schema the syncing process kept can't be read: {}",
-                            f.message
-                        );
-                        None
-                    }
-                }
+        let new_schema = kept.and_then(|(digest, json)| match site_schema(&json) {
+            Ok(schema) => Some((digest, schema)),
+            Err(e) => {
+                // Taken as seen, so that it is reported once, not at every interval.
+                self.set_schema_digest(digest);
+                tracing::warn!("the schema the syncing process kept: {e}");
+                None
             }
-            None => None,
-        };
+        });
         if new_schema.is_none() && self.engine.selection().as_ref() == Some(&selection) {
             return Ok(false);
         }
@@ -1298,6 +1284,13 @@ impl<S: Store> Cache<S> {
     pub fn site_unreachable(&self) -> bool {
         self.outage.load(Ordering::Relaxed)
     }
+}
+
+/// A site schema from the replies of `schema_read` and `schema_entity_read`
+/// (`{"fields": ..., "entities": ...}`, as fetched and as kept).
+fn site_schema(json: &Value) -> Result<Schema, SyncError> {
+    Schema::from_json(&json["fields"], Some(&json["entities"]))
+        .map_err(|f| SyncError::Other(format!("the site's schema can't be read: {}", f.message)))
 }
 
 /// Runs blocking database work on the blocking pool.

@@ -101,8 +101,12 @@ pub async fn close<T: Send + 'static>(cache: T) {
 /// The cache configured in `dir` (its `config.yaml` and entity configs), on
 /// `backend`'s store.
 pub async fn open_cache(backend: Backend, dir: &Path) -> Arc<Cache<AnyStore>> {
+    cache_on(dir, open_store(backend, dir).await).await
+}
+
+/// The cache configured in `dir`, on `store`.
+async fn cache_on(dir: &Path, store: AnyStore) -> Arc<Cache<AnyStore>> {
     let config = CacheConfig::load(dir).expect("config");
-    let store = open_store(backend, dir).await;
     Cache::open(config, store, Arc::new(LogProgress))
         .await
         .expect("cache opens")
@@ -142,11 +146,7 @@ pub async fn open_shared_store(backend: Backend, dir: &Path, schema: &str) -> An
 /// The cache configured in `dir` on a store several caches can share (see
 /// [`open_shared_store`]).
 pub async fn open_shared_cache(backend: Backend, dir: &Path, schema: &str) -> Arc<Cache<AnyStore>> {
-    let config = CacheConfig::load(dir).expect("config");
-    let store = open_shared_store(backend, dir, schema).await;
-    Cache::open(config, store, Arc::new(LogProgress))
-        .await
-        .expect("cache opens")
+    cache_on(dir, open_shared_store(backend, dir, schema).await).await
 }
 
 /// Drops a PostgreSQL schema made by [`open_shared_store`], if it is there.
