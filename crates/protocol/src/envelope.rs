@@ -2,6 +2,7 @@
 //! block in all its forms, and the reply wrapper `{"results": ...}`.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::fault::Fault;
@@ -19,9 +20,7 @@ pub struct Request {
 impl Request {
     /// Decodes a request body. Any malformed shape gives a fault, never a panic.
     pub fn from_slice(body: &[u8]) -> Result<Request, Fault> {
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|e| Fault::bad_request(format!("Invalid JSON in request body: {e}")))?;
-        Request::from_value(value)
+        Envelope::from_slice(body)?.into_request()
     }
 
     /// Decodes an already parsed request body.
@@ -86,6 +85,89 @@ impl Request {
                 self.method_name
             ))),
         }
+    }
+}
+
+/// A request body with its envelope and auth block decoded and the method's
+/// params left as text: a caller's credentials can be checked before the rest
+/// of a body, however large, becomes a tree of values. Decoding the envelope
+/// costs no memory beyond the body itself (the params are borrowed from it).
+#[derive(Debug)]
+pub struct Envelope<'a> {
+    pub method_name: String,
+    /// The auth block; absent only for `info`.
+    pub auth: Option<Auth>,
+    /// The method's own parameters, as sent.
+    pub params: Option<&'a RawValue>,
+}
+
+/// The top level of a body; every other key is skipped without being kept.
+#[derive(Deserialize)]
+struct RawTop<'a> {
+    #[serde(borrow, default)]
+    method_name: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    params: Option<&'a RawValue>,
+}
+
+fn invalid_json(e: serde_json::Error) -> Fault {
+    Fault::bad_request(format!("Invalid JSON in request body: {e}"))
+}
+
+impl<'a> Envelope<'a> {
+    /// Decodes the envelope and the auth block of a request body.
+    pub fn from_slice(body: &'a [u8]) -> Result<Envelope<'a>, Fault> {
+        let top: RawTop<'a> = match serde_json::from_slice(body) {
+            Ok(top) => top,
+            Err(e) if e.is_data() => {
+                return Err(Fault::bad_request("Request body must be a JSON object"))
+            }
+            Err(e) => return Err(invalid_json(e)),
+        };
+        let method_name = top
+            .method_name
+            .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+            .ok_or_else(|| Fault::bad_request("Request is missing 'method_name'"))?;
+        let items: Vec<&'a RawValue> = match top.params {
+            None => Vec::new(),
+            Some(raw) if raw.get() == "null" => Vec::new(),
+            Some(raw) if raw.get().starts_with('[') => {
+                serde_json::from_str(raw.get()).map_err(invalid_json)?
+            }
+            Some(_) => return Err(Fault::bad_request("'params' must be a list")),
+        };
+        let mut items = items.into_iter();
+        let mut auth = None;
+        let mut params = None;
+        if let Some(first) = items.next() {
+            if Auth::looks_like_auth_text(first) {
+                auth = Some(Auth::from_raw(first)?);
+                params = items.next();
+            } else {
+                params = Some(first);
+            }
+        }
+        if items.next().is_some() {
+            return Err(Fault::bad_request("Too many elements in 'params'"));
+        }
+        Ok(Envelope {
+            method_name,
+            auth,
+            params,
+        })
+    }
+
+    /// The whole request, its params decoded.
+    pub fn into_request(self) -> Result<Request, Fault> {
+        let params = match self.params {
+            None => None,
+            Some(raw) => Some(serde_json::from_str::<Value>(raw.get()).map_err(invalid_json)?),
+        };
+        Ok(Request {
+            method_name: self.method_name,
+            auth: self.auth,
+            params,
+        })
     }
 }
 
@@ -172,6 +254,28 @@ impl Auth {
             session_uuid: None,
             extra: Map::new(),
         }
+    }
+
+    /// Whether a params element is an auth block, read without decoding
+    /// its values (only its keys are looked at).
+    fn looks_like_auth_text(raw: &RawValue) -> bool {
+        if !raw.get().starts_with('{') {
+            return false;
+        }
+        serde_json::from_str::<
+            std::collections::HashMap<std::borrow::Cow<'_, str>, serde::de::IgnoredAny>,
+        >(raw.get())
+        .is_ok_and(|keys| {
+            ["script_name", "user_login", "session_token", "script_key"]
+                .iter()
+                .any(|k| keys.contains_key(*k))
+        })
+    }
+
+    /// Decodes an auth block from its text.
+    fn from_raw(raw: &RawValue) -> Result<Auth, Fault> {
+        serde_json::from_str(raw.get())
+            .map_err(|e| Fault::authentication(format!("Invalid authentication block: {e}")))
     }
 
     fn looks_like_auth(value: &Value) -> bool {

@@ -26,7 +26,7 @@ pub mod summarize;
 pub mod value;
 
 pub use datatype::DataType;
-pub use envelope::{Auth, Reply, Request};
+pub use envelope::{Auth, Envelope, Reply, Request};
 pub use fault::{ErrorCode, Fault};
 pub use filter::{Condition, FilterNode, LogicalOperator, Relation};
 pub use read::{Paging, ReadParams, ReturnOnly, Sort, SortDirection};
