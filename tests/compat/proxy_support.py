@@ -49,6 +49,10 @@ class SiteTap:
         self.seen: list[dict] = []
         # Requests for which this returns True reach the site, but their reply is lost.
         self.lose_reply = None
+        # A stand-in for a real site's own answers: called with the decoded request (or
+        # None) before it is relayed; returns None to relay it, "drop" to reset the
+        # connection without an answer, or (status, content type, body bytes) to answer.
+        self.intercept = None
         tap = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -63,6 +67,23 @@ class SiteTap:
                 entry = tap._describe(body)
                 with tap.lock:
                     tap.seen.append(entry)
+                if tap.intercept is not None:
+                    try:
+                        request = json.loads(body)
+                    except ValueError:
+                        request = None
+                    answer = tap.intercept(request)
+                    if answer == "drop":
+                        self._reset()
+                        return
+                    if answer is not None:
+                        status, content_type, reply = answer
+                        self.send_response(status)
+                        self.send_header("content-type", content_type)
+                        self.send_header("content-length", str(len(reply)))
+                        self.end_headers()
+                        self.wfile.write(reply)
+                        return
                 lose = tap.lose_reply is not None and tap.lose_reply(entry)
                 try:
                     conn = getattr(self, "_site", None)
@@ -273,11 +294,14 @@ def with_accounts(data: dict, fields: dict) -> dict:
 
 def start_stack(tmp_dir: Path, data: dict, types: list[str], drop_fields: dict | None = None,
                 tap: bool = True, noise_every: int | None = None, accounts: bool = True,
-                run_args: list[str] | None = None) -> Stack:
+                run_args: list[str] | None = None, sim_args: list[str] | None = None,
+                database: str | None = None, edit_config=None) -> Stack:
     """Starts a site loaded with `data` (plus its accounts, see `with_accounts`, when
     `accounts`), a tap (when asked) and a proxy caching `types` (every field `setup`
-    chooses, minus `drop_fields` {type: [field, ...]}; `run_args` are added to its `run`),
-    and waits until every type is imported.  The caller must `stop()` it."""
+    chooses, minus `drop_fields` {type: [field, ...]}; `run_args` are added to its `run`,
+    `sim_args` to the site's), and waits until every type is imported.  `database` is
+    the cache's (default: SQLite in the folder); `edit_config` (text -> text) rewrites
+    config.yaml before `run` starts.  The caller must `stop()` it."""
     stack = Stack(tmp_dir)
     if accounts:
         data = with_accounts(data, dataset_mod.load_schema()[0])
@@ -286,7 +310,7 @@ def start_stack(tmp_dir: Path, data: dict, types: list[str], drop_fields: dict |
         data_path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
         argv = [str(binary_path()), "sim", "--listen", "127.0.0.1:0",
                 "--schema", str(dataset_mod.FIELDS_JSON), "--entity-schema", str(dataset_mod.ENTITIES_JSON),
-                "--load", str(data_path), "--user", "%s:%s" % USER]
+                "--load", str(data_path), "--user", "%s:%s" % USER] + list(sim_args or [])
         for name, key in (CACHE_SCRIPT, (SCRIPT_NAME, SCRIPT_KEY), OTHER_SCRIPT):
             argv += ["--script", "%s:%s" % (name, key)]
         if noise_every is not None:
@@ -301,10 +325,14 @@ def start_stack(tmp_dir: Path, data: dict, types: list[str], drop_fields: dict |
         stack.types = list(types)
         setup = subprocess.run([str(binary_path()), "setup", "--config", str(stack.config_dir),
                                 "--site", site_for_cache, "--script-name", CACHE_SCRIPT[0],
-                                "--api-key", CACHE_SCRIPT[1], "--types", ",".join(types), "--yes"],
+                                "--api-key", CACHE_SCRIPT[1], "--types", ",".join(types), "--yes"]
+                               + (["--database", database] if database else []),
                                capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
         if setup.returncode != 0:
             raise RuntimeError("setup failed: %s" % setup.stderr.decode("utf-8", "replace"))
+        if edit_config is not None:
+            path = stack.config_dir / "config.yaml"
+            path.write_text(edit_config(path.read_text(encoding="utf-8")), encoding="utf-8")
         for entity_type, fields in (drop_fields or {}).items():
             path = stack.config_dir / "entity-configs" / ("%s.json" % entity_type)
             config = json.loads(path.read_text(encoding="utf-8"))

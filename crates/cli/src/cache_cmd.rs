@@ -245,6 +245,7 @@ pub fn setup(args: SetupArgs) -> Result<()> {
         listen,
         log_level: "info".into(),
         entity_config_foldername: "entity-configs".into(),
+        access: Default::default(),
     };
     let entities: BTreeMap<String, BTreeSet<String>> = types
         .iter()
@@ -280,17 +281,19 @@ pub struct RunArgs {
     /// Serve on this address instead of the config's `listen`.
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
-    /// How long a caller's credentials, once checked with the site, are trusted (seconds).
-    #[arg(long, default_value_t = 600, value_name = "SECS")]
-    credential_ttl: u64,
+    /// How long a caller's credentials, once accepted by the site, are trusted while the
+    /// site is up (seconds); overrides the config's `access.credential_ttl` (default 600).
+    #[arg(long, value_name = "SECS")]
+    credential_ttl: Option<f64>,
     /// Serve HTTPS with this PEM certificate chain (the server's certificate first); needs --tls-key.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Serve cached data only to this script (repeat for more); other scripts get fault 102.
-    /// Without it, every script and user the site accepts is served.
+    /// Serve cached data only to this script (repeat for more; added to the config's
+    /// `access.allow_scripts`). Other scripts, user logins and session tokens are then
+    /// answered by the site, as if there were no cache.
     #[arg(long = "allow-script", value_name = "NAME")]
     allow_scripts: Vec<String>,
 }
@@ -322,6 +325,16 @@ pub fn run(args: RunArgs) -> Result<()> {
         config.file.shotgun.script_name.clone(),
         config.file.shotgun.api_key.expose().to_string(),
     );
+    let mut access = config.file.access.clone();
+    if let Some(ttl) = args.credential_ttl {
+        access.credential_ttl = ttl;
+    }
+    access
+        .allow_scripts
+        .extend(args.allow_scripts.iter().cloned());
+    if let Err(e) = access.check() {
+        bail!("{e}");
+    }
     let runtime = runtime()?;
     let outcome = runtime.block_on(async move {
         let cache = open_cache(config, progress).await?;
@@ -336,9 +349,8 @@ pub fn run(args: RunArgs) -> Result<()> {
                 cache.clone(),
                 &site_url,
                 own_script,
-                Duration::from_secs(args.credential_ttl),
-                (!args.allow_scripts.is_empty())
-                    .then(|| args.allow_scripts.iter().cloned().collect()),
+                &access,
+                sg_server::ProxyLimits::default(),
             )
             .map_err(|e| anyhow::anyhow!("{e}"))?,
         );

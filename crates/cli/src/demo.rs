@@ -116,6 +116,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             listen: args.listen.clone(),
             log_level: "info".into(),
             entity_config_foldername: "entity-configs".into(),
+            access: Default::default(),
         };
         let entities: BTreeMap<String, BTreeSet<String>> =
             TYPES.iter().map(|t| (t.to_string(), sg_sync::config::cacheable_fields(&schema, t))).collect();
@@ -133,7 +134,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         eprintln!("imported in {:.1} s", started.elapsed().as_secs_f64());
 
         let proxy = Arc::new(
-            sg_server::Proxy::new(cache.clone(), &site_url, ("cache".into(), key.clone()), Duration::from_secs(600), None)
+            sg_server::Proxy::new(cache.clone(), &site_url, ("cache".into(), key.clone()), &Default::default(), Default::default())
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
         let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("can't listen on {}", args.listen))?;

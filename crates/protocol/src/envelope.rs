@@ -110,6 +110,54 @@ struct RawTop<'a> {
     params: Option<&'a RawValue>,
 }
 
+/// A JSON value read as strictly as a `serde_json::Value` is (string escapes,
+/// number ranges, nesting depth) without keeping any of it: a body that a
+/// site could not read is found before its credentials are looked at, at no
+/// cost in memory.
+struct Validated;
+
+impl<'de> Deserialize<'de> for Validated {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ValidatedVisitor)
+    }
+}
+
+struct ValidatedVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ValidatedVisitor {
+    type Value = Validated;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Validated, E> {
+        Ok(Validated)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Validated, E> {
+        Ok(Validated)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Validated, E> {
+        Ok(Validated)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Validated, E> {
+        Ok(Validated)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Validated, E> {
+        Ok(Validated)
+    }
+    fn visit_unit<E>(self) -> Result<Validated, E> {
+        Ok(Validated)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Validated, A::Error> {
+        while seq.next_element::<Validated>()?.is_some() {}
+        Ok(Validated)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Validated, A::Error> {
+        while map.next_entry::<Validated, Validated>()?.is_some() {}
+        Ok(Validated)
+    }
+}
+
 fn invalid_json(e: serde_json::Error) -> Fault {
     Fault::bad_request(format!("Invalid JSON in request body: {e}"))
 }
@@ -117,6 +165,9 @@ fn invalid_json(e: serde_json::Error) -> Fault {
 impl<'a> Envelope<'a> {
     /// Decodes the envelope and the auth block of a request body.
     pub fn from_slice(body: &'a [u8]) -> Result<Envelope<'a>, Fault> {
+        // Skipping the params would not check them; a body the site could
+        // not read must get the site's fault, not 102.
+        serde_json::from_slice::<Validated>(body).map_err(invalid_json)?;
         let top: RawTop<'a> = match serde_json::from_slice(body) {
             Ok(top) => top,
             Err(e) if e.is_data() => {
@@ -421,6 +472,52 @@ mod tests {
                 103,
                 "{}",
                 String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn too_deep_params_are_invalid_json_before_credentials_are_read() {
+        let deep = format!(
+            r#"{{"method_name": "read", "params": {}{}}}"#,
+            "[".repeat(5000),
+            "]".repeat(5000)
+        );
+        let fault = Envelope::from_slice(deep.as_bytes()).unwrap_err();
+        assert_eq!(fault.code.as_i64(), 103);
+        assert!(
+            fault.message.contains("recursion limit"),
+            "{}",
+            fault.message
+        );
+        // Brackets inside strings are text, and a depth serde reads is fine.
+        let fine = format!(
+            r#"{{"method_name": "read", "params": [{{"script_name": "{}", "script_key": "k"}}, {}1{}]}}"#,
+            "[".repeat(500),
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        let envelope = Envelope::from_slice(fine.as_bytes()).unwrap();
+        assert!(envelope.auth.is_some());
+        assert!(envelope.into_request().is_ok());
+    }
+
+    #[test]
+    fn bodies_a_value_cannot_hold_are_invalid_json_whatever_the_credentials() {
+        let auth = r#"{"script_name": "s", "script_key": "k"}"#;
+        for params in [
+            r#"{"type": "\ud800"}"#,
+            r#"{"type": "Shot", "values": [1e999999]}"#,
+            r#"{"type": "Shot", "bad": "\x"}"#,
+        ] {
+            let body = format!(r#"{{"method_name": "read", "params": [{auth}, {params}]}}"#);
+            let expected = serde_json::from_str::<Value>(&body)
+                .unwrap_err()
+                .to_string();
+            let fault = Envelope::from_slice(body.as_bytes()).unwrap_err();
+            assert_eq!(
+                fault.message,
+                format!("Invalid JSON in request body: {expected}")
             );
         }
     }

@@ -26,6 +26,10 @@ pub struct Sort {
     pub direction: SortDirection,
 }
 
+/// The most records a site puts on one page (`api_max_entities_per_page` in
+/// its `info`): a larger `entities_per_page` gets pages of this size.
+pub const API_MAX_ENTITIES_PER_PAGE: u64 = 500;
+
 /// `paging: {entities_per_page, current_page}`; pages count from 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Paging {

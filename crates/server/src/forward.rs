@@ -24,6 +24,9 @@ impl Forwarder {
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(15))
             .timeout(std::time::Duration::from_secs(600))
+            // A redirect (to a login or maintenance page) is the site's
+            // answer as it is: never followed, never taken for the API's.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| sg_client::ClientError::Transport {
                 method: "connect".into(),

@@ -93,6 +93,7 @@ async fn handle(
         }
         // As a gateway would answer: the client raises its ProtocolError.
         Answer::Unreachable(why) => (StatusCode::BAD_GATEWAY, why).into_response(),
+        Answer::SiteUnavailable(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
         // shotgun_api3 resends on 502 and 504, not on 503: a write must not go twice.
         Answer::WriteUnconfirmed(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
     }

@@ -5,21 +5,25 @@
 //!
 //! - [`route`] decides, before anything is sent, whether the cache can answer
 //!   a request (every type, field and path it touches is cached);
-//! - [`credentials`] checks callers' credentials against the site once and
-//!   remembers the verdict under a hash of the secret;
+//! - [`gate`] lets a caller through only on the site's acceptance of its
+//!   credentials ([`probe`] asks the site, [`credentials`] remembers the
+//!   verdicts) and gives it the access [`access`] says its identity has;
 //! - [`forward`] sends a request to the site unchanged and returns its reply unchanged;
 //! - [`proxy`] puts these together per method, including write-through;
 //! - [`relay`] streams everything besides `/api3/json` (uploads, downloads) to the site and back;
 //! - [`http`] is the HTTP layer (`POST /api3/json`, `GET /healthz`);
 //! - [`tls`] serves it over HTTPS with a given certificate.
 
+pub mod access;
 pub mod credentials;
 pub mod forward;
+pub mod gate;
 pub mod http;
+pub mod probe;
 pub mod proxy;
 pub mod relay;
 pub mod route;
 pub mod tls;
 
 pub use http::{serve, ServeOptions};
-pub use proxy::Proxy;
+pub use proxy::{Proxy, ProxyLimits};

@@ -10,11 +10,13 @@ use serde_json::{json, Map, Value};
 
 use sg_engine::{AnyStore, EngineError, Store};
 use sg_protocol::value::EntityLink;
-use sg_protocol::{Auth, Fault, ReadParams, Reply, Request, SummarizeParams};
+use sg_protocol::{Envelope, Fault, ReadParams, Reply, Request, SummarizeParams};
+use sg_sync::config::AccessSection;
 use sg_sync::Cache;
 
-use crate::credentials::{key_of, CredentialCache, Verdict};
+use crate::access::{scope_read, scope_summarize, Access, Caller};
 use crate::forward::{Forwarder, SiteReply};
+use crate::gate::Gate;
 use crate::relay::Relay;
 use crate::route::{route_read, route_summarize, Route};
 
@@ -29,6 +31,9 @@ pub enum Answer {
     Site(SiteReply),
     /// The site could not be reached for a request only it can answer.
     Unreachable(String),
+    /// The site answered with something that is not its API (a maintenance
+    /// page): sent as 503, which the client reports as the site being down.
+    SiteUnavailable(String),
     /// A write's reply did not come back: it may have been carried out, so
     /// the answer must not invite the client to send it again.
     WriteUnconfirmed(String),
@@ -40,11 +45,9 @@ pub struct Proxy {
     forwarder: Forwarder,
     /// Everything besides `/api3/json`, streamed to the site and back.
     relay: Relay,
-    credentials: CredentialCache,
-    /// The cache's own script: callers may not use its key.
-    own_script: (String, String),
-    /// When set, only these scripts (and users) may read cached data.
-    allowed_scripts: Option<BTreeSet<String>>,
+    /// Who gets cached data, and what of it.
+    gate: Gate,
+    limits: ProxyLimits,
     /// The site's `info`, kept so clients take the same code paths.
     info: Mutex<Option<Value>>,
     /// Requests answered from the cache at once; the rest wait their turn
@@ -67,6 +70,22 @@ const ENGINE_SLOTS: usize = 4;
 /// enough that the other connections of that thread barely notice.
 const INLINE_READ_BUDGET: Duration = Duration::from_millis(3);
 
+/// Limits on what one read from the cache may cost.
+#[derive(Debug, Clone)]
+pub struct ProxyLimits {
+    /// A page holds at most this many records, as on the site
+    /// (`api_max_entities_per_page`, 500).
+    pub max_entities_per_page: u64,
+}
+
+impl Default for ProxyLimits {
+    fn default() -> Self {
+        ProxyLimits {
+            max_entities_per_page: sg_protocol::read::API_MAX_ENTITIES_PER_PAGE,
+        }
+    }
+}
+
 fn fault(f: Fault) -> Answer {
     Answer::Json(f.to_json())
 }
@@ -76,16 +95,15 @@ impl Proxy {
         cache: Arc<Cache<AnyStore>>,
         site_url: &str,
         own_script: (String, String),
-        credential_ttl: Duration,
-        allowed_scripts: Option<BTreeSet<String>>,
+        access: &AccessSection,
+        limits: ProxyLimits,
     ) -> Result<Proxy, sg_client::ClientError> {
         Ok(Proxy {
             cache,
             forwarder: Forwarder::new(site_url)?,
             relay: Relay::new(site_url)?,
-            credentials: CredentialCache::new(credential_ttl),
-            own_script,
-            allowed_scripts,
+            gate: Gate::new(Forwarder::new(site_url)?, access, own_script),
+            limits,
             info: Mutex::new(None),
             engine_slots: tokio::sync::Semaphore::new(ENGINE_SLOTS),
             store_failures: Mutex::new((None, 0)),
@@ -138,102 +156,53 @@ impl Proxy {
         self.forward(body).await
     }
 
-    /// Refuses the cache's own key and scripts not on the allowed list.
-    fn refuse(&self, auth: Option<&Auth>) -> Option<Fault> {
-        let auth = auth?;
-        if auth.script_name.as_deref() == Some(self.own_script.0.as_str())
-            && auth.script_key.as_deref() == Some(self.own_script.1.as_str())
-        {
-            return Some(Fault::authentication(
-                "The cache's own API key can't be used through the cache",
-            ));
-        }
-        if let (Some(allowed), Some(name)) = (&self.allowed_scripts, &auth.script_name) {
-            if !allowed.contains(name) {
-                return Some(Fault::authentication(format!(
-                    "Can't authenticate script '{name}'"
-                )));
-            }
-        }
-        None
-    }
-
-    /// Whether the site accepts these credentials (asked once, then remembered).
-    async fn check(&self, auth: Option<&Auth>) -> Result<(), Answer> {
-        let Some(auth) = auth else {
-            return Err(fault(Fault::authentication(
-                "No authentication credentials were given",
-            )));
-        };
-        let Some(key) = key_of(auth) else {
-            return Err(fault(Fault::authentication(
-                "No authentication credentials were given",
-            )));
-        };
-        match self.credentials.get(&key) {
-            Some(Verdict::Accepted) => return Ok(()),
-            Some(Verdict::Refused(message)) => return Err(fault(Fault::authentication(message))),
-            None => {}
-        }
-        let probe = Request {
-            method_name: "read".into(),
-            auth: Some(auth.clone()),
-            params: Some(json!({"type": "EventLogEntry", "return_fields": ["id"],
-                "paging": {"entities_per_page": 1, "current_page": 1}, "return_paging_info_without_counts": true})),
-        };
-        let reply = match self
-            .forwarder
-            .send(Bytes::from(probe.to_json().to_string()))
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                return Err(Answer::Unreachable(format!(
-                    "can't check credentials with the site: {e}"
-                )))
-            }
-        };
-        if !reply.status.is_success() {
-            return Err(Answer::Site(reply));
-        }
-        let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
-        match Fault::from_json(&body) {
-            Some(f) if f.code == sg_protocol::ErrorCode::Authentication => {
-                self.credentials
-                    .remember(key, Verdict::Refused(f.message.clone()));
-                Err(fault(f))
-            }
-            _ => {
-                self.credentials.remember(key, Verdict::Accepted);
-                Ok(())
-            }
-        }
-    }
-
-    /// Answers one request body.
+    /// Answers one request body. The envelope and the credentials are read
+    /// first; the method's params are decoded only for a caller the site
+    /// accepts (a large body from anyone else costs no more than its bytes).
     pub async fn handle(&self, body: Bytes) -> Answer {
-        let request = match Request::from_slice(&body) {
-            Ok(r) => r,
+        let envelope = match Envelope::from_slice(&body) {
+            Ok(e) => e,
             Err(f) => return fault(f),
         };
-        if let Some(f) = self.refuse(request.auth.as_ref()) {
-            return fault(f);
+        let method = envelope.method_name.as_str();
+        if method == "info" {
+            return self.info(body.clone()).await;
         }
-        if request.method_name != "info" && request.auth.is_none() {
+        if envelope.auth.is_none() {
             // As the site does: credentials are checked before anything else.
             return fault(Fault::authentication(
                 "No authentication credentials were given",
             ));
         }
-        match request.method_name.as_str() {
-            "info" => self.info(body).await,
-            "read" | "summarize" | "schema_read" | "schema_entity_read" | "schema_field_read" => {
-                self.read_side(&request, body).await
-            }
-            "create" | "update" | "delete" | "revive" | "batch" => {
-                self.write_through(&request, body).await
-            }
-            _ => self.forward(body).await,
+        let reads = matches!(
+            method,
+            "read" | "summarize" | "schema_read" | "schema_entity_read" | "schema_field_read"
+        );
+        let writes = matches!(method, "create" | "update" | "delete" | "revive" | "batch");
+        if !reads && !writes {
+            // Only the site answers these, and it checks the credentials itself.
+            return self.forward(body.clone()).await;
+        }
+        let catalog = self.cache.engine.catalog();
+        let admitted = self
+            .gate
+            .admit(envelope.auth.as_ref(), &catalog.schema)
+            .await;
+        drop(catalog);
+        let caller = match admitted {
+            Ok(caller) => caller,
+            Err(answer) => return answer,
+        };
+        let request = match envelope.into_request() {
+            Ok(r) => r,
+            Err(f) => return fault(f),
+        };
+        if writes {
+            return self.write_through(&request, body.clone()).await;
+        }
+        match &caller.access {
+            Access::Site => self.forward(body.clone()).await,
+            _ => self.read_side(&caller, request, body.clone()).await,
         }
     }
 
@@ -256,27 +225,44 @@ impl Proxy {
         }
     }
 
-    async fn read_side(&self, request: &Request, body: Bytes) -> Answer {
-        // As the site does: credentials first, then the params.
-        if let Err(answer) = self.check(request.auth.as_ref()).await {
-            return answer;
-        }
+    async fn read_side(&self, caller: &Caller, request: Request, body: Bytes) -> Answer {
         let catalog = self.cache.engine.catalog();
+        let projects = match &caller.access {
+            Access::Projects(projects) => Some(projects.clone()),
+            _ => None,
+        };
         // The params are decoded once, here, and the decoded form moves to
         // the blocking task that answers.
         let (route, method) = match request.method_name.as_str() {
             "read" => match request.params_object().and_then(ReadParams::from_json) {
-                Ok(p) => (
-                    route_read(&catalog.layout, &catalog.schema, &p),
-                    CacheMethod::Read(p),
-                ),
+                Ok(mut p) => {
+                    // As the site does: no page holds more than its maximum.
+                    p.paging.entities_per_page = p
+                        .paging
+                        .entities_per_page
+                        .min(self.limits.max_entities_per_page);
+                    let scoped = projects.as_ref().is_none_or(|projects| {
+                        scope_read(&catalog.layout, &catalog.schema, &mut p, projects).is_ok()
+                    });
+                    let route = match scoped {
+                        true => route_read(&catalog.layout, &catalog.schema, &p),
+                        false => Route::Site,
+                    };
+                    (route, CacheMethod::Read(p))
+                }
                 Err(f) => return fault(f),
             },
             "summarize" => match request.params_object().and_then(SummarizeParams::from_json) {
-                Ok(p) => (
-                    route_summarize(&catalog.layout, &catalog.schema, &p),
-                    CacheMethod::Summarize(p),
-                ),
+                Ok(mut p) => {
+                    let scoped = projects.as_ref().is_none_or(|projects| {
+                        scope_summarize(&catalog.layout, &catalog.schema, &mut p, projects).is_ok()
+                    });
+                    let route = match scoped {
+                        true => route_summarize(&catalog.layout, &catalog.schema, &p),
+                        false => Route::Site,
+                    };
+                    (route, CacheMethod::Summarize(p))
+                }
                 Err(f) => return fault(f),
             },
             // The schema methods answer for the whole site, from the copy the cache keeps,
@@ -290,6 +276,14 @@ impl Proxy {
         if route == Route::Site {
             return self.forward(body).await;
         }
+        // A caller's own share first, then a slot of the engine: one caller
+        // can't hold every slot while others wait.
+        let Ok(_own) = caller.slots.acquire().await else {
+            return fault(Fault::new(
+                sg_protocol::ErrorCode::Other(100),
+                "the proxy is shutting down",
+            ));
+        };
         let Ok(_slot) = self.engine_slots.acquire().await else {
             return fault(Fault::new(
                 sg_protocol::ErrorCode::Other(100),

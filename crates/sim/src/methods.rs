@@ -86,6 +86,16 @@ fn field_list(params: &Map<String, Value>, method: &str) -> Result<Vec<FieldWrit
         .collect()
 }
 
+/// A caller's `read` params, with pages no larger than the site gives.
+fn site_read_params(request: &Request) -> Result<ReadParams, Fault> {
+    let mut params = ReadParams::from_json(request.params_object()?)?;
+    params.paging.entities_per_page = params
+        .paging
+        .entities_per_page
+        .min(sg_protocol::read::API_MAX_ENTITIES_PER_PAGE);
+    Ok(params)
+}
+
 fn return_fields(params: &Map<String, Value>) -> Vec<String> {
     params
         .get("return_fields")
@@ -260,7 +270,7 @@ impl Site {
             return self.handle(request).map(|reply| reply.to_text());
         }
         self.caller(request)?;
-        let params = ReadParams::from_json(request.params_object()?)?;
+        let params = site_read_params(request)?;
         let mut out = self
             .engine
             .read_json(&params, b"{\"results\":".to_vec())
@@ -278,7 +288,7 @@ impl Site {
         let caller = self.caller(request)?;
         let result = match request.method_name.as_str() {
             "read" => {
-                let params = ReadParams::from_json(request.params_object()?)?;
+                let params = site_read_params(request)?;
                 self.engine.read(&params).map_err(engine_fault)?
             }
             "summarize" => {

@@ -106,6 +106,96 @@ impl Default for ImportSection {
     }
 }
 
+/// Who the proxy serves from the cache: one of these for each kind of caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Serve {
+    /// Every cached record.
+    Cached,
+    /// Only records of the projects the user is a member of (`Project.users`).
+    Projects,
+    /// Nothing from the cache: every read goes to the site.
+    Site,
+}
+
+/// The `access:` section: who gets cached data, and how long a verdict on a
+/// caller's credentials holds.
+///
+/// ```yaml
+/// access:
+///   scripts: cached               # API scripts (without sudo_as_login)
+///   allow_scripts: []             # when not empty: only these scripts read the cache
+///   rule_sets:                    # by the user's permission rule set (its display name)
+///     Admin: cached
+///     Manager: cached
+///     Artist: projects
+///   other_rule_sets: site         # rule sets not listed, and callers the cache can't identify
+///   credential_ttl: 600           # seconds an accepted verdict holds while the site is up
+///   refused_ttl: 30               # seconds a refusal is remembered
+///   offline_grace: 86400          # seconds accepted callers keep cached reads while the site is down (0: off)
+///   max_callers: 10000            # verdicts kept (least recently used ones go first)
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessSection {
+    pub scripts: Serve,
+    pub allow_scripts: Vec<String>,
+    pub rule_sets: BTreeMap<String, Serve>,
+    pub other_rule_sets: Serve,
+    pub credential_ttl: f64,
+    pub refused_ttl: f64,
+    pub offline_grace: f64,
+    pub max_callers: usize,
+}
+
+impl Default for AccessSection {
+    fn default() -> Self {
+        AccessSection {
+            scripts: Serve::Cached,
+            allow_scripts: Vec::new(),
+            rule_sets: BTreeMap::from([
+                ("Admin".to_string(), Serve::Cached),
+                ("Manager".to_string(), Serve::Cached),
+                ("Artist".to_string(), Serve::Projects),
+            ]),
+            other_rule_sets: Serve::Site,
+            credential_ttl: 600.0,
+            refused_ttl: 30.0,
+            offline_grace: 86_400.0,
+            max_callers: 10_000,
+        }
+    }
+}
+
+impl AccessSection {
+    /// Checks what serde can't: scripts belong to no project, and times are
+    /// not negative.
+    pub fn check(&self) -> Result<(), String> {
+        if self.scripts == Serve::Projects {
+            return Err(
+                "access.scripts can't be 'projects': scripts are members of no project \
+                 (use cached or site; a script with sudo_as_login is served as the user)"
+                    .into(),
+            );
+        }
+        for (key, value) in [
+            ("credential_ttl", self.credential_ttl),
+            ("refused_ttl", self.refused_ttl),
+            ("offline_grace", self.offline_grace),
+        ] {
+            if !value.is_finite() || value < 0.0 {
+                return Err(format!(
+                    "access.{key} must be a number of seconds, 0 or more"
+                ));
+            }
+        }
+        if self.max_callers == 0 {
+            return Err("access.max_callers must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
 fn default_database() -> String {
     "cache.sqlite".to_string()
 }
@@ -140,6 +230,8 @@ pub struct ConfigFile {
     pub log_level: String,
     #[serde(default = "default_entity_folder")]
     pub entity_config_foldername: String,
+    #[serde(default)]
+    pub access: AccessSection,
 }
 
 /// One cached type: the fields to keep.
@@ -218,6 +310,7 @@ impl CacheConfig {
                 "monitor.fetch_interval and scan_interval must be positive",
             ));
         }
+        file.access.check().map_err(|e| file_error(&path, e))?;
         let entities = load_entity_configs(&dir.join(&file.entity_config_foldername))?;
         Ok(CacheConfig {
             dir: dir.to_path_buf(),
