@@ -34,7 +34,7 @@ from pathlib import Path
 
 DEFAULT_SEED = 20240611
 
-FIXTURES = Path(__file__).resolve().parent.parent.parent.parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 FIELDS_JSON = FIXTURES / "site-schema.fields.json"
 ENTITIES_JSON = FIXTURES / "site-schema.entities.json"
 

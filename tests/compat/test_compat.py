@@ -274,7 +274,7 @@ def test_filter(sg, site, entity_type, filters):
 
 def test_checkbox_compared_with_none_is_a_fault(sg, site):
     """A checkbox is never null on a site, and filtering one with None is an API error
-    there (see ../shared/reference/prior-art-sgcache.md, "Field types"); the server
+    there (what earlier caches of the protocol found of field types); the server
     goes on answering."""
     for relation in ("is", "is_not"):
         with pytest.raises(shotgun_api3.Fault):

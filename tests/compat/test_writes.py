@@ -37,7 +37,7 @@ from conftest import SCRIPT_KEY, SCRIPT_NAME, STARTUP_TIMEOUT, SimServer, binary
 
 UTC = _dt.timezone.utc
 
-FIXTURES = (Path(__file__).resolve().parent / ".." / ".." / ".." / "shared" / "fixtures").resolve()
+FIXTURES = (Path(__file__).resolve().parent / ".." / "fixtures").resolve()
 FIELDS_JSON = FIXTURES / "site-schema.fields.json"
 ENTITIES_JSON = FIXTURES / "site-schema.entities.json"
 

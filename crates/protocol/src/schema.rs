@@ -196,9 +196,9 @@ mod tests {
 
     #[test]
     fn loads_the_real_site_schema() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/");
         let Ok(text) = std::fs::read_to_string(format!("{dir}site-schema.fields.json")) else {
-            panic!("the shared fixtures must sit beside the project at {dir}");
+            panic!("the site schema fixtures are in tests/fixtures of the repository ({dir})");
         };
         let fields: Value = serde_json::from_str(&text).unwrap();
         let schema = Schema::from_json(&fields, None).unwrap();

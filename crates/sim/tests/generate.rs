@@ -378,9 +378,9 @@ fn generated_records_pass_the_sites_validation() {
 /// Episode type, among other differences.
 #[test]
 fn fills_the_real_site_schema_too() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/");
     let Ok(text) = std::fs::read_to_string(format!("{dir}site-schema.fields.json")) else {
-        panic!("the shared fixtures must sit beside the project at {dir}");
+        panic!("the site schema fixtures are in tests/fixtures of the repository ({dir})");
     };
     let schema = sg_protocol::Schema::from_json(&serde_json::from_str(&text).expect("json"), None)
         .expect("schema");

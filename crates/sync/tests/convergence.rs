@@ -22,10 +22,10 @@ use sg_sync::{Cache, CacheConfig, LogProgress};
 use support::{assert_same_as_site, close, logins, open_store, serve, Backend};
 
 fn fixture_schema() -> Schema {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/");
     let read = |name: &str| -> Value {
         let text = std::fs::read_to_string(format!("{dir}{name}"))
-            .expect("shared fixtures beside the project");
+            .expect("the site schema fixtures in tests/fixtures");
         serde_json::from_str(&text).expect("fixture JSON")
     };
     Schema::from_json(

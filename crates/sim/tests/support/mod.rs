@@ -150,9 +150,9 @@ pub fn small_schema() -> Schema {
     Schema::from_json(&schema_json(), None).expect("the small schema is valid")
 }
 
-/// The real site schema of the shared fixtures.
+/// The real site schema of the fixtures in tests/fixtures.
 pub fn fixture_schema() -> Schema {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures");
     let read = |name: &str| -> Value {
         let text = std::fs::read_to_string(format!("{dir}/{name}"))
             .unwrap_or_else(|e| panic!("{name}: {e}"));
