@@ -23,7 +23,7 @@ import uuid
 import pytest
 import shotgun_api3
 
-from conftest import OTHER_SCRIPT, SCRIPT_KEY, SCRIPT_NAME, connect
+from conftest import OTHER_SCRIPT, SCRIPT_KEY, SCRIPT_NAME, binary_path, connect
 from proxy_support import start_stack, with_accounts
 import dataset as dataset_mod
 
@@ -388,3 +388,19 @@ def test_site_and_cached_rule_sets(policy_stack):
     mark = stack.tap.mark()
     assert admin.find("Shot", [], fields) == expected
     assert reads_of(stack, mark, "Shot") == []
+
+
+def test_setup_writes_a_policy_for_each_of_the_sites_rule_sets(gate_stack, tmp_path):
+    """`setup` reads the site's permission rule sets and writes each into `access:` with
+    its default (Admin and Manager cached, Artist projects, the rest site);
+    `--scripts site` turns scripts away from the cache."""
+    text = (gate_stack.config_dir / "config.yaml").read_text(encoding="utf-8")
+    for name, serve in (("Admin", "cached"), ("Manager", "cached"), ("Artist", "projects"), ("Vendor", "site")):
+        assert re.search(r"(?m)^    %s: %s$" % (name, serve), text), text
+    assert re.search(r"(?m)^  scripts: cached$", text), text
+    folder = tmp_path / "setup-scripts-site"
+    out = subprocess.run([str(binary_path()), "setup", "--config", str(folder), "--site", gate_stack.site_url,
+                          "--script-name", SCRIPT_NAME, "--api-key", SCRIPT_KEY, "--types", "Shot",
+                          "--scripts", "site", "--yes"], capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr.decode("utf-8", "replace")
+    assert re.search(r"(?m)^  scripts: site$", (folder / "config.yaml").read_text(encoding="utf-8"))

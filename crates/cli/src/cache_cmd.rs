@@ -12,7 +12,8 @@ use clap::Args;
 use sg_engine::{AnyStore, PostgresStore, SqliteStore};
 use sg_protocol::Schema;
 use sg_sync::config::{
-    cacheable_fields, write_config, ConfigFile, ImportSection, MonitorSection, Secret, SiteSection,
+    cacheable_fields, write_config, AccessSection, ConfigFile, ImportSection, MonitorSection,
+    Secret, Serve, SiteSection,
 };
 use sg_sync::{Cache, CacheConfig, Database, Leadership, LogProgress, Progress};
 
@@ -122,9 +123,89 @@ pub struct SetupArgs {
     /// The address the cache's server listens on.
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
+    /// What API scripts acting as themselves read from the cache: `cached` (every
+    /// cached record) or `site` (nothing: the site answers them). Users are served by
+    /// their permission rule set, asked for each of the site's rule sets.
+    #[arg(long, value_name = "POLICY", value_parser = ["cached", "site"])]
+    scripts: Option<String>,
     /// Don't ask anything: take the flags and defaults, overwrite existing files.
     #[arg(long)]
     yes: bool,
+}
+
+fn serve_of(text: &str) -> Option<Serve> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "cached" => Some(Serve::Cached),
+        "projects" => Some(Serve::Projects),
+        "site" => Some(Serve::Site),
+        _ => None,
+    }
+}
+
+fn serve_name(serve: Serve) -> &'static str {
+    match serve {
+        Serve::Cached => "cached",
+        Serve::Projects => "projects",
+        Serve::Site => "site",
+    }
+}
+
+/// The `access:` policy: the default for every rule set the site has, asked
+/// for each one when there is a terminal to ask on.
+fn access_policy(
+    scripts: Option<String>,
+    rule_sets: &[String],
+    interactive: bool,
+) -> Result<AccessSection> {
+    let mut access = AccessSection::default();
+    let ask_serve = |question: &str, default: Serve, choices: &str| -> Result<Serve> {
+        loop {
+            let answer = ask(
+                &format!("{question} ({choices})"),
+                Some(serve_name(default)),
+            )?;
+            match serve_of(&answer) {
+                Some(Serve::Projects) if !choices.contains("projects") => {}
+                Some(serve) => return Ok(serve),
+                None => {}
+            }
+            eprintln!("answer one of: {choices}");
+        }
+    };
+    access.scripts = match scripts.as_deref().and_then(serve_of) {
+        Some(serve) => serve,
+        None if interactive => ask_serve(
+            "What do API scripts read from the cache?",
+            Serve::Cached,
+            "cached, site",
+        )?,
+        None => Serve::Cached,
+    };
+    if interactive && !rule_sets.is_empty() {
+        eprintln!(
+            "The site's permission rule sets for people: {}.\n\
+             cached: every cached record; projects: only records of the user's projects; \
+             site: nothing from the cache (the site answers, with its own permissions).",
+            rule_sets.join(", ")
+        );
+    }
+    for name in rule_sets {
+        let default = access
+            .rule_sets
+            .get(name)
+            .copied()
+            .unwrap_or(access.other_rule_sets);
+        let serve = match interactive {
+            true => ask_serve(
+                &format!("Users of rule set '{name}' read"),
+                default,
+                "cached, projects, site",
+            )?,
+            false => default,
+        };
+        access.rule_sets.insert(name.clone(), serve);
+    }
+    Ok(access)
 }
 
 fn ask(question: &str, default: Option<&str>) -> Result<String> {
@@ -184,10 +265,29 @@ pub fn setup(args: SetupArgs) -> Result<()> {
         client.info().await?;
         let fields = client.call("schema_read", None).await?;
         let entities = client.call("schema_entity_read", None).await?;
-        Ok::<_, sg_client::ClientError>((fields, entities))
+        // The rule sets people can have (the policy names them); a site
+        // whose schema has none leaves the list empty.
+        let rule_sets = match fields.get("PermissionRuleSet") {
+            Some(_) => client
+                .read_all(
+                    serde_json::json!({"type": "PermissionRuleSet", "return_fields": ["code"],
+                        "filters": {"logical_operator": "and", "conditions": [
+                            {"path": "entity_type", "relation": "is", "values": ["HumanUser"]}]},
+                        "sorts": [{"field_name": "id", "direction": "asc"}]}),
+                    500,
+                )
+                .await
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        Ok::<_, sg_client::ClientError>((fields, entities, rule_sets))
     });
-    let (fields, entities) = schema
+    let (fields, entities, rule_sets) = schema
         .map_err(|e| anyhow::anyhow!("can't read the site's schema with these credentials: {e}"))?;
+    let rule_sets: Vec<String> = rule_sets
+        .iter()
+        .filter_map(|r| r.get("code").and_then(|c| c.as_str()).map(str::to_string))
+        .collect();
     let schema = Schema::from_json(&fields, Some(&entities))
         .map_err(|f| anyhow::anyhow!("the site's schema: {}", f.message))?;
     let known: Vec<String> = schema
@@ -223,6 +323,7 @@ pub fn setup(args: SetupArgs) -> Result<()> {
             );
         }
     }
+    let access = access_policy(args.scripts, &rule_sets, interactive)?;
     if dir.join("config.yaml").exists() && interactive && !args.yes {
         let answer = ask(
             &format!("{} already has a config.yaml; overwrite it?", dir.display()),
@@ -245,7 +346,7 @@ pub fn setup(args: SetupArgs) -> Result<()> {
         listen,
         log_level: "info".into(),
         entity_config_foldername: "entity-configs".into(),
-        access: Default::default(),
+        access,
     };
     let entities: BTreeMap<String, BTreeSet<String>> = types
         .iter()
