@@ -1285,6 +1285,24 @@ def count_marked(sg, code):
                                                                        retired_only=True))
 
 
+def test_proxy_schema_edits_are_read_through_it_at_once(write_stack, wp, ws):
+    """A field created through the proxy on a cached type is readable through the proxy on
+    the very next call, as at the site (before, the cache answered "doesn't exist" until
+    its next poll); an update and a delete show at once too."""
+    name = wp.schema_field_create("Asset", "text", "Proxy Schema Edit")
+    order = [{"field_name": "id", "direction": "asc"}]
+    assert wp.find("Asset", [], ["code", name], order=order) == ws.find("Asset", [], ["code", name], order=order)
+    assert wp.schema_field_read("Asset", name) == ws.schema_field_read("Asset", name)
+    wp.schema_field_update("Asset", name, {"description": "changed through the proxy"})
+    assert wp.schema_field_read("Asset", name) == ws.schema_field_read("Asset", name)
+    assert wp.schema_field_read("Asset", name)[name]["description"]["value"] == "changed through the proxy"
+    wp.schema_field_delete("Asset", name)
+    for sg in (wp, ws):
+        with pytest.raises(shotgun_api3.Fault):
+            sg.find("Asset", [], ["code", name])
+    assert "Asset" in wp.schema_entity_read()
+
+
 def test_lost_reply_direct_client_writes_once(write_stack, ws):
     """Control for the next test: the official client talking to a site through a link
     that loses the reply of a create raises at once, and the create reached the site once

@@ -179,6 +179,12 @@ impl Proxy {
             "read" | "summarize" | "schema_read" | "schema_entity_read" | "schema_field_read"
         );
         let writes = matches!(method, "create" | "update" | "delete" | "revive" | "batch");
+        if matches!(
+            method,
+            "schema_field_create" | "schema_field_update" | "schema_field_delete"
+        ) {
+            return self.schema_edit(body.clone()).await;
+        }
         if !reads && !writes {
             // Only the site answers these, and it checks the credentials itself.
             return self.forward(body.clone()).await;
@@ -204,6 +210,26 @@ impl Proxy {
             Access::Site => self.forward(body.clone()).await,
             _ => self.read_side(&caller, request, body.clone()).await,
         }
+    }
+
+    /// A schema edit goes to the site; once the site has made it, the cache
+    /// reads the site's schema again before answering, so the caller's next
+    /// read sees the field it just made (read-your-writes for the schema).
+    async fn schema_edit(&self, body: Bytes) -> Answer {
+        let answer = self.forward(body).await;
+        if let Answer::Site(reply) = &answer {
+            let made = reply.status.is_success()
+                && serde_json::from_slice::<Value>(&reply.body)
+                    .is_ok_and(|b| b.is_object() && Fault::from_json(&b).is_none());
+            if made {
+                if let Err(e) = self.cache.reload_schema().await {
+                    tracing::warn!(
+                        "a schema edit went through but the cache could not read the schema again yet: {e}"
+                    );
+                }
+            }
+        }
+        answer
     }
 
     async fn info(&self, body: Bytes) -> Answer {
