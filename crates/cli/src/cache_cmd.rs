@@ -13,7 +13,7 @@ use sg_engine::{AnyStore, PostgresStore, SqliteStore};
 use sg_protocol::Schema;
 use sg_sync::config::{
     cacheable_fields, write_config, AccessSection, ConfigFile, ImportSection, MonitorSection,
-    Secret, Serve, SiteSection,
+    Secret, Serve, ServingSection, SiteSection, API_KEY_ENV,
 };
 use sg_sync::{Cache, CacheConfig, Database, Leadership, LogProgress, Progress};
 
@@ -106,7 +106,8 @@ pub struct SetupArgs {
     /// The API script the cache logs in as.
     #[arg(long, value_name = "NAME")]
     script_name: Option<String>,
-    /// The script's key (asked for without echo when not given).
+    /// The script's key. Prefer setting $SHOTGUN_CACHE_API_KEY (or answering the prompt,
+    /// which doesn't echo): a key given here shows in `ps` and the shell's history.
     #[arg(
         long,
         value_name = "KEY",
@@ -114,6 +115,10 @@ pub struct SetupArgs {
         hide_env_values = true
     )]
     api_key: Option<String>,
+    /// Write `api_key_file: FILE` into config.yaml instead of the key, and read the key from
+    /// FILE's first line (FILE relative to the config folder) now and at every start.
+    #[arg(long, value_name = "FILE")]
+    api_key_file: Option<PathBuf>,
     /// The entity types to cache, comma-separated (all fields of each).
     #[arg(long, value_name = "TYPES", value_delimiter = ',')]
     types: Vec<String>,
@@ -244,11 +249,22 @@ pub fn setup(args: SetupArgs) -> Result<()> {
     };
     let site = need(args.site, "Site URL", None)?;
     let script_name = need(args.script_name, "Script name", Some("shotgun-cache"))?;
-    let api_key = match args.api_key {
-        Some(k) => k,
-        None if interactive => rpassword::prompt_password("API key (not shown): ")?,
-        None => {
-            bail!("the API key: give --api-key or $SHOTGUN_CACHE_API_KEY (no terminal to ask on)")
+    let api_key = match (&args.api_key, &args.api_key_file) {
+        (_, Some(file)) => {
+            let site = SiteSection {
+                base_url: site.clone(),
+                script_name: script_name.clone(),
+                api_key: Secret::default(),
+                api_key_file: Some(file.clone()),
+            };
+            let (key, _) = sg_sync::config::resolve_api_key(&site, &dir, None)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            key.expose().to_string()
+        }
+        (Some(k), None) => k.clone(),
+        (None, None) if interactive => rpassword::prompt_password("API key (not shown): ")?,
+        (None, None) => {
+            bail!("the API key: set ${API_KEY_ENV} (no terminal to ask on)")
         }
     };
     let database = need(
@@ -333,11 +349,16 @@ pub fn setup(args: SetupArgs) -> Result<()> {
             bail!("left {} as it was", dir.display());
         }
     }
+    let (api_key, api_key_file) = match args.api_key_file {
+        Some(file) => (Secret::default(), Some(file)),
+        None => (Secret(api_key), None),
+    };
     let file = ConfigFile {
         shotgun: SiteSection {
             base_url: site,
             script_name,
-            api_key: Secret(api_key),
+            api_key,
+            api_key_file,
         },
         database,
         monitor: MonitorSection::default(),
@@ -346,23 +367,16 @@ pub fn setup(args: SetupArgs) -> Result<()> {
         listen,
         log_level: "info".into(),
         entity_config_foldername: "entity-configs".into(),
+        serving: ServingSection::default(),
         access,
     };
     let entities: BTreeMap<String, BTreeSet<String>> = types
         .iter()
         .map(|t| (t.clone(), cacheable_fields(&schema, t)))
         .collect();
+    // config.yaml is created readable by its owner only: it may hold the key.
     write_config(&dir, &file, &entities)
         .with_context(|| format!("can't write {}", dir.display()))?;
-    // The file holds the API key: readable by its owner only.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(
-            dir.join("config.yaml"),
-            std::fs::Permissions::from_mode(0o600),
-        )?;
-    }
     eprintln!(
         "wrote {} ({} types); start the cache with: shotgun-cache run --config {}",
         dir.display(),
@@ -401,6 +415,14 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs) -> Result<()> {
     let config = args.config.load()?;
+    for exposed in config.exposed_key_files() {
+        tracing::warn!(
+            "{} holds the API key and is readable by others than its owner; make it private: chmod 600 {}",
+            exposed.display(),
+            exposed.display()
+        );
+    }
+    let serving = config.file.serving.clone();
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(sg_server::tls::server_config(cert, key)?),
         _ => None,
@@ -466,8 +488,12 @@ pub fn run(args: RunArgs) -> Result<()> {
             proxy,
             listener,
             sg_server::ServeOptions {
+                max_body_bytes: serving.max_body_bytes,
+                header_timeout: serving.header_timeout(),
+                body_timeout: serving.body_timeout(),
+                idle_timeout: serving.idle_timeout(),
+                max_connections: serving.max_connections,
                 tls,
-                ..sg_server::ServeOptions::default()
             },
             async move {
                 let _ = server_stop.wait_for(|s| *s).await;

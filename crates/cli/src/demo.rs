@@ -108,7 +108,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         eprintln!("simulated site on {site_url} ({} ms per call)", args.latency_ms);
 
         let file = ConfigFile {
-            shotgun: SiteSection { base_url: site_url.clone(), script_name: "cache".into(), api_key: Secret(key.clone()) },
+            shotgun: SiteSection { base_url: site_url.clone(), script_name: "cache".into(), api_key: Secret(key.clone()), api_key_file: None },
             database: "cache.sqlite".into(),
             monitor: MonitorSection::default(),
             import: ImportSection::default(),
@@ -117,6 +117,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             log_level: "info".into(),
             entity_config_foldername: "entity-configs".into(),
             access: Default::default(),
+            serving: sg_sync::config::ServingSection::default(),
         };
         let entities: BTreeMap<String, BTreeSet<String>> =
             TYPES.iter().map(|t| (t.to_string(), sg_sync::config::cacheable_fields(&schema, t))).collect();

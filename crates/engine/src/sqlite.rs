@@ -38,7 +38,29 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// Creates the database file readable by its owner only, if it is not there:
+/// SQLite gives its `-wal` and `-shm` files the database file's mode, and
+/// the cache holds the site's data. An existing file keeps its mode.
+fn create_private(path: &Path) -> Result<(), EngineError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(EngineError::Store(format!(
+            "can't create {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 fn open_connection(path: &Path) -> Result<rusqlite::Connection, EngineError> {
+    create_private(path)?;
     let conn = rusqlite::Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE

@@ -3,6 +3,7 @@
 //! site (see [`crate::relay`]).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
@@ -15,13 +16,30 @@ use tokio_rustls::rustls::ServerConfig;
 
 use sg_protocol::Fault;
 
+use crate::listener::Limits;
 use crate::proxy::{Answer, Proxy};
-use crate::tls::TlsListener;
 
+/// How the proxy serves; `Default` gives the documented defaults.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Bodies larger than this get a fault (default 50 MB).
+    /// Bodies larger than this get a fault (default 50 MiB).
     pub max_body_bytes: usize,
+    /// A request's head (its request line and headers) must arrive within
+    /// this, counted from the connection's opening for its first request and
+    /// from the first byte for the next ones; else the connection is closed
+    /// (default 10 s). Over TLS the handshake counts against it too.
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this from its head, plus what its
+    /// chunks earn at [`crate::body_deadline::EARNING_RATE`] bytes a second
+    /// (so large uploads at a fair speed are never cut); else the request is
+    /// answered 408 and the connection closed (default 60 s).
+    pub body_timeout: Duration,
+    /// A kept-alive connection that sends nothing for this long after an
+    /// answer is closed (default 75 s).
+    pub idle_timeout: Duration,
+    /// Connections open at once; those beyond wait in the listen backlog
+    /// until one closes (default 1024).
+    pub max_connections: usize,
     /// Serve HTTPS with this certificate (see [`crate::tls::server_config`]).
     pub tls: Option<Arc<ServerConfig>>,
 }
@@ -30,6 +48,10 @@ impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             max_body_bytes: 50 * 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(75),
+            max_connections: 1024,
             tls: None,
         }
     }
@@ -127,7 +149,7 @@ async fn too_large(response: Response) -> Response {
 }
 
 /// Serves the proxy on `listener` (over TLS when `options.tls` is set)
-/// until `shutdown` completes.
+/// until `shutdown` completes, then lets the answers in progress finish.
 pub async fn serve(
     proxy: Arc<Proxy>,
     listener: TcpListener,
@@ -139,16 +161,11 @@ pub async fn serve(
         .layer(axum::middleware::map_response(too_large))
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .with_state(proxy);
-    match options.tls {
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        Some(config) => {
-            axum::serve(TlsListener::new(listener, config)?, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-    }
+    let limits = Limits {
+        header_timeout: options.header_timeout,
+        body_timeout: options.body_timeout,
+        idle_timeout: options.idle_timeout,
+        max_connections: options.max_connections,
+    };
+    crate::listener::run(listener, app, limits, options.tls, shutdown).await
 }

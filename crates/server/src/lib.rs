@@ -12,13 +12,18 @@
 //! - [`proxy`] puts these together per method, including write-through;
 //! - [`relay`] streams everything besides `/api3/json` (uploads, downloads) to the site and back;
 //! - [`http`] is the HTTP layer (`POST /api3/json`, `GET /healthz`);
-//! - [`tls`] serves it over HTTPS with a given certificate.
+//! - [`tls`] serves it over HTTPS with a given certificate;
+//! - `listener` accepts connections up to a cap and serves each under header,
+//!   body and idle timeouts (`activity`, [`body_deadline`]).
 
 pub mod access;
+mod activity;
+pub mod body_deadline;
 pub mod credentials;
 pub mod forward;
 pub mod gate;
 pub mod http;
+mod listener;
 pub mod probe;
 pub mod proxy;
 pub mod relay;

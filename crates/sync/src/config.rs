@@ -6,7 +6,7 @@
 //! shotgun:
 //!   base_url: https://studio.shotgrid.autodesk.com
 //!   script_name: shotgun-cache
-//!   api_key: "..."
+//!   api_key: "..."                # or api_key_file: /path, or $SHOTGUN_CACHE_API_KEY
 //! database: cache.sqlite          # a file in this folder, or postgresql://...
 //! monitor:
 //!   fetch_interval: 2             # seconds between event-log polls
@@ -15,7 +15,17 @@
 //! scan_interval: 300              # seconds between reconcile scans
 //! listen: 127.0.0.1:8091
 //! log_level: info
+//! serving:                        # the proxy's HTTP server
+//!   header_timeout: 10            # seconds a request's head may take
+//!   body_timeout: 60              # seconds a request's body may take (more for large ones)
+//!   idle_timeout: 75              # seconds a kept-alive connection may wait for its next request
+//!   max_connections: 1024         # connections open at once
+//!   max_body_bytes: 52428800
 //! ```
+//!
+//! The API key in use is `$SHOTGUN_CACHE_API_KEY` when set, else the first
+//! line of `shotgun.api_key_file` (relative to the folder), else `shotgun.api_key`.
+//! `setup` writes `config.yaml` readable by its owner only.
 //!
 //! Keys of the original this version does not use (`rethink`, `zmq_*`, ...) are ignored.
 
@@ -61,13 +71,25 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.trim().is_empty()
+    }
 }
+
+/// The environment variable that gives the API key, over the file's.
+pub const API_KEY_ENV: &str = "SHOTGUN_CACHE_API_KEY";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SiteSection {
     pub base_url: String,
     pub script_name: String,
+    /// Left out when the key comes from `api_key_file` or [`API_KEY_ENV`].
+    #[serde(default, skip_serializing_if = "Secret::is_empty")]
     pub api_key: Secret,
+    /// A file whose first line is the key (relative to the configuration folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -167,6 +189,35 @@ impl Default for AccessSection {
     }
 }
 
+/// The proxy's HTTP server (`serving:`); see `sg_server::ServeOptions`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServingSection {
+    /// Seconds a request's head may take, from the connection's opening (or
+    /// from the first byte of a later request on a kept-alive connection).
+    pub header_timeout: f64,
+    /// Seconds a request's body may take from its head (large bodies earn more).
+    pub body_timeout: f64,
+    /// Seconds a kept-alive connection may wait for its next request.
+    pub idle_timeout: f64,
+    /// Connections open at once; more wait until one closes.
+    pub max_connections: usize,
+    /// Larger request bodies get a fault.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServingSection {
+    fn default() -> Self {
+        ServingSection {
+            header_timeout: 10.0,
+            body_timeout: 60.0,
+            idle_timeout: 75.0,
+            max_connections: 1024,
+            max_body_bytes: 50 * 1024 * 1024,
+        }
+    }
+}
+
 impl AccessSection {
     /// Checks what serde can't: scripts belong to no project, and times are
     /// not negative.
@@ -191,6 +242,37 @@ impl AccessSection {
         }
         if self.max_callers == 0 {
             return Err("access.max_callers must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+impl ServingSection {
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.header_timeout)
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.body_timeout)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.idle_timeout)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let seconds = |v: f64| v.is_finite() && v > 0.0 && v < 1e9;
+        if !seconds(self.header_timeout)
+            || !seconds(self.body_timeout)
+            || !seconds(self.idle_timeout)
+        {
+            return Err(
+                "serving.header_timeout, body_timeout and idle_timeout must be positive seconds"
+                    .into(),
+            );
+        }
+        if self.max_connections == 0 || self.max_body_bytes == 0 {
+            return Err("serving.max_connections and max_body_bytes must be positive".into());
         }
         Ok(())
     }
@@ -231,6 +313,8 @@ pub struct ConfigFile {
     #[serde(default = "default_entity_folder")]
     pub entity_config_foldername: String,
     #[serde(default)]
+    pub serving: ServingSection,
+    #[serde(default)]
     pub access: AccessSection,
 }
 
@@ -265,8 +349,68 @@ pub enum Database {
 #[derive(Debug, Clone)]
 pub struct CacheConfig {
     pub dir: PathBuf,
+    /// `config.yaml`, with `shotgun.api_key` the key in use (see [`KeySource`]).
     pub file: ConfigFile,
     pub entities: BTreeMap<String, EntityConfig>,
+    /// Where the key in use came from.
+    pub key_source: KeySource,
+    /// Whether `config.yaml` itself holds a key.
+    pub key_in_file: bool,
+}
+
+/// Where the API key in use came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// [`API_KEY_ENV`].
+    Environment,
+    /// `shotgun.api_key_file`, this file.
+    KeyFile(PathBuf),
+    /// `shotgun.api_key` in `config.yaml`.
+    ConfigFile,
+}
+
+/// The key in use: `from_env` (the value of [`API_KEY_ENV`]) when given, else
+/// the first line of `site.api_key_file` (relative to `dir`), else `site.api_key`.
+pub fn resolve_api_key(
+    site: &SiteSection,
+    dir: &Path,
+    from_env: Option<String>,
+) -> Result<(Secret, KeySource), ConfigError> {
+    if let Some(key) = from_env
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty())
+    {
+        return Ok((Secret(key), KeySource::Environment));
+    }
+    if let Some(file) = &site.api_key_file {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| file_error(&path, format!("can't read the API key file: {e}")))?;
+        let key = text.lines().next().unwrap_or("").trim().to_string();
+        if key.is_empty() {
+            return Err(file_error(&path, "the API key file's first line is empty"));
+        }
+        return Ok((Secret(key), KeySource::KeyFile(path)));
+    }
+    if site.api_key.is_empty() {
+        return Err(file_error(
+            &dir.join("config.yaml"),
+            format!("no API key: set ${API_KEY_ENV}, shotgun.api_key_file or shotgun.api_key"),
+        ));
+    }
+    Ok((site.api_key.clone(), KeySource::ConfigFile))
+}
+
+/// Whether others than the file's owner may read it.
+#[cfg(unix)]
+fn readable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
+}
+
+#[cfg(not(unix))]
+fn readable_by_others(_path: &Path) -> bool {
+    false
 }
 
 impl CacheConfig {
@@ -293,7 +437,7 @@ impl CacheConfig {
                 format!("can't read it ({e}); run `shotgun-cache setup` to create it"),
             )
         })?;
-        let file: ConfigFile = serde_yaml::from_str(&text).map_err(|e| {
+        let mut file: ConfigFile = serde_yaml::from_str(&text).map_err(|e| {
             let at = e
                 .location()
                 .map(|l| format!("line {}: ", l.line()))
@@ -310,13 +454,36 @@ impl CacheConfig {
                 "monitor.fetch_interval and scan_interval must be positive",
             ));
         }
+        file.serving.check().map_err(|m| file_error(&path, m))?;
+        let key_in_file = !file.shotgun.api_key.is_empty();
+        let (key, key_source) =
+            resolve_api_key(&file.shotgun, dir, std::env::var(API_KEY_ENV).ok())?;
+        file.shotgun.api_key = key;
         file.access.check().map_err(|e| file_error(&path, e))?;
         let entities = load_entity_configs(&dir.join(&file.entity_config_foldername))?;
         Ok(CacheConfig {
             dir: dir.to_path_buf(),
             file,
             entities,
+            key_source,
+            key_in_file,
         })
+    }
+
+    /// The files holding a key that others than their owner may read:
+    /// `config.yaml` when it holds one, and the key file in use.
+    pub fn exposed_key_files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        let config = self.dir.join("config.yaml");
+        if self.key_in_file && readable_by_others(&config) {
+            files.push(config);
+        }
+        if let KeySource::KeyFile(path) = &self.key_source {
+            if readable_by_others(path) {
+                files.push(path.clone());
+            }
+        }
+        files
     }
 
     /// Re-reads only the entity configs (they may change while running).
@@ -489,7 +656,8 @@ pub fn cacheable_fields(schema: &Schema, entity_type: &str) -> BTreeSet<String> 
         .unwrap_or_default()
 }
 
-/// Writes a configuration folder (used by `setup`).
+/// Writes a configuration folder (used by `setup`); `config.yaml` is created
+/// readable by its owner only (it may hold the key).
 pub fn write_config(
     dir: &Path,
     file: &ConfigFile,
@@ -497,7 +665,7 @@ pub fn write_config(
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(dir.join(&file.entity_config_foldername))?;
     let yaml = serde_yaml::to_string(file).map_err(std::io::Error::other)?;
-    std::fs::write(dir.join("config.yaml"), yaml)?;
+    write_private(&dir.join("config.yaml"), yaml.as_bytes())?;
     for (entity_type, fields) in entities {
         let body = serde_json::json!({ "fields": fields });
         let text = serde_json::to_string_pretty(&body).map_err(std::io::Error::other)?;
@@ -508,6 +676,40 @@ pub fn write_config(
         )?;
     }
     Ok(())
+}
+
+/// Replaces `path` with `contents` through a file created readable by its
+/// owner only and renamed into place: the contents are never readable by
+/// others, not even for a moment, whatever the umask and the old file's mode.
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    match std::fs::remove_file(&temporary) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let written = options.open(&temporary).and_then(|mut f| {
+        f.write_all(contents)?;
+        f.sync_all()
+    });
+    match written.and_then(|()| std::fs::rename(&temporary, path)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&temporary);
+            Err(e)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -613,5 +815,136 @@ mod tests {
         assert_eq!(a.digest(), b.digest());
         b.fields.insert("sg_status_list".into());
         assert_ne!(a.digest(), b.digest());
+    }
+
+    fn site(api_key: &str, api_key_file: Option<&str>) -> SiteSection {
+        SiteSection {
+            base_url: "https://x".into(),
+            script_name: "s".into(),
+            api_key: Secret(api_key.into()),
+            api_key_file: api_key_file.map(PathBuf::from),
+        }
+    }
+
+    #[test]
+    fn the_key_comes_from_the_environment_then_the_key_file_then_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "secrets/key", "from-file\nignored\n");
+        let with_file = site("from-config", Some("secrets/key"));
+        let (key, source) =
+            resolve_api_key(&with_file, dir.path(), Some("from-env".into())).unwrap();
+        assert_eq!((key.expose(), source), ("from-env", KeySource::Environment));
+        let (key, source) = resolve_api_key(&with_file, dir.path(), None).unwrap();
+        assert_eq!(
+            (key.expose(), source),
+            (
+                "from-file",
+                KeySource::KeyFile(dir.path().join("secrets/key"))
+            )
+        );
+        // An empty variable is no key.
+        let plain = site("from-config", None);
+        let (key, source) = resolve_api_key(&plain, dir.path(), Some(" ".into())).unwrap();
+        assert_eq!(
+            (key.expose(), source),
+            ("from-config", KeySource::ConfigFile)
+        );
+
+        let err = resolve_api_key(&site("", None), dir.path(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(API_KEY_ENV) && err.contains("api_key_file"),
+            "{err}"
+        );
+        let err = resolve_api_key(&site("", Some("nowhere")), dir.path(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nowhere"), "{err}");
+    }
+
+    #[test]
+    fn a_config_without_a_key_loads_with_a_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "key", "k-from-file\n");
+        write(
+            dir.path(),
+            "config.yaml",
+            "shotgun:\n  base_url: https://x\n  script_name: s\n  api_key_file: key\n",
+        );
+        let config = CacheConfig::load(dir.path()).unwrap();
+        assert!(!config.key_in_file);
+        if std::env::var_os(API_KEY_ENV).is_none() {
+            assert_eq!(config.file.shotgun.api_key.expose(), "k-from-file");
+        }
+        assert!(!format!("{config:?}").contains("k-from-file"));
+    }
+
+    #[test]
+    fn serving_keys_default_each_on_their_own_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = "shotgun:\n  base_url: https://x\n  script_name: s\n  api_key: k\n";
+        write(dir.path(), "config.yaml", base);
+        let serving = CacheConfig::load(dir.path()).unwrap().file.serving;
+        assert_eq!(serving.header_timeout(), Duration::from_secs(10));
+        assert_eq!(serving.body_timeout(), Duration::from_secs(60));
+        assert_eq!(serving.idle_timeout(), Duration::from_secs(75));
+        assert_eq!(serving.max_connections, 1024);
+        assert_eq!(serving.max_body_bytes, 50 * 1024 * 1024);
+
+        write(
+            dir.path(),
+            "config.yaml",
+            &format!("{base}serving:\n  header_timeout: 2.5\n  max_connections: 64\n"),
+        );
+        let serving = CacheConfig::load(dir.path()).unwrap().file.serving;
+        assert_eq!(serving.header_timeout(), Duration::from_millis(2500));
+        assert_eq!(serving.max_connections, 64);
+        assert_eq!(serving.idle_timeout(), Duration::from_secs(75));
+
+        write(
+            dir.path(),
+            "config.yaml",
+            &format!("{base}serving:\n  idle_timeout: 0\n"),
+        );
+        let err = CacheConfig::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("idle_timeout"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn config_yaml_is_written_private_and_an_exposed_one_is_reported() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        // An older, readable file is replaced, not kept with its mode.
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let file = ConfigFile {
+            shotgun: site("k", None),
+            database: default_database(),
+            monitor: MonitorSection::default(),
+            import: ImportSection::default(),
+            scan_interval: 300.0,
+            listen: default_listen(),
+            log_level: default_log_level(),
+            entity_config_foldername: default_entity_folder(),
+            serving: ServingSection::default(),
+            access: AccessSection::default(),
+        };
+        write_config(dir.path(), &file, &BTreeMap::new()).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty());
+
+        let config = CacheConfig::load(dir.path()).unwrap();
+        assert!(config.exposed_key_files().is_empty());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(config.exposed_key_files(), vec![path.clone()]);
     }
 }

@@ -110,13 +110,32 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, args: &[&str], log: &Path, stdout: Stdio) -> Proc {
+        let mut command = Command::new(BIN);
+        command.args(args).env_remove(API_KEY_ENV);
+        Proc::spawn_command(name, &mut command, log, stdout)
+    }
+
+    /// [`Proc::spawn`] with these environment variables, under the umask 022
+    /// (files created without an explicit mode are readable by everyone).
+    pub fn spawn_umask(
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+        stdout: Stdio,
+    ) -> Proc {
+        let mut command = umask_022(args);
+        command.envs(env.iter().copied());
+        Proc::spawn_command(name, &mut command, log, stdout)
+    }
+
+    fn spawn_command(name: &str, command: &mut Command, log: &Path, stdout: Stdio) -> Proc {
         let err = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .expect("log file");
-        let child = Command::new(BIN)
-            .args(args)
+        let child = command
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
             .env_remove("SHOTGUN_CACHE_CONFIG")
@@ -334,13 +353,35 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// The binary with `args`, started by a shell that sets the umask 022 first.
+pub fn umask_022(args: &[&str]) -> Command {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("umask 022 && exec \"$0\" \"$@\"")
+        .arg(BIN)
+        .args(args)
+        .env_remove(API_KEY_ENV);
+    command
+}
+
+/// The variable `run` and `setup` take the API key from.
+pub const API_KEY_ENV: &str = "SHOTGUN_CACHE_API_KEY";
+
 /// Runs a command of the binary to its end (killed after `timeout`).
 pub fn command(args: &[&str], timeout: Duration) -> Output {
+    command_of(
+        Command::new(BIN).args(args).env_remove(API_KEY_ENV),
+        timeout,
+    )
+}
+
+/// Runs `command` (of the binary) to its end (killed after `timeout`).
+pub fn command_of(command: &mut Command, timeout: Duration) -> Output {
     let dir = tempfile::tempdir().expect("tempdir");
     let out_path = dir.path().join("out");
     let err_path = dir.path().join("err");
-    let mut child = Command::new(BIN)
-        .args(args)
+    let mut child = command
         .env("NO_COLOR", "1")
         .env_remove("RUST_LOG")
         .env_remove("SHOTGUN_CACHE_CONFIG")
