@@ -28,6 +28,7 @@ pub mod error;
 pub mod filter;
 pub mod frag;
 pub mod layout;
+pub mod limits;
 pub mod path;
 pub mod postgres;
 pub mod read;
@@ -40,6 +41,7 @@ pub mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -48,6 +50,7 @@ use sg_protocol::{ReadParams, Schema, SummarizeParams};
 pub use crate::postgres::PostgresStore;
 pub use error::EngineError;
 pub use layout::Layout;
+pub use limits::QueryLimits;
 pub use sqlite::SqliteStore;
 pub use store::{AnyStore, Connection, Store};
 
@@ -68,6 +71,8 @@ pub struct Engine<S: Store> {
     catalog: RwLock<Arc<Catalog>>,
     /// The types and fields kept (all when `None`).
     selection: RwLock<Option<BTreeMap<String, BTreeSet<String>>>>,
+    /// What one budgeted query may ask for.
+    limits: RwLock<QueryLimits>,
 }
 
 impl<S: Store> Engine<S> {
@@ -95,6 +100,7 @@ impl<S: Store> Engine<S> {
             store,
             catalog: RwLock::new(Arc::new(Catalog { schema, layout })),
             selection: RwLock::new(selection),
+            limits: RwLock::new(QueryLimits::default()),
         })
     }
 
@@ -122,6 +128,7 @@ impl<S: Store> Engine<S> {
             store,
             catalog: RwLock::new(Arc::new(Catalog { schema, layout })),
             selection: RwLock::new(selection),
+            limits: RwLock::new(QueryLimits::default()),
         })
     }
 
@@ -237,6 +244,76 @@ impl<S: Store> Engine<S> {
         let catalog = self.catalog();
         self.store
             .with_reader(&mut |conn| summarize::summarize(conn, &catalog.layout, params))
+    }
+
+    /// Answers a `read` as [`Engine::read`] does, but bounded: a filter over
+    /// [`Engine::limits`] fails with [`EngineError::OverLimit`], and SQL
+    /// running longer than `budget` in all is stopped and fails with
+    /// [`EngineError::OverBudget`] (soon after the budget: SQLite looks at
+    /// the clock every few thousand steps of a statement, PostgreSQL's
+    /// `statement_timeout` fires on its own timer). For a caller that must
+    /// not be held up, which sends such a request elsewhere.
+    pub fn read_budgeted(
+        &self,
+        params: &ReadParams,
+        budget: Duration,
+    ) -> Result<Value, EngineError> {
+        let catalog = self.catalog();
+        let limits = self.limits();
+        let found = self.store.with_reader_budgeted(budget, &mut |conn| {
+            read::query_within(conn, &catalog.layout, params, &limits)
+        })?;
+        Ok(found.to_value())
+    }
+
+    /// Answers a `read` as JSON text as [`Engine::read_json`] does, bounded
+    /// as [`Engine::read_budgeted`] is.
+    pub fn read_json_budgeted(
+        &self,
+        params: &ReadParams,
+        out: Vec<u8>,
+        budget: Duration,
+    ) -> Result<Vec<u8>, EngineError> {
+        let catalog = self.catalog();
+        let limits = self.limits();
+        let found = self.store.with_reader_budgeted(budget, &mut |conn| {
+            read::query_within(conn, &catalog.layout, params, &limits)
+        })?;
+        Ok(found.write_json(out))
+    }
+
+    /// Answers a `summarize` as [`Engine::summarize`] does, but bounded: a
+    /// request over [`Engine::limits`] (its filter, grouping levels or
+    /// groups) fails with [`EngineError::OverLimit`] before it builds what
+    /// is over, and SQL running longer than `budget` fails with
+    /// [`EngineError::OverBudget`].
+    pub fn summarize_budgeted(
+        &self,
+        params: &SummarizeParams,
+        budget: Duration,
+    ) -> Result<Value, EngineError> {
+        let catalog = self.catalog();
+        let limits = self.limits();
+        self.store.with_reader_budgeted(budget, &mut |conn| {
+            summarize::summarize_within(conn, &catalog.layout, params, &limits)
+        })
+    }
+
+    /// The limits the budgeted calls run within ([`QueryLimits::default`]
+    /// unless set).
+    pub fn limits(&self) -> QueryLimits {
+        match self.limits.read() {
+            Ok(l) => *l,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
+    }
+
+    /// Changes the limits later budgeted calls run within.
+    pub fn set_limits(&self, limits: QueryLimits) {
+        match self.limits.write() {
+            Ok(mut l) => *l = limits,
+            Err(poisoned) => *poisoned.into_inner() = limits,
+        }
     }
 
     /// Inserts or updates records of one type in one transaction.
