@@ -369,6 +369,9 @@ impl Engine<AnyStore> {
     /// answer is `None` (always `None` on PostgreSQL, whose synchronous client
     /// can't run on an async thread). For answering short reads where the
     /// request arrived, without handing them to another thread and back.
+    /// A filter over [`Engine::limits`] is `None` too: SQLite's clock can't
+    /// stop a statement while it is prepared, which for thousands of
+    /// conditions takes long enough to hold up the thread.
     pub fn read_json_within(
         &self,
         params: &ReadParams,
@@ -379,11 +382,13 @@ impl Engine<AnyStore> {
             return Ok(None);
         };
         let catalog = self.catalog();
-        let Some(found) = store.with_reader_within(budget, &mut |conn| {
-            read::query(conn, &catalog.layout, params)
-        })?
-        else {
-            return Ok(None);
+        let limits = self.limits();
+        let found = match store.with_reader_within(budget, &mut |conn| {
+            read::query_within(conn, &catalog.layout, params, &limits)
+        }) {
+            Ok(Some(found)) => found,
+            Ok(None) | Err(EngineError::OverLimit(_)) => return Ok(None),
+            Err(e) => return Err(e),
         };
         Ok(Some(found.write_json(out)))
     }
