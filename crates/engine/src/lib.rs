@@ -14,7 +14,11 @@
 //!   [`read`] and [`summarize`] plan, run and render the two query methods
 //!   ([`render`] takes a read's result to a `Value` or straight to JSON text);
 //! - [`codec`] converts wire values to stored values and back, and [`write`]
-//!   is the one place records are written.
+//!   is the one place records are written;
+//! - [`limits`] bounds what one query may ask for: the budgeted calls
+//!   ([`Engine::read_json_budgeted`], [`Engine::summarize_budgeted`]) run
+//!   within those limits and a time budget, for a caller (the proxy) that
+//!   sends what is over them to the site rather than be held up.
 //!
 //! Queries are staged as a checked plan before any SQL exists: names are
 //! resolved against the layout (unknown names become the site's fault 103),
