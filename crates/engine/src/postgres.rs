@@ -116,9 +116,10 @@ struct PgConnection {
     statements: HashMap<String, Statement>,
     /// The end of a budgeted read (and the budget, to report), while one runs.
     budget: Option<(Instant, Duration)>,
-    /// Set when the connection could not be brought back to its plain
-    /// state after a budgeted read: it is closed rather than pooled.
-    unsure: bool,
+    /// Whether the session's `statement_timeout` is one a budgeted read set:
+    /// reset before the connection's next statement outside such a read
+    /// (not after each budgeted read, whose next user is most often another).
+    timeout_set: bool,
 }
 
 /// Tables in one schema of a PostgreSQL database.
@@ -235,7 +236,7 @@ impl PostgresStore {
             client,
             statements: HashMap::new(),
             budget: None,
-            unsure: false,
+            timeout_set: false,
         })
     }
 }
@@ -498,9 +499,16 @@ impl PgConnection {
 
     /// Before each statement of a budgeted read: what is left of the budget
     /// becomes the server's `statement_timeout`, so the read as a whole (not
-    /// each of its statements) stops at the budget.
+    /// each of its statements) stops at the budget. Before any other
+    /// statement, a timeout left by one is reset.
     fn arm_timeout(&mut self) -> Result<(), EngineError> {
         let Some((deadline, budget)) = self.budget else {
+            if self.timeout_set {
+                self.client
+                    .batch_execute("RESET statement_timeout")
+                    .map_err(pg_error)?;
+                self.timeout_set = false;
+            }
             return Ok(());
         };
         let left = deadline
@@ -510,6 +518,7 @@ impl PgConnection {
         if left == 0 {
             return Err(EngineError::OverBudget(budget));
         }
+        self.timeout_set = true;
         self.client
             .batch_execute(&format!("SET statement_timeout = {left}"))
             .map_err(pg_error)
@@ -582,6 +591,7 @@ impl Connection for PgConnection {
 
     fn execute_arrays(&mut self, sql: &str, arrays: &[SqlArray]) -> Result<usize, EngineError> {
         let statement = self.statement(sql)?;
+        self.arm_timeout()?;
         let refs: Vec<&(dyn ToSql + Sync)> = arrays
             .iter()
             .map(|a| match a {
@@ -662,9 +672,6 @@ impl PostgresStore {
                 }
                 return result;
             }
-            if conn.unsure {
-                return result;
-            }
             let mut readers = self.readers();
             if readers.len() < READER_POOL_SIZE {
                 readers.push(conn);
@@ -676,9 +683,9 @@ impl PostgresStore {
     /// Runs `f` as [`Store::with_reader`] does, but each of its statements
     /// runs with the server's `statement_timeout` set to what is left of
     /// `budget`, and a statement stopped by it fails with
-    /// [`EngineError::OverBudget`]. The timeout is reset afterwards, so the
-    /// pooled connection serves the next read as before (or, if the reset
-    /// fails, is closed).
+    /// [`EngineError::OverBudget`]. The timeout is reset before the
+    /// connection's next statement outside a budgeted read, so it serves
+    /// other reads as before.
     fn budgeted_reader<T>(
         &self,
         budget: Duration,
@@ -691,13 +698,6 @@ impl PostgresStore {
             conn.budget = Some((deadline, budget));
             let result = f(conn);
             conn.budget = None;
-            if conn
-                .client
-                .batch_execute("RESET statement_timeout")
-                .is_err()
-            {
-                conn.unsure = true;
-            }
             result
         })
     }
