@@ -14,6 +14,15 @@ pub enum EngineError {
     /// The store failed.
     #[error("database error: {0}")]
     Store(String),
+    /// The query was stopped after running for the time its caller allowed
+    /// (see [`crate::Engine::read_json_budgeted`]): the store is fine, the
+    /// query is too expensive to answer here.
+    #[error("the query ran past its budget of {} ms", .0.as_millis())]
+    OverBudget(std::time::Duration),
+    /// The query asks for more than the engine's limits allow (see
+    /// [`crate::QueryLimits`]); the reason says which limit.
+    #[error("the query exceeds a limit: {0}")]
+    OverLimit(String),
 }
 
 impl From<rusqlite::Error> for EngineError {
@@ -34,6 +43,9 @@ impl EngineError {
                 sg_protocol::ErrorCode::Other(100),
                 "Internal database error",
             ),
+            EngineError::OverBudget(_) | EngineError::OverLimit(_) => {
+                Fault::new(sg_protocol::ErrorCode::Other(100), self.to_string())
+            }
         }
     }
 }

@@ -21,7 +21,17 @@ use crate::error::{bad_request, EngineError};
 use crate::frag::Fragment;
 use crate::layout::{FieldLayout, Layout, Storage, TableLayout};
 use crate::path::{resolve, Hop};
-use crate::sql::{escape_like, Dialect, SqlValue};
+use crate::sql::{escape_like, Dialect, ItemKind, SqlValue};
+
+/// Values of an `in` list (or links of one) beyond which the list is bound
+/// as one JSON parameter rather than a placeholder each; see
+/// [`Dialect::json_items`]. Below it the SQL stays a plain list, which each
+/// store plans as it always has.
+const LONG_LIST: usize = 200;
+
+/// Conditions of an `or` group beyond which its `is` conditions on one path
+/// are tested as one `in` list (see [`merge_is_conditions`]).
+const MERGE_OR_MIN: usize = 32;
 
 /// Compiles the filters of one request. Holds the clock, so that every
 /// relative date in one request is judged against the same instant.
@@ -30,6 +40,10 @@ pub struct FilterCompiler<'a> {
     pub dialect: Dialect,
     pub method: &'static str,
     pub now: DateTime<Utc>,
+    /// Conditions the filters may test in all (see
+    /// [`crate::QueryLimits::max_conditions`]); unlimited unless set.
+    pub max_conditions: usize,
+    conditions: std::cell::Cell<usize>,
     next_alias: std::cell::Cell<usize>,
 }
 
@@ -46,6 +60,8 @@ impl<'a> FilterCompiler<'a> {
             dialect,
             method,
             now: Utc::now(),
+            max_conditions: usize::MAX,
+            conditions: std::cell::Cell::new(0),
             next_alias: std::cell::Cell::new(1),
         }
     }
@@ -72,6 +88,14 @@ impl<'a> FilterCompiler<'a> {
                 if conditions.is_empty() {
                     return Ok(Fragment::text("1 = 1"));
                 }
+                let merged;
+                let conditions =
+                    if *operator == LogicalOperator::Or && conditions.len() >= MERGE_OR_MIN {
+                        merged = self.merge_is_conditions(table, conditions);
+                        &merged
+                    } else {
+                        conditions
+                    };
                 let parts = conditions
                     .iter()
                     .map(|c| self.compile(table, alias, c).map(parenthesize))
@@ -80,10 +104,61 @@ impl<'a> FilterCompiler<'a> {
                     LogicalOperator::And => " AND ",
                     LogicalOperator::Or => " OR ",
                 };
-                Ok(Fragment::join(parts, sep))
+                Ok(Fragment::join_balanced(parts, sep))
             }
             FilterNode::Condition(c) => self.condition(table, alias, c),
         }
+    }
+
+    /// The conditions of a long `or` group with its `is` conditions on one
+    /// path (two or more) turned into one `in` on that path, whose values
+    /// are theirs: a path has one value per record (or, through a
+    /// multi-entity link, one per linked record, any of which may match), so
+    /// "is a or is b" and "in [a, b]" match the same records, and the `in`
+    /// is one list lookup instead of a test per condition. Only fields on
+    /// which `is` and `in` compile alike are merged (not checkboxes or JSON
+    /// values); conditions whose path does not resolve are left as they are,
+    /// to fail as they would have.
+    fn merge_is_conditions(
+        &self,
+        table: &TableLayout,
+        conditions: &[FilterNode],
+    ) -> Vec<FilterNode> {
+        let mut lists: Vec<Condition> = Vec::new();
+        let mut by_path: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        let mut rest = Vec::new();
+        for node in conditions {
+            let mergeable = match node {
+                FilterNode::Condition(c) if c.relation == Relation::Is && c.values.len() == 1 => {
+                    resolve(self.layout, table, &c.path, self.method)
+                        .ok()
+                        .filter(|p| {
+                            !matches!(p.field.storage, Storage::Bool | Storage::Json)
+                                && field_supports(p.field, Relation::Is)
+                                && field_supports(p.field, Relation::In)
+                        })
+                        .map(|_| c)
+                }
+                _ => None,
+            };
+            match mergeable {
+                Some(c) => match by_path.get(c.path.as_str()) {
+                    Some(&i) => lists[i].values.extend(c.values.iter().cloned()),
+                    None => {
+                        by_path.insert(&c.path, lists.len());
+                        lists.push(c.clone());
+                    }
+                },
+                None => rest.push(node.clone()),
+            }
+        }
+        for mut list in lists {
+            if list.values.len() > 1 {
+                list.relation = Relation::In;
+            }
+            rest.push(FilterNode::Condition(list));
+        }
+        rest
     }
 
     fn condition(
@@ -92,6 +167,14 @@ impl<'a> FilterCompiler<'a> {
         alias: &str,
         cond: &Condition,
     ) -> Result<Fragment, EngineError> {
+        let count = self.conditions.get() + 1;
+        self.conditions.set(count);
+        if count > self.max_conditions {
+            return Err(EngineError::OverLimit(format!(
+                "{}() filters test more than the {} conditions allowed",
+                self.method, self.max_conditions
+            )));
+        }
         let path = resolve(self.layout, root, &cond.path, self.method)?;
         let field = path.field;
         if !field_supports(field, cond.relation) {
@@ -179,6 +262,31 @@ impl<'a> FilterCompiler<'a> {
                 f
             }
         }
+    }
+
+    /// A subquery of the ids among `ids` of live records of `entity_type`
+    /// (all of them if the type is not stored: such links count as live),
+    /// the ids bound as one JSON list: the many-links form of
+    /// [`FilterCompiler::record_is_live`].
+    fn live_ids(&self, entity_type: &str, ids: &[i64]) -> Fragment {
+        let list = serde_json::Value::from(ids.to_vec()).to_string();
+        let items = self.dialect.json_items(ItemKind::Int, str::to_string);
+        let mut f = match self.layout.table(entity_type) {
+            None => Fragment::text(items),
+            Some(t) => {
+                let a = self.alias();
+                let mut f = Fragment::text(format!(
+                    "SELECT {a}.\"id\" FROM {} {a} WHERE {a}.\"__retired\" = 0 AND {a}.\"id\" IN (",
+                    t.table()
+                ));
+                f.push(&items);
+                f.params.push(SqlValue::Text(list.clone()));
+                f.push(")");
+                return f;
+            }
+        };
+        f.params.push(SqlValue::Text(list));
+        f
     }
 
     /// Whether the (non-null) link in `type_col`/`id_col` points at a live
@@ -273,6 +381,15 @@ impl<'a> FilterCompiler<'a> {
             compiled
         })
     }
+}
+
+/// Links grouped by type, each type's ids in the order given.
+fn by_type(links: Vec<EntityLink>) -> std::collections::BTreeMap<String, Vec<i64>> {
+    let mut grouped: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for link in links {
+        grouped.entry(link.entity_type).or_default().push(link.id);
+    }
+    grouped
 }
 
 fn parenthesize(inner: Fragment) -> Fragment {
@@ -474,15 +591,29 @@ impl LeafContext<'_, '_> {
                         col.clone()
                     };
                     f.push(&format!("({col} IS NOT NULL AND {target} IN ("));
-                    for (i, item) in items.into_iter().enumerate() {
-                        if i > 0 {
-                            f.push(", ");
+                    match ItemKind::json_list(&items).filter(|_| items.len() > LONG_LIST) {
+                        Some((kind, list)) => {
+                            f.push(&dialect.json_items(kind, |value| {
+                                if fold {
+                                    dialect.fold(value)
+                                } else {
+                                    value.to_string()
+                                }
+                            }));
+                            f.params.push(SqlValue::Text(list));
                         }
-                        if fold {
-                            f.push(&dialect.fold("?"));
-                            f.params.push(item);
-                        } else {
-                            f.bind(item);
+                        None => {
+                            for (i, item) in items.into_iter().enumerate() {
+                                if i > 0 {
+                                    f.push(", ");
+                                }
+                                if fold {
+                                    f.push(&dialect.fold("?"));
+                                    f.params.push(item);
+                                } else {
+                                    f.bind(item);
+                                }
+                            }
                         }
                     }
                     f.push("))");
@@ -689,8 +820,13 @@ impl LeafContext<'_, '_> {
                 };
                 let mut parts = Vec::new();
                 let mut with_null = false;
+                let long = values.len() > LONG_LIST;
+                let mut links = Vec::new();
                 for v in values {
                     if v.is_null() {
+                        if with_null {
+                            continue;
+                        }
                         // A link to a retired record reads as null, so it matches None too.
                         with_null = true;
                         let mut f = Fragment::text(format!("({id_col} IS NULL OR NOT "));
@@ -701,11 +837,23 @@ impl LeafContext<'_, '_> {
                         ))
                         .push(")");
                         parts.push(f);
+                    } else if long {
+                        links.push(self.link(v)?);
                     } else {
                         let mut f = Fragment::new();
                         pair(&mut f, self.link(v)?);
                         parts.push(f);
                     }
+                }
+                for (entity_type, ids) in by_type(links) {
+                    let mut f = Fragment::text(format!(
+                        "({id_col} IS NOT NULL AND {type_col} IS NOT NULL AND {type_col} = "
+                    ));
+                    f.bind(SqlValue::Text(entity_type.clone()))
+                        .push(&format!(" AND {id_col} IN ("))
+                        .append(self.compiler.live_ids(&entity_type, &ids))
+                        .push("))");
+                    parts.push(f);
                 }
                 if parts.is_empty() {
                     return Ok(Compiled {
@@ -714,7 +862,7 @@ impl LeafContext<'_, '_> {
                     });
                 }
                 Ok(Compiled {
-                    sql: parenthesize(Fragment::join(parts, " OR ")),
+                    sql: parenthesize(Fragment::join_balanced(parts, " OR ")),
                     matches_null: with_null,
                 })
             }
@@ -773,12 +921,18 @@ impl LeafContext<'_, '_> {
                 };
                 let mut with_null = false;
                 let mut pairs = Vec::new();
+                let long = values.len() > LONG_LIST;
+                let mut links = Vec::new();
                 for v in values {
                     if v.is_null() {
                         with_null = true;
                         continue;
                     }
                     let link = self.link(v)?;
+                    if long {
+                        links.push(link);
+                        continue;
+                    }
                     let live = self.compiler.record_is_live(&link);
                     let mut f = Fragment::text(format!("({id_col} = "));
                     f.bind(SqlValue::Int(link.id))
@@ -787,6 +941,14 @@ impl LeafContext<'_, '_> {
                         .push(" AND ")
                         .append(live)
                         .push(")");
+                    pairs.push(f);
+                }
+                for (entity_type, ids) in by_type(links) {
+                    let mut f = Fragment::text(format!("({type_col} = "));
+                    f.bind(SqlValue::Text(entity_type.clone()))
+                        .push(&format!(" AND {id_col} IN ("))
+                        .append(self.compiler.live_ids(&entity_type, &ids))
+                        .push("))");
                     pairs.push(f);
                 }
                 let mut parts = Vec::new();
@@ -802,7 +964,7 @@ impl LeafContext<'_, '_> {
                     parts.push(none);
                 }
                 if !pairs.is_empty() {
-                    parts.push(exists(parenthesize(Fragment::join(pairs, " OR "))));
+                    parts.push(exists(parenthesize(Fragment::join_balanced(pairs, " OR "))));
                 }
                 if parts.is_empty() {
                     return Ok(Compiled {

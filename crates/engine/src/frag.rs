@@ -4,6 +4,9 @@
 
 use crate::sql::{Dialect, SqlValue};
 
+/// Terms joined flat by [`Fragment::join_balanced`]; more are split in halves.
+const FLAT_JOIN_MAX: usize = 64;
+
 #[derive(Debug, Clone, Default)]
 pub struct Fragment {
     pub sql: String,
@@ -50,6 +53,26 @@ impl Fragment {
             }
             out.append(part);
         }
+        out
+    }
+
+    /// Joins fragments with a separator as a balanced tree of parenthesized
+    /// halves once there are many: SQLite refuses an expression nested more
+    /// than 1,000 deep, and `a OR b OR c ...` nests one level per term. Both
+    /// stores flatten the halves again when they plan, so the meaning and the
+    /// plan are those of the flat list.
+    pub fn join_balanced(mut parts: Vec<Fragment>, separator: &str) -> Fragment {
+        if parts.len() <= FLAT_JOIN_MAX {
+            return Fragment::join(parts, separator);
+        }
+        let right = parts.split_off(parts.len() / 2);
+        let mut out = Fragment::text("(");
+        out.append(Fragment::join_balanced(parts, separator))
+            .push(")")
+            .push(separator)
+            .push("(")
+            .append(Fragment::join_balanced(right, separator))
+            .push(")");
         out
     }
 
@@ -105,6 +128,33 @@ mod tests {
         assert_eq!(sql, "x = $1::bigint AND y = $2::text");
         assert_eq!(params, vec![SqlValue::Int(1), SqlValue::Text("q".into())]);
         assert_eq!(joined.finish(Dialect::Sqlite).0, "x = ? AND y = ?");
+    }
+
+    #[test]
+    fn long_joins_nest_as_a_shallow_tree_with_values_in_order() {
+        let parts: Vec<Fragment> = (0..1000)
+            .map(|i| {
+                let mut f = Fragment::text("x = ");
+                f.bind(SqlValue::Int(i));
+                f
+            })
+            .collect();
+        let joined = Fragment::join_balanced(parts, " OR ");
+        let (mut depth, mut deepest) = (0, 0);
+        for c in joined.sql.chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                _ => {}
+            }
+            deepest = deepest.max(depth);
+        }
+        assert!(deepest <= 5, "nested {deepest} deep");
+        assert_eq!(joined.sql.matches(" OR ").count(), 999);
+        assert_eq!(
+            joined.params,
+            (0..1000).map(SqlValue::Int).collect::<Vec<_>>()
+        );
     }
 
     #[test]

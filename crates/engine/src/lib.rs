@@ -14,7 +14,11 @@
 //!   [`read`] and [`summarize`] plan, run and render the two query methods
 //!   ([`render`] takes a read's result to a `Value` or straight to JSON text);
 //! - [`codec`] converts wire values to stored values and back, and [`write`]
-//!   is the one place records are written.
+//!   is the one place records are written;
+//! - [`limits`] bounds what one query may ask for: the budgeted calls
+//!   ([`Engine::read_json_budgeted`], [`Engine::summarize_budgeted`]) run
+//!   within those limits and a time budget, for a caller (the proxy) that
+//!   sends what is over them to the site rather than be held up.
 //!
 //! Queries are staged as a checked plan before any SQL exists: names are
 //! resolved against the layout (unknown names become the site's fault 103),
@@ -28,6 +32,7 @@ pub mod error;
 pub mod filter;
 pub mod frag;
 pub mod layout;
+pub mod limits;
 pub mod path;
 pub mod postgres;
 pub mod read;
@@ -40,6 +45,7 @@ pub mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -48,6 +54,7 @@ use sg_protocol::{ReadParams, Schema, SummarizeParams};
 pub use crate::postgres::PostgresStore;
 pub use error::EngineError;
 pub use layout::Layout;
+pub use limits::QueryLimits;
 pub use sqlite::SqliteStore;
 pub use store::{AnyStore, Connection, Store};
 
@@ -68,6 +75,8 @@ pub struct Engine<S: Store> {
     catalog: RwLock<Arc<Catalog>>,
     /// The types and fields kept (all when `None`).
     selection: RwLock<Option<BTreeMap<String, BTreeSet<String>>>>,
+    /// What one budgeted query may ask for.
+    limits: RwLock<QueryLimits>,
 }
 
 impl<S: Store> Engine<S> {
@@ -95,6 +104,7 @@ impl<S: Store> Engine<S> {
             store,
             catalog: RwLock::new(Arc::new(Catalog { schema, layout })),
             selection: RwLock::new(selection),
+            limits: RwLock::new(QueryLimits::default()),
         })
     }
 
@@ -122,6 +132,7 @@ impl<S: Store> Engine<S> {
             store,
             catalog: RwLock::new(Arc::new(Catalog { schema, layout })),
             selection: RwLock::new(selection),
+            limits: RwLock::new(QueryLimits::default()),
         })
     }
 
@@ -239,6 +250,76 @@ impl<S: Store> Engine<S> {
             .with_reader(&mut |conn| summarize::summarize(conn, &catalog.layout, params))
     }
 
+    /// Answers a `read` as [`Engine::read`] does, but bounded: a filter over
+    /// [`Engine::limits`] fails with [`EngineError::OverLimit`], and SQL
+    /// running longer than `budget` in all is stopped and fails with
+    /// [`EngineError::OverBudget`] (soon after the budget: SQLite looks at
+    /// the clock every few thousand steps of a statement, PostgreSQL's
+    /// `statement_timeout` fires on its own timer). For a caller that must
+    /// not be held up, which sends such a request elsewhere.
+    pub fn read_budgeted(
+        &self,
+        params: &ReadParams,
+        budget: Duration,
+    ) -> Result<Value, EngineError> {
+        let catalog = self.catalog();
+        let limits = self.limits();
+        let found = self.store.with_reader_budgeted(budget, &mut |conn| {
+            read::query_within(conn, &catalog.layout, params, &limits)
+        })?;
+        Ok(found.to_value())
+    }
+
+    /// Answers a `read` as JSON text as [`Engine::read_json`] does, bounded
+    /// as [`Engine::read_budgeted`] is.
+    pub fn read_json_budgeted(
+        &self,
+        params: &ReadParams,
+        out: Vec<u8>,
+        budget: Duration,
+    ) -> Result<Vec<u8>, EngineError> {
+        let catalog = self.catalog();
+        let limits = self.limits();
+        let found = self.store.with_reader_budgeted(budget, &mut |conn| {
+            read::query_within(conn, &catalog.layout, params, &limits)
+        })?;
+        Ok(found.write_json(out))
+    }
+
+    /// Answers a `summarize` as [`Engine::summarize`] does, but bounded: a
+    /// request over [`Engine::limits`] (its filter, grouping levels or
+    /// groups) fails with [`EngineError::OverLimit`] before it builds what
+    /// is over, and SQL running longer than `budget` fails with
+    /// [`EngineError::OverBudget`].
+    pub fn summarize_budgeted(
+        &self,
+        params: &SummarizeParams,
+        budget: Duration,
+    ) -> Result<Value, EngineError> {
+        let catalog = self.catalog();
+        let limits = self.limits();
+        self.store.with_reader_budgeted(budget, &mut |conn| {
+            summarize::summarize_within(conn, &catalog.layout, params, &limits)
+        })
+    }
+
+    /// The limits the budgeted calls run within ([`QueryLimits::default`]
+    /// unless set).
+    pub fn limits(&self) -> QueryLimits {
+        match self.limits.read() {
+            Ok(l) => *l,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
+    }
+
+    /// Changes the limits later budgeted calls run within.
+    pub fn set_limits(&self, limits: QueryLimits) {
+        match self.limits.write() {
+            Ok(mut l) => *l = limits,
+            Err(poisoned) => *poisoned.into_inner() = limits,
+        }
+    }
+
     /// Inserts or updates records of one type in one transaction.
     pub fn upsert_records(
         &self,
@@ -292,6 +373,9 @@ impl Engine<AnyStore> {
     /// answer is `None` (always `None` on PostgreSQL, whose synchronous client
     /// can't run on an async thread). For answering short reads where the
     /// request arrived, without handing them to another thread and back.
+    /// A filter over [`Engine::limits`] is `None` too: SQLite's clock can't
+    /// stop a statement while it is prepared, which for thousands of
+    /// conditions takes long enough to hold up the thread.
     pub fn read_json_within(
         &self,
         params: &ReadParams,
@@ -302,11 +386,13 @@ impl Engine<AnyStore> {
             return Ok(None);
         };
         let catalog = self.catalog();
-        let Some(found) = store.with_reader_within(budget, &mut |conn| {
-            read::query(conn, &catalog.layout, params)
-        })?
-        else {
-            return Ok(None);
+        let limits = self.limits();
+        let found = match store.with_reader_within(budget, &mut |conn| {
+            read::query_within(conn, &catalog.layout, params, &limits)
+        }) {
+            Ok(Some(found)) => found,
+            Ok(None) | Err(EngineError::OverLimit(_)) => return Ok(None),
+            Err(e) => return Err(e),
         };
         Ok(Some(found.write_json(out)))
     }

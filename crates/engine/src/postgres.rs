@@ -53,7 +53,9 @@
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
+use ::postgres::error::SqlState;
 use ::postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
 use ::postgres::{Client, Config, NoTls, Statement};
 use bytes::BytesMut;
@@ -112,6 +114,12 @@ fn describe(config: &Config) -> String {
 struct PgConnection {
     client: Client,
     statements: HashMap<String, Statement>,
+    /// The end of a budgeted read (and the budget, to report), while one runs.
+    budget: Option<(Instant, Duration)>,
+    /// Whether the session's `statement_timeout` is one a budgeted read set:
+    /// reset before the connection's next statement outside such a read
+    /// (not after each budgeted read, whose next user is most often another).
+    timeout_set: bool,
 }
 
 /// Tables in one schema of a PostgreSQL database.
@@ -227,6 +235,8 @@ impl PostgresStore {
         Ok(PgConnection {
             client,
             statements: HashMap::new(),
+            budget: None,
+            timeout_set: false,
         })
     }
 }
@@ -476,12 +486,53 @@ impl PgConnection {
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
         }
-        let statement = self.client.prepare(sql).map_err(pg_error)?;
+        // Preparing runs on the server's clock apart from executing: the
+        // timeout must cover it too (planning a long filter takes a while).
+        self.arm_timeout()?;
+        let statement = self.client.prepare(sql).map_err(|e| self.failure(e))?;
         if self.statements.len() >= STATEMENT_CACHE_SIZE {
             self.statements.clear();
         }
         self.statements.insert(sql.to_string(), statement.clone());
         Ok(statement)
+    }
+
+    /// Before each statement of a budgeted read: what is left of the budget
+    /// becomes the server's `statement_timeout`, so the read as a whole (not
+    /// each of its statements) stops at the budget. Before any other
+    /// statement, a timeout left by one is reset.
+    fn arm_timeout(&mut self) -> Result<(), EngineError> {
+        let Some((deadline, budget)) = self.budget else {
+            if self.timeout_set {
+                self.client
+                    .batch_execute("RESET statement_timeout")
+                    .map_err(pg_error)?;
+                self.timeout_set = false;
+            }
+            return Ok(());
+        };
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis();
+        // 0 would mean no timeout at all.
+        if left == 0 {
+            return Err(EngineError::OverBudget(budget));
+        }
+        self.timeout_set = true;
+        self.client
+            .batch_execute(&format!("SET statement_timeout = {left}"))
+            .map_err(pg_error)
+    }
+
+    /// The engine's error for a failed statement: a budgeted read stopped
+    /// by its timeout is over budget, not a broken store.
+    fn failure(&self, e: ::postgres::Error) -> EngineError {
+        match self.budget {
+            Some((_, budget)) if e.code() == Some(&SqlState::QUERY_CANCELED) => {
+                EngineError::OverBudget(budget)
+            }
+            _ => pg_error(e),
+        }
     }
 
     fn run<T>(
@@ -495,6 +546,7 @@ impl PgConnection {
         ) -> Result<T, ::postgres::Error>,
     ) -> Result<T, EngineError> {
         let statement = self.statement(sql)?;
+        self.arm_timeout()?;
         let params: Vec<Param> = params.iter().map(Param).collect();
         let refs: Vec<&(dyn ToSql + Sync)> =
             params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
@@ -502,7 +554,7 @@ impl PgConnection {
             // A statement that failed may have gone stale (a table changed
             // under it): prepare it afresh next time.
             self.statements.remove(sql);
-            pg_error(e)
+            self.failure(e)
         })
     }
 }
@@ -533,11 +585,13 @@ impl Connection for PgConnection {
     }
 
     fn execute_batch(&mut self, sql: &str) -> Result<(), EngineError> {
-        self.client.batch_execute(sql).map_err(pg_error)
+        self.arm_timeout()?;
+        self.client.batch_execute(sql).map_err(|e| self.failure(e))
     }
 
     fn execute_arrays(&mut self, sql: &str, arrays: &[SqlArray]) -> Result<usize, EngineError> {
         let statement = self.statement(sql)?;
+        self.arm_timeout()?;
         let refs: Vec<&(dyn ToSql + Sync)> = arrays
             .iter()
             .map(|a| match a {
@@ -587,18 +641,14 @@ impl PostgresStore {
     }
 }
 
-impl Store for PostgresStore {
-    fn dialect(&self) -> Dialect {
-        Dialect::Postgres
-    }
-
+impl PostgresStore {
     /// Runs `f` on a pooled reader. A reader whose connection turns out to
     /// have been closed under it (the server restarted) is dropped and `f`
     /// runs once more on a new connection: reads change nothing, so running
     /// one again is safe.
-    fn with_reader<T>(
+    fn with_pooled_reader<T>(
         &self,
-        f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
+        f: &mut dyn FnMut(&mut PgConnection) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
         let mut retried = false;
         loop {
@@ -628,6 +678,50 @@ impl Store for PostgresStore {
             }
             return result;
         }
+    }
+
+    /// Runs `f` as [`Store::with_reader`] does, but each of its statements
+    /// runs with the server's `statement_timeout` set to what is left of
+    /// `budget`, and a statement stopped by it fails with
+    /// [`EngineError::OverBudget`]. The timeout is reset before the
+    /// connection's next statement outside a budgeted read, so it serves
+    /// other reads as before.
+    fn budgeted_reader<T>(
+        &self,
+        budget: Duration,
+        f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        let Some(deadline) = Instant::now().checked_add(budget) else {
+            return self.with_reader(f);
+        };
+        self.with_pooled_reader(&mut |conn| {
+            conn.budget = Some((deadline, budget));
+            let result = f(conn);
+            conn.budget = None;
+            result
+        })
+    }
+}
+
+impl Store for PostgresStore {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    /// Runs `f` on a pooled reader (see `with_pooled_reader`).
+    fn with_reader<T>(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        self.with_pooled_reader(&mut |conn| f(conn))
+    }
+
+    fn with_reader_budgeted<T>(
+        &self,
+        budget: Duration,
+        f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        self.budgeted_reader(budget, f)
     }
 
     fn with_transaction<T>(

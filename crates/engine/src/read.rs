@@ -1,6 +1,7 @@
 //! The `read` method: plans the SQL for a request, runs it, and renders the
 //! rows as the site renders them, with link names resolved at read time.
 
+use crate::limits::QueryLimits;
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
@@ -177,6 +178,16 @@ pub fn query(
     layout: &Layout,
     params: &ReadParams,
 ) -> Result<ReadRows, EngineError> {
+    query_within(conn, layout, params, &QueryLimits::UNLIMITED)
+}
+
+/// Runs a `read` as [`query`] does, its filter within `limits`.
+pub fn query_within(
+    conn: &mut dyn Connection,
+    layout: &Layout,
+    params: &ReadParams,
+    limits: &QueryLimits,
+) -> Result<ReadRows, EngineError> {
     let root = layout.table(&params.entity_type).ok_or_else(|| {
         bad_request(format!(
             "API read() entity type {} doesn't exist",
@@ -192,8 +203,10 @@ pub fn query(
             "API read() additional_filter_presets are not supported here",
         ));
     }
+    let mut compiler = FilterCompiler::new(layout, conn.dialect(), "read");
+    compiler.max_conditions = limits.max_conditions;
     let mut plan = Plan {
-        compiler: FilterCompiler::new(layout, conn.dialect(), "read"),
+        compiler,
         columns: vec!["t0.\"id\"".to_string()],
         joins: Fragment::new(),
         join_aliases: HashMap::new(),

@@ -54,6 +54,38 @@ impl SqlArray {
     }
 }
 
+/// The type of the items of a list bound as JSON (see [`Dialect::json_items`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemKind {
+    Int,
+    Real,
+    Text,
+}
+
+impl ItemKind {
+    /// The kind of a list of stored values (real if any is), and the list
+    /// as a JSON array; `None` if it holds nulls.
+    pub fn json_list(values: &[SqlValue]) -> Option<(ItemKind, String)> {
+        let mut kind = ItemKind::Int;
+        let mut items = Vec::with_capacity(values.len());
+        for v in values {
+            items.push(match v {
+                SqlValue::Int(i) => serde_json::Value::from(*i),
+                SqlValue::Real(f) => {
+                    kind = ItemKind::Real;
+                    serde_json::Value::from(*f)
+                }
+                SqlValue::Text(t) => {
+                    kind = ItemKind::Text;
+                    serde_json::Value::from(t.as_str())
+                }
+                SqlValue::Null => return None,
+            });
+        }
+        Some((kind, serde_json::Value::Array(items).to_string()))
+    }
+}
+
 /// What differs between the SQL of the backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -164,6 +196,28 @@ impl Dialect {
         match self {
             Dialect::Sqlite => column.to_string(),
             Dialect::Postgres => format!("lower({column})"),
+        }
+    }
+
+    /// A subquery giving the items of a JSON array bound to its one
+    /// placeholder, one row each, as `item` makes of the column `value` (a
+    /// cast or a fold): how a long list of values is bound as one parameter,
+    /// where a placeholder each would pass the stores' limits on them
+    /// (32,766 on SQLite, 65,535 on PostgreSQL). `kind` is the items' type.
+    pub fn json_items(self, kind: ItemKind, item: impl Fn(&str) -> String) -> String {
+        match self {
+            Dialect::Sqlite => format!("SELECT {} FROM json_each(?)", item("value")),
+            Dialect::Postgres => {
+                let typed = match kind {
+                    ItemKind::Int => "value::bigint",
+                    ItemKind::Real => "value::float8",
+                    ItemKind::Text => "value",
+                };
+                format!(
+                    "SELECT {} FROM jsonb_array_elements_text(?::jsonb)",
+                    item(typed)
+                )
+            }
         }
     }
 

@@ -167,7 +167,23 @@ impl SqliteStore {
         budget: Duration,
         f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
     ) -> Result<Option<T>, EngineError> {
-        let deadline = Instant::now() + budget;
+        match self.budgeted_reader(budget, f) {
+            Ok(value) => Ok(Some(value)),
+            Err(EngineError::OverBudget(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs `f` as [`Store::with_reader`] does, but stops its SQL once it has
+    /// run for `budget` and then fails with [`EngineError::OverBudget`]. The
+    /// reader's transaction is rolled back and its clock removed, so the
+    /// pooled connection serves the next read as before.
+    fn budgeted_reader<T>(
+        &self,
+        budget: Duration,
+        f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        let deadline = Instant::now().checked_add(budget);
         let stopped = Arc::new(AtomicBool::new(false));
         let flag = stopped.clone();
         self.with_pooled_reader(&mut |conn| {
@@ -176,7 +192,7 @@ impl SqliteStore {
             conn.progress_handler(
                 PROGRESS_STEPS,
                 Some(move || {
-                    let over = Instant::now() >= deadline;
+                    let over = deadline.is_some_and(|d| Instant::now() >= d);
                     if over {
                         flag.store(true, Ordering::Relaxed);
                     }
@@ -187,12 +203,11 @@ impl SqliteStore {
             conn.progress_handler(0, None::<fn() -> bool>);
             result
         })
-        .map(Some)
-        .or_else(|e| {
+        .map_err(|e| {
             if stopped.load(Ordering::Relaxed) {
-                Ok(None)
+                EngineError::OverBudget(budget)
             } else {
-                Err(e)
+                e
             }
         })
     }
@@ -303,6 +318,14 @@ impl Store for SqliteStore {
         f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
         self.with_pooled_reader(&mut |conn| read_in_one_transaction(conn, f))
+    }
+
+    fn with_reader_budgeted<T>(
+        &self,
+        budget: Duration,
+        f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        self.budgeted_reader(budget, f)
     }
 
     fn with_transaction<T>(

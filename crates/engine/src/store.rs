@@ -55,6 +55,16 @@ pub trait Store: Send + Sync + 'static {
         f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
     ) -> Result<T, EngineError>;
 
+    /// Runs `f` as [`Store::with_reader`] does, but stops its SQL once it
+    /// has run for `budget` in all, and then fails with
+    /// [`EngineError::OverBudget`]; the connection serves the next read as
+    /// if nothing had happened.
+    fn with_reader_budgeted<T>(
+        &self,
+        budget: std::time::Duration,
+        f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError>;
+
     /// Runs `f` inside one write transaction: committed if `f` succeeds,
     /// rolled back if it fails.
     fn with_transaction<T>(
@@ -106,6 +116,17 @@ impl Store for AnyStore {
         match self {
             AnyStore::Sqlite(s) => s.with_reader(f),
             AnyStore::Postgres(s) => s.with_reader(f),
+        }
+    }
+
+    fn with_reader_budgeted<T>(
+        &self,
+        budget: std::time::Duration,
+        f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        match self {
+            AnyStore::Sqlite(s) => s.with_reader_budgeted(budget, f),
+            AnyStore::Postgres(s) => s.with_reader_budgeted(budget, f),
         }
     }
 

@@ -96,6 +96,7 @@ use crate::error::{bad_request, EngineError};
 use crate::filter::FilterCompiler;
 use crate::frag::Fragment;
 use crate::layout::{FieldLayout, Layout, Storage, TableLayout};
+use crate::limits::QueryLimits;
 use crate::path::{resolve, Hop, ResolvedPath};
 use crate::read::{where_clause, Names};
 use crate::sql::{Dialect, SqlValue};
@@ -112,6 +113,23 @@ pub fn summarize(
     layout: &Layout,
     params: &SummarizeParams,
 ) -> Result<Value, EngineError> {
+    summarize_within(conn, layout, params, &QueryLimits::UNLIMITED)
+}
+
+/// Runs a `summarize` as [`summarize`] does, within `limits`.
+pub fn summarize_within(
+    conn: &mut dyn Connection,
+    layout: &Layout,
+    params: &SummarizeParams,
+    limits: &QueryLimits,
+) -> Result<Value, EngineError> {
+    if params.grouping.len() > limits.max_groupings {
+        return Err(EngineError::OverLimit(format!(
+            "summarize() groups by {} levels, more than the {} allowed",
+            params.grouping.len(),
+            limits.max_groupings
+        )));
+    }
     let root = layout.table(&params.entity_type).ok_or_else(|| {
         bad_request(format!(
             "API summarize() entity type {} doesn't exist",
@@ -119,7 +137,8 @@ pub fn summarize(
         ))
     })?;
     let dialect = conn.dialect();
-    let compiler = FilterCompiler::new(layout, dialect, METHOD);
+    let mut compiler = FilterCompiler::new(layout, dialect, METHOD);
+    compiler.max_conditions = limits.max_conditions;
     let mut plan = Plan {
         compiler: &compiler,
         root,
@@ -152,14 +171,14 @@ pub fn summarize(
     let keys = plan.key_columns.len();
     let mut select = plan.key_columns.clone();
     select.extend(plan.aggregates.iter().cloned());
-    let main_rows = plan.run(conn, select, &filter, keys)?;
+    let main_rows = plan.run(conn, select, &filter, keys, limits)?;
     // Per-value counts, one query per status_list summary.
     let mut distribution_rows = Vec::with_capacity(plan.distributions.len());
     for value in &plan.distributions {
         let mut select = plan.key_columns.clone();
         select.push(value.clone());
         select.push(Fragment::text("COUNT(*)"));
-        distribution_rows.push(plan.run(conn, select, &filter, keys + 1)?);
+        distribution_rows.push(plan.run(conn, select, &filter, keys + 1, limits)?);
     }
 
     let mut wanted: Vec<(String, i64)> = Vec::new();
@@ -180,6 +199,10 @@ pub fn summarize(
     let names = Names::fetch(conn, layout, by_type)?;
 
     let mut tree = Node::new(GroupKey::Null, Value::Null, Value::Null, &measures);
+    let mut groups = GroupCount {
+        made: 0,
+        max: limits.max_groups,
+    };
     for row in &main_rows {
         let Some((key_values, aggregates)) = row.split_at_checked(keys) else {
             continue;
@@ -188,7 +211,7 @@ pub fn summarize(
         let mut node = &mut tree;
         node.add(&accs);
         for level in &levels {
-            node = node.child(level.group(key_values, &names), &measures);
+            node = node.child(level.group(key_values, &names), &measures, &mut groups)?;
             node.add(&accs);
         }
     }
@@ -212,7 +235,7 @@ pub fn summarize(
             let mut node = &mut tree;
             node.merge_one(slot, &acc);
             for level in &levels {
-                node = node.child(level.group(key_values, &names), &measures);
+                node = node.child(level.group(key_values, &names), &measures, &mut groups)?;
                 node.merge_one(slot, &acc);
             }
         }
@@ -581,13 +604,15 @@ impl<'c, 'a> Plan<'c, 'a> {
         })
     }
 
-    /// Runs `SELECT select FROM root JOIN ... WHERE filter GROUP BY 1..group_by`.
+    /// Runs `SELECT select FROM root JOIN ... WHERE filter GROUP BY 1..group_by`,
+    /// fetching no more than one group past `limits.max_groups`.
     fn run(
         &self,
         conn: &mut dyn Connection,
         select: Vec<Fragment>,
         filter: &Fragment,
         group_by: usize,
+        limits: &QueryLimits,
     ) -> Result<Vec<Vec<SqlValue>>, EngineError> {
         let mut sql = Fragment::text("SELECT ");
         sql.append(Fragment::join(select, ", "));
@@ -597,9 +622,16 @@ impl<'c, 'a> Plan<'c, 'a> {
         if group_by > 0 {
             let ordinals: Vec<String> = (1..=group_by).map(|i| i.to_string()).collect();
             sql.push(&format!(" GROUP BY {}", ordinals.join(", ")));
+            if let Some(over) = limits.max_groups.checked_add(1) {
+                sql.push(&format!(" LIMIT {over}"));
+            }
         }
         let (text, values) = sql.finish(self.dialect);
-        conn.query(&text, &values)
+        let rows = conn.query(&text, &values)?;
+        if rows.len() > limits.max_groups {
+            return Err(too_many_groups(limits.max_groups));
+        }
+        Ok(rows)
     }
 }
 
@@ -1049,12 +1081,22 @@ impl Node {
         }
     }
 
-    /// The child for `group`, made if new. A text group keeps the first
-    /// spelling in byte order of those its rows show (`IP` before `ip`), so
-    /// the spelling does not hang on the order rows come back in.
-    fn child(&mut self, group: Group, measures: &[(String, Measure)]) -> &mut Node {
-        match self.children.entry(group.key.clone()) {
+    /// The child for `group`, made if new (and counted in `groups`). A text
+    /// group keeps the first spelling in byte order of those its rows show
+    /// (`IP` before `ip`), so the spelling does not hang on the order rows
+    /// come back in.
+    fn child(
+        &mut self,
+        group: Group,
+        measures: &[(String, Measure)],
+        groups: &mut GroupCount,
+    ) -> Result<&mut Node, EngineError> {
+        Ok(match self.children.entry(group.key.clone()) {
             Entry::Vacant(slot) => {
+                groups.made += 1;
+                if groups.made > groups.max {
+                    return Err(too_many_groups(groups.max));
+                }
                 slot.insert(Node::new(group.key, group.value, group.name, measures))
             }
             Entry::Occupied(slot) => {
@@ -1069,8 +1111,20 @@ impl Node {
                 }
                 node
             }
-        }
+        })
     }
+}
+
+/// Groups made so far in one answer's tree, against the most allowed.
+struct GroupCount {
+    made: usize,
+    max: usize,
+}
+
+fn too_many_groups(max: usize) -> EngineError {
+    EngineError::OverLimit(format!(
+        "summarize() makes more than the {max} groups allowed"
+    ))
 }
 
 /// Going up: null last; links by name, then type and id; text case-folded.
