@@ -16,6 +16,7 @@ import http.client
 import json
 import re
 import subprocess
+import threading
 import time
 import urllib.parse
 import uuid
@@ -167,9 +168,7 @@ def drop_database(name: str) -> None:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def policy_stack(request, dataset, tmp_path_factory):
-    database = name = None
-    if request.param == "postgres":
-        name, database = fresh_database()
+    name, database = fresh_database() if request.param == "postgres" else (None, None)
     try:
         stack = start_stack(tmp_path_factory.mktemp("policy-%s" % request.param), gate_data(dataset), TYPES,
                             accounts=False, sim_args=sim_users(), database=database)
@@ -178,6 +177,17 @@ def policy_stack(request, dataset, tmp_path_factory):
             yield stack
         finally:
             stack.stop()
+    finally:
+        if name:
+            drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request):
+    """The cache's database: None for SQLite, or a fresh PostgreSQL database."""
+    name, url = fresh_database() if request.param == "postgres" else (None, None)
+    try:
+        yield url
     finally:
         if name:
             drop_database(name)
@@ -404,3 +414,83 @@ def test_setup_writes_a_policy_for_each_of_the_sites_rule_sets(gate_stack, tmp_p
                           "--scripts", "site", "--yes"], capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
     assert out.returncode == 0, out.stderr.decode("utf-8", "replace")
     assert re.search(r"(?m)^  scripts: site$", (folder / "config.yaml").read_text(encoding="utf-8"))
+
+
+# -- limits: no caller holds the engine ------------------------------------------------------------
+
+
+def budget(text: str) -> str:
+    return re.sub(r"read_budget: [0-9.]+", "read_budget: 0.2", text)
+
+
+def heavy_read(conditions: int) -> dict:
+    """A read far over a 0.2 s budget: an `or` of `contains` on a deep path (no list can
+    stand in for it)."""
+    return {"type": "Task", "return_fields": ["content", "entity"],
+            "filters": {"logical_operator": "or", "conditions": [
+                {"path": "entity.Shot.code", "relation": "contains", "values": ["zz%05d" % i]}
+                for i in range(conditions)]},
+            "sorts": [{"field_name": "id", "direction": "asc"}],
+            "paging": {"entities_per_page": 500, "current_page": 1}}
+
+
+def test_reads_over_the_budget_go_to_the_site_and_starve_nobody(dataset, database, tmp_path_factory):
+    """With `read_budget: 0.2`: four reads far over it, from one caller, get the site's own
+    answer (from the site), and another caller's simple reads are all answered while they
+    are still running; reads over the condition and grouping limits go to the site too."""
+    stack = start_stack(tmp_path_factory.mktemp("gate-budget"), gate_data(dataset), TYPES, accounts=False,
+                        sim_args=sim_users(), edit_config=budget, database=database)
+    try:
+        stack.settle()
+        heavy_auth = {"script_name": OTHER_SCRIPT[0], "script_key": OTHER_SCRIPT[1]}
+        heavy = json.dumps({"method_name": "read", "params": [heavy_auth, heavy_read(1500)]}).encode()
+        expected = post(stack.site_url, heavy)
+        assert expected[0] == 200 and b'"entities"' in expected[1], expected[1][:200]
+        # The site takes its time over them, as a real site does over such reads.
+        def slow_site(request):
+            params = (request or {}).get("params") or []
+            if len(params) == 2 and params[0].get("script_name") == OTHER_SCRIPT[0] \
+                    and isinstance(params[1], dict) and params[1].get("type") == "Task":
+                time.sleep(3)
+            return None
+
+        stack.tap.intercept = slow_site
+        mark = stack.tap.mark()
+        done = []
+
+        def run_heavy():
+            done.append((post(stack.url, heavy), time.monotonic()))
+
+        threads = [threading.Thread(target=run_heavy) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)  # past the budget: the four are on their way to the site
+        psg = connect(stack.url)
+        site = connect(stack.site_url)
+        simple = [psg.find_one("Shot", [["id", "is", i]], ["code", "sg_sequence"]) for i in range(1, 41)]
+        simple_done = time.monotonic()
+        for t in threads:
+            t.join(600)
+        stack.tap.intercept = None
+        assert simple == [site.find_one("Shot", [["id", "is", i]], ["code", "sg_sequence"]) for i in range(1, 41)]
+        assert len(done) == 4 and min(at for _, at in done) > simple_done, \
+            "the simple reads waited for the heavy ones"
+        assert [reply for reply, _ in done] == [expected] * 4
+        assert len([e for e in stack.tap.since(mark, script=OTHER_SCRIPT[0]) if e["type"] == "Task"]) == 4
+        # Over the limits: 9 grouping levels, 6,000 conditions.
+        summary = {"type": "Shot", "summaries": [{"field": "id", "type": "count"}],
+                   "filters": {"logical_operator": "and", "conditions": []},
+                   "grouping": [{"field": f, "type": "exact", "direction": "asc"} for f in
+                                ["sg_status_list", "sg_sequence", "project", "code", "sg_cut_in",
+                                 "sg_cut_out", "description", "created_by", "updated_by"]]}
+        many = {"type": "Shot", "return_fields": ["code"],
+                "filters": {"logical_operator": "or", "conditions": [
+                    {"path": "code", "relation": "contains", "values": ["q%05d" % i]} for i in range(6000)]}}
+        for method, params in (("summarize", summary), ("read", many)):
+            body = json.dumps({"method_name": method, "params": [heavy_auth, params]}).encode()
+            mark = stack.tap.mark()
+            assert post(stack.url, body) == post(stack.site_url, body)
+            assert [e["method"] for e in stack.tap.since(mark, script=OTHER_SCRIPT[0])] == [method], method
+        assert stack.proxy.alive()
+    finally:
+        stack.stop()

@@ -24,6 +24,7 @@ pub mod forward;
 pub mod gate;
 pub mod http;
 mod listener;
+mod occasional;
 pub mod probe;
 pub mod proxy;
 pub mod relay;

@@ -3,12 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use serde_json::{json, Map, Value};
 
-use sg_engine::{AnyStore, EngineError, Store};
+use sg_engine::{AnyStore, EngineError, QueryLimits, Store};
 use sg_protocol::value::EntityLink;
 use sg_protocol::{Envelope, Fault, ReadParams, Reply, Request, SummarizeParams};
 use sg_sync::config::AccessSection;
@@ -17,6 +17,7 @@ use sg_sync::Cache;
 use crate::access::{scope_read, scope_summarize, Access, Caller};
 use crate::forward::{Forwarder, SiteReply};
 use crate::gate::Gate;
+use crate::occasional::Occasional;
 use crate::relay::Relay;
 use crate::route::{route_read, route_summarize, Route};
 
@@ -54,12 +55,9 @@ pub struct Proxy {
     /// here, without a thread, instead of each taking a blocking thread and
     /// opening a database connection beyond the store's pool.
     engine_slots: tokio::sync::Semaphore,
-    /// When a store failure was last logged, and how many came since.
-    store_failures: Mutex<(Option<Instant>, u64)>,
+    store_failures: Occasional,
+    over_limits: Occasional,
 }
-
-/// A failing store is logged at most once in this long, not once a request.
-const STORE_FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Cache reads run at once: no more than the stores keep pooled connections
 /// for (PostgreSQL keeps 4), and enough to keep a few cores busy.
@@ -70,18 +68,25 @@ const ENGINE_SLOTS: usize = 4;
 /// enough that the other connections of that thread barely notice.
 const INLINE_READ_BUDGET: Duration = Duration::from_millis(3);
 
-/// Limits on what one read from the cache may cost.
+/// Limits on what one read from the cache may cost. A read past them is
+/// answered by the site, as if there were no cache.
 #[derive(Debug, Clone)]
 pub struct ProxyLimits {
     /// A page holds at most this many records, as on the site
     /// (`api_max_entities_per_page`, 500).
     pub max_entities_per_page: u64,
+    /// How long one cached read or summary may run.
+    pub read_budget: Duration,
+    /// Conditions, grouping levels and groups one query may have.
+    pub query: QueryLimits,
 }
 
 impl Default for ProxyLimits {
     fn default() -> Self {
         ProxyLimits {
             max_entities_per_page: sg_protocol::read::API_MAX_ENTITIES_PER_PAGE,
+            read_budget: Duration::from_secs(2),
+            query: QueryLimits::default(),
         }
     }
 }
@@ -98,6 +103,7 @@ impl Proxy {
         access: &AccessSection,
         limits: ProxyLimits,
     ) -> Result<Proxy, sg_client::ClientError> {
+        cache.engine.set_limits(limits.query);
         Ok(Proxy {
             cache,
             forwarder: Forwarder::new(site_url)?,
@@ -106,7 +112,8 @@ impl Proxy {
             limits,
             info: Mutex::new(None),
             engine_slots: tokio::sync::Semaphore::new(ENGINE_SLOTS),
-            store_failures: Mutex::new((None, 0)),
+            store_failures: Occasional::default(),
+            over_limits: Occasional::default(),
         })
     }
 
@@ -130,27 +137,24 @@ impl Proxy {
     /// which checks the caller's credentials itself: the caller gets the
     /// site's answer rather than an internal error.
     async fn store_failed(&self, message: &str, body: Bytes) -> Answer {
-        let report = match self.store_failures.lock() {
-            Ok(mut failures) => {
-                failures.1 += 1;
-                let due = failures
-                    .0
-                    .is_none_or(|at| at.elapsed() >= STORE_FAILURE_LOG_EVERY);
-                if due {
-                    let count = failures.1;
-                    *failures = (Some(Instant::now()), 0);
-                    Some(count)
-                } else {
-                    None
-                }
-            }
-            Err(_) => None,
-        };
-        if let Some(count) = report {
+        if let Some(count) = self.store_failures.due() {
             tracing::warn!(
                 error = message,
                 failures = count,
                 "the cache's database could not answer a read; the site answers such reads"
+            );
+        }
+        self.forward(body).await
+    }
+
+    /// A read over the time budget or the limits goes to the site, which
+    /// answers it as it would without a cache (its own reply or fault).
+    async fn over_limits(&self, why: &EngineError, body: Bytes) -> Answer {
+        if let Some(count) = self.over_limits.due() {
+            tracing::warn!(
+                reason = %why,
+                reads = count,
+                "a read was over the cache's time budget or limits; the site answers such reads"
             );
         }
         self.forward(body).await
@@ -302,20 +306,37 @@ impl Proxy {
         if route == Route::Site {
             return self.forward(body).await;
         }
+        let outcome = match self.on_engine(caller, method).await {
+            Some(outcome) => outcome,
+            None => {
+                return fault(Fault::new(
+                    sg_protocol::ErrorCode::Other(100),
+                    "the proxy is shutting down",
+                ))
+            }
+        };
+        // The engine's slots are free again before anything goes to the site.
+        match outcome {
+            Ok(answer) => answer,
+            Err(EngineError::Store(message)) => self.store_failed(&message, body).await,
+            Err(e @ (EngineError::OverBudget(_) | EngineError::OverLimit(_))) => {
+                self.over_limits(&e, body).await
+            }
+            Err(e) => fault(e.to_fault()),
+        }
+    }
+
+    /// Runs a read-side method on the engine, within the caller's share of
+    /// its slots and the time budget; `None` when the proxy is shutting down.
+    async fn on_engine(
+        &self,
+        caller: &Caller,
+        method: CacheMethod,
+    ) -> Option<Result<Answer, EngineError>> {
         // A caller's own share first, then a slot of the engine: one caller
         // can't hold every slot while others wait.
-        let Ok(_own) = caller.slots.acquire().await else {
-            return fault(Fault::new(
-                sg_protocol::ErrorCode::Other(100),
-                "the proxy is shutting down",
-            ));
-        };
-        let Ok(_slot) = self.engine_slots.acquire().await else {
-            return fault(Fault::new(
-                sg_protocol::ErrorCode::Other(100),
-                "the proxy is shutting down",
-            ));
-        };
+        let _own = caller.slots.acquire().await.ok()?;
+        let _slot = self.engine_slots.acquire().await.ok()?;
         // Most reads take well under a millisecond: answered here, they skip
         // handing the request to a blocking thread and the answer back, which
         // cost about as much as the read itself. A read that runs longer is
@@ -328,24 +349,25 @@ impl Proxy {
             ) {
                 Ok(Some(mut out)) => {
                     out.push(b'}');
-                    return Answer::JsonText(out);
+                    return Some(Ok(Answer::JsonText(out)));
                 }
                 Ok(None) => {}
-                Err(EngineError::Store(message)) => return self.store_failed(&message, body).await,
-                Err(e) => return fault(e.to_fault()),
+                Err(e) => return Some(Err(e)),
             }
         }
         let engine = self.cache.engine.clone();
+        let budget = self.limits.read_budget;
         let result = tokio::task::spawn_blocking(move || -> Result<Answer, EngineError> {
             match method {
                 CacheMethod::Read(params) => {
                     // The envelope is written around the result's text, never re-parsed.
-                    let mut out = engine.read_json(&params, br#"{"results":"#.to_vec())?;
+                    let mut out =
+                        engine.read_json_budgeted(&params, br#"{"results":"#.to_vec(), budget)?;
                     out.push(b'}');
                     Ok(Answer::JsonText(out))
                 }
                 CacheMethod::Summarize(params) => engine
-                    .summarize(&params)
+                    .summarize_budgeted(&params, budget)
                     .map(|v| Answer::Json(Reply::Results(v).to_json())),
                 CacheMethod::Schema(request) => schema_answer(&engine.catalog().schema, &request)
                     .map(|v| Answer::Json(Reply::Results(v).to_json()))
@@ -353,15 +375,13 @@ impl Proxy {
             }
         })
         .await;
-        match result {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(EngineError::Store(message))) => self.store_failed(&message, body).await,
-            Ok(Err(e)) => fault(e.to_fault()),
-            Err(e) => fault(Fault::new(
+        Some(match result {
+            Ok(outcome) => outcome,
+            Err(e) => Ok(fault(Fault::new(
                 sg_protocol::ErrorCode::Other(100),
                 format!("internal error: {e}"),
-            )),
-        }
+            ))),
+        })
     }
 
     /// Sends a write to the site once; when the site accepts it, reads the

@@ -204,6 +204,17 @@ pub struct ServingSection {
     pub max_connections: usize,
     /// Larger request bodies get a fault.
     pub max_body_bytes: usize,
+    /// Seconds one cached read or summary may run before the site answers it.
+    pub read_budget: f64,
+    /// Records on one page at most (the site's `api_max_entities_per_page`).
+    pub max_entities_per_page: u64,
+    /// Conditions one filter may have for the cache to answer it (an `in`
+    /// list counts as one).
+    pub max_conditions: usize,
+    /// Grouping levels one summary may have for the cache to answer it.
+    pub max_groupings: usize,
+    /// Groups one summary may produce for the cache to answer it.
+    pub max_groups: usize,
 }
 
 impl Default for ServingSection {
@@ -214,6 +225,11 @@ impl Default for ServingSection {
             idle_timeout: 75.0,
             max_connections: 1024,
             max_body_bytes: 50 * 1024 * 1024,
+            read_budget: 2.0,
+            max_entities_per_page: 500,
+            max_conditions: 5_000,
+            max_groupings: 8,
+            max_groups: 100_000,
         }
     }
 }
@@ -260,6 +276,10 @@ impl ServingSection {
         Duration::from_secs_f64(self.idle_timeout)
     }
 
+    pub fn read_budget(&self) -> Duration {
+        Duration::from_secs_f64(self.read_budget)
+    }
+
     fn check(&self) -> Result<(), String> {
         let seconds = |v: f64| v.is_finite() && v > 0.0 && v < 1e9;
         if !seconds(self.header_timeout)
@@ -273,6 +293,20 @@ impl ServingSection {
         }
         if self.max_connections == 0 || self.max_body_bytes == 0 {
             return Err("serving.max_connections and max_body_bytes must be positive".into());
+        }
+        if !seconds(self.read_budget) {
+            return Err("serving.read_budget must be positive seconds".into());
+        }
+        if self.max_entities_per_page == 0
+            || self.max_conditions == 0
+            || self.max_groupings == 0
+            || self.max_groups == 0
+        {
+            return Err(
+                "serving.max_entities_per_page, max_conditions, max_groupings and max_groups \
+                 must be positive"
+                    .into(),
+            );
         }
         Ok(())
     }
