@@ -216,6 +216,58 @@ async fn a_record_the_store_cant_hold_is_marked_and_the_log_goes_on_on_postgresq
     a_record_the_store_cant_hold_is_marked_and_the_log_goes_on(Backend::Postgres).await;
 }
 
+/// A record the store can't hold when the type is imported: the import
+/// ends with the others, and the record is marked.
+async fn an_import_goes_past_a_record_the_store_cant_hold(backend: Backend) {
+    let (url, _stop) = serve(generated_site(24).await, ServerOptions::default()).await;
+    let writer = Client::new(&url, Auth::script("writer", "writer-key")).expect("client");
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_config(dir.path(), &url, 3600.0);
+    let ids = first_ids(&writer, "Shot", 3).await;
+    update(
+        &writer,
+        "Shot",
+        ids[1],
+        json!({"description": "imported with a NUL \u{0} byte"}),
+    )
+    .await;
+    let cache = open_cache(backend, dir.path()).await;
+    cache.import_pending().await.expect("the import goes on");
+    let status = cache.status().await.expect("status");
+    assert!(
+        status.types.iter().all(|t| t.state == "ready"),
+        "{:?}",
+        status.types
+    );
+    assert!(cached(&cache, "Shot", ids[2], "description")
+        .await
+        .is_some());
+    match backend {
+        Backend::Postgres => {
+            assert!(cache.has_marks("Shot"));
+            assert_eq!(
+                status.marked_records.len(),
+                1,
+                "{:?}",
+                status.marked_records
+            );
+            assert_eq!(status.marked_records[0].id, ids[1]);
+        }
+        Backend::Sqlite => assert!(status.marked_records.is_empty()),
+    }
+    close(cache).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_import_goes_past_a_record_the_store_cant_hold_on_sqlite() {
+    an_import_goes_past_a_record_the_store_cant_hold(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_import_goes_past_a_record_the_store_cant_hold_on_postgresql() {
+    an_import_goes_past_a_record_the_store_cant_hold(Backend::Postgres).await;
+}
+
 async fn a_broken_entity_config_stops_its_type_alone(backend: Backend) {
     let (url, _stop) = serve(generated_site(22).await, ServerOptions::default()).await;
     let writer = Client::new(&url, Auth::script("writer", "writer-key")).expect("client");
