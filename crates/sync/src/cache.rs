@@ -1012,18 +1012,23 @@ impl<S: Store> Cache<S> {
             // these records, their types are read from the site, so that a
             // writer reads its own write.
             let reason = self.without_secrets(&e.to_string());
-            self.note_outcome(careful::Outcome {
-                refused: touched
-                    .into_iter()
-                    .map(|(entity_type, id)| MarkedRecord {
-                        entity_type,
-                        id,
-                        event_id: 0,
-                        reason: reason.clone(),
-                    })
-                    .collect(),
-                stored: Vec::new(),
-            });
+            let unkept: Vec<MarkedRecord> = touched
+                .into_iter()
+                .map(|(entity_type, id)| MarkedRecord {
+                    entity_type,
+                    id,
+                    event_id: 0,
+                    reason: reason.clone(),
+                })
+                .collect();
+            for mark in self.marks.add_unkept(unkept) {
+                tracing::warn!(
+                    entity_type = mark.entity_type.as_str(),
+                    id = mark.id,
+                    "the cache's database can't store this record ({}); its type is read from the site until it can",
+                    mark.reason
+                );
+            }
             return Err(e);
         }
         Ok(count)
@@ -1539,6 +1544,11 @@ impl<S: Store> Cache<S> {
     async fn follow_tables(&self) -> Result<bool, SyncError> {
         let config = self.config();
         let ours = self.schema_digest();
+        // The syncing process's marks: this process's proxy reads their types from the site.
+        let marked = self
+            .db(|e| e.store().with_reader(&mut |c| marks::kept(c)))
+            .await?;
+        self.marks.replace(marked);
         let (selection, kept) = self
             .db(move |e| {
                 let dialect = e.store().dialect();

@@ -125,6 +125,16 @@ impl<S: Store> Cache<S> {
 
     /// Whether the cache is fit to serve, asking the site for its newest event.
     pub async fn readiness(&self) -> Result<Readiness, SyncError> {
+        let newest = self.newest_event_public().await.ok();
+        self.readiness_given(newest).await
+    }
+
+    /// [`Cache::readiness`] with the site's newest event (id and time) as
+    /// just asked (`None`: the site did not answer).
+    pub(crate) async fn readiness_given(
+        &self,
+        newest: Option<(i64, Option<i64>)>,
+    ) -> Result<Readiness, SyncError> {
         let (position, last_poll, kept_error, kept_marks) = self
             .db(|e| {
                 e.store().with_reader(&mut |c| {
@@ -137,12 +147,11 @@ impl<S: Store> Cache<S> {
                 })
             })
             .await?;
-        let newest = self.newest_event_public().await;
-        let site_reachable = newest.is_ok();
+        let site_reachable = newest.is_some();
         let watermark = position.map(|p| p.watermark);
         let (lag_events, lag_seconds) = match (newest, watermark) {
-            (Ok((n, _)), Some(w)) if n <= w => (Some(0), Some(0)),
-            (Ok((n, at)), Some(w)) => (Some(n - w), at.map(|at| (now_secs() - at).max(0))),
+            (Some((n, _)), Some(w)) if n <= w => (Some(0), Some(0)),
+            (Some((n, at)), Some(w)) => (Some(n - w), at.map(|at| (now_secs() - at).max(0))),
             _ => (None, None),
         };
         let config = self.config();

@@ -34,6 +34,8 @@ pub type RecordKey = (String, i64);
 #[derive(Default)]
 pub struct Marks {
     records: Mutex<BTreeMap<RecordKey, MarkedRecord>>,
+    /// The marks this process could not keep in the store (a full disk).
+    unkept: Mutex<BTreeSet<RecordKey>>,
     types: RwLock<Arc<BTreeSet<String>>>,
 }
 
@@ -98,12 +100,26 @@ impl Marks {
         new
     }
 
+    /// Marks records that could not be kept in the store: they stay marked
+    /// here until stored, whatever the store's marks say.
+    pub fn add_unkept(&self, marks: Vec<MarkedRecord>) -> Vec<MarkedRecord> {
+        if let Ok(mut unkept) = self.unkept.lock() {
+            unkept.extend(marks.iter().map(|m| (m.entity_type.clone(), m.id)));
+        }
+        self.add(marks)
+    }
+
     /// Clears the marks of records now stored; returns how many were marked.
     pub fn clear<'a>(&self, stored: impl IntoIterator<Item = &'a RecordKey>) -> usize {
         let mut records = self.lock();
+        let mut unkept = match self.unkept.lock() {
+            Ok(u) => u,
+            Err(poisoned) => poisoned.into_inner(),
+        };
         let before = records.len();
         for key in stored {
             records.remove(key);
+            unkept.remove(key);
         }
         let cleared = before - records.len();
         if cleared > 0 {
@@ -112,13 +128,21 @@ impl Marks {
         cleared
     }
 
-    /// Takes the marks kept in the store (another process may have made them).
+    /// Takes the marks kept in the store (the syncing process makes them),
+    /// with those this process could not keep there.
     pub fn replace(&self, kept: Vec<MarkedRecord>) {
         let mut records = self.lock();
-        let next: BTreeMap<RecordKey, MarkedRecord> = kept
+        let mut next: BTreeMap<RecordKey, MarkedRecord> = kept
             .into_iter()
             .map(|m| ((m.entity_type.clone(), m.id), m))
             .collect();
+        if let Ok(unkept) = self.unkept.lock() {
+            for key in unkept.iter() {
+                if let Some(mark) = records.get(key) {
+                    next.entry(key.clone()).or_insert_with(|| mark.clone());
+                }
+            }
+        }
         if *records != next {
             *records = next;
             self.publish(&records);
@@ -246,5 +270,22 @@ mod tests {
         assert!(marks.has("Shot"));
         marks.clear(&[("Shot".to_string(), 2)]);
         assert!(!marks.has("Shot") && marks.types().is_empty());
+    }
+
+    #[test]
+    fn the_stores_marks_replace_all_but_those_it_could_not_keep() {
+        let marks = Marks::default();
+        marks.add(vec![mark("Shot", 1)]);
+        marks.add_unkept(vec![mark("Asset", 2)]);
+        marks.replace(vec![mark("Task", 3)]);
+        let held: Vec<(String, i64)> = marks
+            .all()
+            .into_iter()
+            .map(|m| (m.entity_type, m.id))
+            .collect();
+        assert_eq!(held, vec![("Asset".into(), 2), ("Task".into(), 3)]);
+        marks.clear(&[("Asset".to_string(), 2)]);
+        marks.replace(vec![]);
+        assert!(marks.all().is_empty());
     }
 }

@@ -95,8 +95,8 @@ impl<S: Store> Cache<S> {
             })
             .await
             .map_err(|e| SyncError::Other(e.to_string()))??;
-        let readiness = self.readiness().await?;
         let newest = self.newest_event_public().await;
+        let readiness = self.readiness_given(newest.as_ref().ok().copied()).await?;
         let site_reachable = newest.is_ok();
         let (site_newest_event, site_newest_at) = match newest {
             Ok((id, at)) => (Some(id), at),
