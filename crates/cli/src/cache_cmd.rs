@@ -591,6 +591,24 @@ pub fn status(args: StatusArgs) -> Result<()> {
             "site reachable      {}",
             if status.site_reachable { "yes" } else { "NO" }
         );
+        println!(
+            "sync healthy        {} (last poll {})",
+            if status.sync_healthy { "yes" } else { "NO" },
+            status.last_poll_at.as_deref().unwrap_or("-")
+        );
+        if let Some(error) = &status.last_error {
+            println!("last error          {error}");
+        }
+        println!("records marked      {}", status.marked_records.len());
+        for m in &status.marked_records {
+            println!(
+                "  {} {} (event {}): {}; its type is read from the site",
+                m.entity_type, m.id, m.event_id, m.reason
+            );
+        }
+        for b in &status.broken_types {
+            println!("broken config       {}: {}", b.entity_type, b.error);
+        }
         Ok(())
     })
 }

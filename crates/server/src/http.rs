@@ -1,6 +1,7 @@
 //! HTTP for the proxy: `POST /api3/json` (and `/<prefix>/api3/json`) on
-//! HTTP/1.1 keep-alive, `GET /healthz`, and every other path relayed to the
-//! site (see [`crate::relay`]).
+//! HTTP/1.1 keep-alive, `GET /healthz` (the process answers), `GET /readyz`
+//! (fit to serve: site reachable, sync not stuck; 503 otherwise), and every
+//! other path relayed to the site (see [`crate::relay`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,25 +73,24 @@ async fn handle(
     uri: Uri,
     body: Bytes,
 ) -> Response {
+    // The process lives: it answers.
     if uri.path() == "/healthz" && method == Method::GET {
-        let status = proxy.cache().status().await;
-        return match status {
-            Ok(s) => {
-                let code = if s.site_reachable {
+        return json_response(StatusCode::OK, json!({"alive": true}).to_string());
+    }
+    // Fit to serve: the site answers and the sync is not stuck.
+    if uri.path() == "/readyz" && method == Method::GET {
+        return match proxy.cache().readiness().await {
+            Ok(r) => {
+                let code = if r.ready {
                     StatusCode::OK
                 } else {
                     StatusCode::SERVICE_UNAVAILABLE
                 };
-                json_response(
-                    code,
-                    json!({"site_reachable": s.site_reachable, "lag_events": s.lag_events,
-                    "watermark": s.watermark, "types": s.types.len()})
-                    .to_string(),
-                )
+                json_response(code, serde_json::to_string(&r).unwrap_or_default())
             }
             Err(e) => json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": e.to_string()}).to_string(),
+                json!({"ready": false, "error": e.to_string()}).to_string(),
             ),
         };
     }
@@ -121,10 +121,13 @@ async fn handle(
     }
 }
 
-/// `/api3/json` and `/healthz` are the proxy's own; the rest is the site's.
+/// `/api3/json`, `/healthz` and `/readyz` are the proxy's own; the rest is the site's.
 async fn dispatch(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     let path = request.uri().path();
-    if path != "/healthz" && !path.trim_end_matches('/').ends_with("/api3/json") {
+    if path != "/healthz"
+        && path != "/readyz"
+        && !path.trim_end_matches('/').ends_with("/api3/json")
+    {
         return proxy.relay().relay(request).await;
     }
     let method = request.method().clone();

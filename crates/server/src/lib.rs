@@ -11,7 +11,7 @@
 //! - [`forward`] sends a request to the site unchanged and returns its reply unchanged;
 //! - [`proxy`] puts these together per method, including write-through;
 //! - [`relay`] streams everything besides `/api3/json` (uploads, downloads) to the site and back;
-//! - [`http`] is the HTTP layer (`POST /api3/json`, `GET /healthz`);
+//! - [`http`] is the HTTP layer (`POST /api3/json`, `GET /healthz`, `GET /readyz`);
 //! - [`tls`] serves it over HTTPS with a given certificate;
 //! - `listener` accepts connections up to a cap and serves each under header,
 //!   body and idle timeouts (`activity`, [`body_deadline`]).

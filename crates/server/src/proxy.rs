@@ -303,7 +303,13 @@ impl Proxy {
             },
         };
         drop(catalog);
-        if route == Route::Site {
+        // A type with a record the cache could not store is the site's to answer.
+        let marked = match &method {
+            CacheMethod::Read(p) => self.cache.has_marks(&p.entity_type),
+            CacheMethod::Summarize(p) => self.cache.has_marks(&p.entity_type),
+            CacheMethod::Schema(_) => false,
+        };
+        if route == Route::Site || marked {
             return self.forward(body).await;
         }
         let outcome = match self.on_engine(caller, method).await {

@@ -22,9 +22,11 @@ use sg_protocol::value::EntityLink;
 use sg_protocol::{DataType, Schema};
 
 use crate::apply::RowApplier;
+use crate::careful;
 use crate::config::CacheConfig;
 use crate::error::SyncError;
 use crate::event::{classify, EventAction, EventRow, EVENT_FIELDS};
+use crate::marks::{self, MarkedRecord, Marks, RecordKey};
 use crate::reimport::{served_selection, Shadows};
 use crate::state::{self, EventPosition};
 
@@ -82,6 +84,27 @@ pub(crate) enum ImportTarget {
     Shadow(TableLayout),
 }
 
+/// What one poll writes, kept whole so that it can be written again record
+/// by record when the store refuses it whole.
+struct PollWrites {
+    fetched: Vec<(String, Map<String, Value>)>,
+    hidden: BTreeSet<(String, i64)>,
+    rows: Vec<EventRow>,
+    /// The records read whole in this poll.
+    refetched: BTreeMap<String, BTreeSet<i64>>,
+    guards: crate::apply::Guards,
+    position: EventPosition,
+}
+
+impl PollWrites {
+    /// A record read whole in this poll already shows whether it is
+    /// retired, later than any row of the batch.
+    fn read_whole(&self, row: &EventRow) -> bool {
+        matches!(&row.action, EventAction::Retire { entity_type, id }
+            if self.refetched.get(entity_type).is_some_and(|ids| ids.contains(id)))
+    }
+}
+
 /// A cache of one site.
 pub struct Cache<S: Store> {
     pub engine: Arc<Engine<S>>,
@@ -101,6 +124,10 @@ pub struct Cache<S: Store> {
     /// The digest of the site schema this process uses (see
     /// [`state::schema_digest`]).
     schema_digest: Mutex<String>,
+    /// Records the store could not hold (see [`crate::marks`]).
+    pub(crate) marks: Marks,
+    /// How the sync's steps have gone (see [`crate::health`]).
+    pub(crate) health: crate::health::Health,
 }
 
 fn read_params(entity_type: &str, fields: &[String], conditions: Value, retired: bool) -> Value {
@@ -176,10 +203,14 @@ impl<S: Store> Cache<S> {
             ),
         )?;
         // Database work runs off the async threads (the PostgreSQL client blocks).
-        let (store, kept) = blocking(move || {
-            store.with_transaction(&mut |conn| state::create_tables(conn))?;
+        let (store, (kept, marked)) = blocking(move || {
+            store.with_transaction(&mut |conn| {
+                state::create_tables(conn)?;
+                marks::create_table(conn)
+            })?;
             let kept = store.with_reader(&mut |conn| state::site_schema(conn))?;
-            Ok((store, kept))
+            let marked = store.with_reader(&mut |conn| marks::kept(conn))?;
+            Ok((store, (kept, marked)))
         })
         .await?;
         let (schema_json, fresh) = match Self::fetch_schema(&client).await {
@@ -195,24 +226,42 @@ impl<S: Store> Cache<S> {
             }
         };
         let schema = site_schema(&schema_json)?;
-        config.check_against(&schema)?;
-        let chosen = config.clone();
+        let mut config = config;
+        // A type whose config is broken stops alone; with none usable nor
+        // broken, nothing starts.
+        config.hold_unusable(&schema, &BTreeMap::new());
+        if config.entities.is_empty() && config.broken.is_empty() {
+            config.check_against(&schema)?;
+        }
+        for (t, why) in &config.broken {
+            tracing::error!(
+                entity_type = t.as_str(),
+                "its entity config can't be used ({why}); the other types go on"
+            );
+        }
+        let mut chosen = config.clone();
         let text = schema_json.to_string();
         let schema_digest = state::schema_digest(&text);
-        let engine = blocking(move || {
+        let (engine, held) = blocking(move || {
             if fresh {
                 store.with_transaction(&mut |conn| {
                     state::set_site_schema(conn, &text).map(|_| ())
                 })?;
             }
+            let dialect = store.dialect();
+            let held = store.with_reader(&mut |conn| held_configs(conn, &chosen, dialect))?;
+            chosen.entities.extend(held.clone());
             // Types whose config changed keep serving what their tables hold
             // until their reimport is swapped in.
-            let dialect = store.dialect();
-            Engine::with_selection_from(store, schema, |conn| {
+            let engine = Engine::with_selection_from(store, schema, |conn| {
                 served_selection(conn, &chosen, dialect).map(Some)
-            })
+            })?;
+            Ok((engine, held))
         })
         .await?;
+        config.entities.extend(held);
+        let marks = Marks::default();
+        marks.add(marked);
         Ok(Arc::new(Cache {
             engine: Arc::new(engine),
             client,
@@ -223,6 +272,8 @@ impl<S: Store> Cache<S> {
             outage: AtomicBool::new(false),
             site_now: AtomicI64::new(0),
             schema_digest: Mutex::new(schema_digest),
+            marks,
+            health: crate::health::Health::default(),
         }))
     }
 
@@ -300,7 +351,7 @@ impl<S: Store> Cache<S> {
         // nothing ran) are dropped, so adding one back imports it afresh.
         let stale: Vec<String> = known
             .keys()
-            .filter(|t| !config.entities.contains_key(*t))
+            .filter(|t| !config.entities.contains_key(*t) && !config.broken.contains_key(*t))
             .cloned()
             .collect();
         if !stale.is_empty() {
@@ -330,9 +381,11 @@ impl<S: Store> Cache<S> {
             .entities
             .values()
             .filter(|c| {
-                known
-                    .get(&c.entity_type)
-                    .is_some_and(|s| s.status == "ready" && s.digest != c.digest())
+                // A broken type's held config is not a change to import.
+                !config.broken.contains_key(&c.entity_type)
+                    && known
+                        .get(&c.entity_type)
+                        .is_some_and(|s| s.status == "ready" && s.digest != c.digest())
             })
             .map(|c| (c.entity_type.clone(), c.digest()))
             .collect();
@@ -584,6 +637,14 @@ impl<S: Store> Cache<S> {
                 refetch.entry(t.clone()).or_default().insert(id);
             }
         }
+        // A marked record is read whole again: its earlier change never got stored.
+        for (t, ids) in &touched {
+            for id in ids {
+                if self.marks.contains(&(t.clone(), *id)) {
+                    refetch.entry(t.clone()).or_default().insert(*id);
+                }
+            }
+        }
         let mut fetched: Vec<(String, Map<String, Value>)> = Vec::new();
         for (t, ids) in &refetch {
             fetched.extend(
@@ -658,31 +719,87 @@ impl<S: Store> Cache<S> {
         // newest one applied to their record before this poll are left out.
         // Types imported again get the same writes in their shadow tables.
         let shadows = self.shadows.clone();
-        self.db(move |e| {
-            e.store().with_transaction(&mut |c| {
-                let catalog = e.catalog();
-                let shadow = shadows.layout();
-                store_fetched(c, &[&catalog.layout, &shadow], &fetched, &hidden)?;
-                // The newest row applied to each record, written once at the end.
-                let mut applied = BTreeMap::new();
-                let (mut live, mut shadowed) = (RowApplier::default(), RowApplier::default());
-                for row in &rows {
-                    // A record read whole in this poll already shows whether it is
-                    // retired, later than any row of the batch.
-                    let read_whole = matches!(&row.action, EventAction::Retire { entity_type, id }
-                        if refetched.get(entity_type).is_some_and(|ids| ids.contains(id)));
-                    if !read_whole {
-                        live.apply(c, &catalog.layout, row, &guards, &mut applied)?;
-                        shadowed.apply(c, &shadow, row, &guards, &mut applied)?;
+        let poll = Arc::new(PollWrites {
+            fetched,
+            hidden,
+            rows,
+            refetched,
+            guards,
+            position,
+        });
+        // Copies of marked records stored whole clear their marks.
+        let unmarked: Vec<RecordKey> = poll
+            .fetched
+            .iter()
+            .filter_map(|(t, r)| Some((t.clone(), r.get("id")?.as_i64()?)))
+            .filter(|key| self.marks.contains(key))
+            .collect();
+        let writes = poll.clone();
+        let cleared = unmarked.clone();
+        let whole = self
+            .db(move |e| {
+                e.store().with_transaction(&mut |c| {
+                    let catalog = e.catalog();
+                    let shadow = shadows.layout();
+                    let p = &*writes;
+                    store_fetched(c, &[&catalog.layout, &shadow], &p.fetched, &p.hidden)?;
+                    // The newest row applied to each record, written once at the end.
+                    let mut applied = BTreeMap::new();
+                    let (mut live, mut shadowed) = (RowApplier::default(), RowApplier::default());
+                    for row in p.rows.iter().filter(|r| !p.read_whole(r)) {
+                        live.apply(c, &catalog.layout, row, &p.guards, &mut applied)?;
+                        shadowed.apply(c, &shadow, row, &p.guards, &mut applied)?;
                     }
-                }
-                live.flush(c, &catalog.layout, &mut applied)?;
-                shadowed.flush(c, &shadow, &mut applied)?;
-                state::set_guards(c, &applied)?;
-                state::set_position(c, &position)
+                    live.flush(c, &catalog.layout, &mut applied)?;
+                    shadowed.flush(c, &shadow, &mut applied)?;
+                    state::set_guards(c, &applied)?;
+                    state::set_poll_done(c)?;
+                    marks::unkeep(c, &cleared)?;
+                    state::set_position(c, &p.position)
+                })
             })
-        })
-        .await?;
+            .await;
+        match whole {
+            Ok(()) => {
+                self.marks.clear(&unmarked);
+            }
+            Err(refused) => {
+                // Some record the store can't hold: the poll is written
+                // again record by record, and those records are marked.
+                tracing::debug!(
+                    "a poll's writes were refused whole ({refused}); writing them one by one"
+                );
+                let shadows = self.shadows.clone();
+                let outcome = self
+                    .db(move |e| {
+                        e.store().with_transaction(&mut |c| {
+                            let catalog = e.catalog();
+                            let shadow = shadows.layout();
+                            let p = &*poll;
+                            let mut outcome = careful::Outcome::default();
+                            let applied = careful::apply_poll(
+                                c,
+                                &catalog.layout,
+                                &shadow,
+                                &p.fetched,
+                                &p.hidden,
+                                &p.rows,
+                                &|r| p.read_whole(r),
+                                &p.guards,
+                                &mut outcome,
+                            )?;
+                            state::set_guards(c, &applied)?;
+                            state::set_poll_done(c)?;
+                            marks::unkeep(c, &outcome.stored)?;
+                            marks::keep(c, &outcome.refused)?;
+                            state::set_position(c, &p.position)?;
+                            Ok(outcome)
+                        })
+                    })
+                    .await?;
+                self.note_outcome(outcome);
+            }
+        }
         if schema_changed {
             self.reload_schema().await?;
         }
@@ -873,7 +990,47 @@ impl<S: Store> Cache<S> {
             );
         }
         let count = fetched.len();
-        self.store_site_copies(fetched).await?;
+        // Records asked for that the site no longer has (deleted) have
+        // nothing to store: their marks go.
+        let gone: Vec<RecordKey> = records
+            .iter()
+            .flat_map(|(t, ids)| ids.iter().map(move |id| (t.clone(), *id)))
+            .filter(|key| {
+                self.marks.contains(key)
+                    && !fetched.iter().any(|(t, r)| {
+                        *t == key.0 && r.get("id").and_then(Value::as_i64) == Some(key.1)
+                    })
+            })
+            .collect();
+        self.marks.clear(&gone);
+        let touched: Vec<RecordKey> = fetched
+            .iter()
+            .filter_map(|(t, r)| Some((t.clone(), r.get("id")?.as_i64()?)))
+            .collect();
+        if let Err(e) = self.store_site_copies(fetched).await {
+            // The store can't write at all (a full disk): until it holds
+            // these records, their types are read from the site, so that a
+            // writer reads its own write.
+            let reason = self.without_secrets(&e.to_string());
+            let unkept: Vec<MarkedRecord> = touched
+                .into_iter()
+                .map(|(entity_type, id)| MarkedRecord {
+                    entity_type,
+                    id,
+                    event_id: 0,
+                    reason: reason.clone(),
+                })
+                .collect();
+            for mark in self.marks.add_unkept(unkept) {
+                tracing::warn!(
+                    entity_type = mark.entity_type.as_str(),
+                    id = mark.id,
+                    "the cache's database can't store this record ({}); its type is read from the site until it can",
+                    mark.reason
+                );
+            }
+            return Err(e);
+        }
         Ok(count)
     }
 
@@ -886,16 +1043,56 @@ impl<S: Store> Cache<S> {
         &self,
         mut copies: Vec<(String, Map<String, Value>)>,
     ) -> Result<(), SyncError> {
-        let hidden = self.hidden_links(&mut copies).await?;
-        let shadows = self.shadows.clone();
-        self.db(move |e| {
-            e.store().with_transaction(&mut |c| {
-                let catalog = e.catalog();
-                let shadow = shadows.layout();
-                store_fetched(c, &[&catalog.layout, &shadow], &copies, &hidden)
+        let hidden = Arc::new(self.hidden_links(&mut copies).await?);
+        let copies = Arc::new(copies);
+        let unmarked: Vec<RecordKey> = copies
+            .iter()
+            .filter_map(|(t, r)| Some((t.clone(), r.get("id")?.as_i64()?)))
+            .filter(|key| self.marks.contains(key))
+            .collect();
+        let (shadows, whole, held, cleared) = (
+            self.shadows.clone(),
+            copies.clone(),
+            hidden.clone(),
+            unmarked.clone(),
+        );
+        let stored = self
+            .db(move |e| {
+                e.store().with_transaction(&mut |c| {
+                    let catalog = e.catalog();
+                    let shadow = shadows.layout();
+                    store_fetched(c, &[&catalog.layout, &shadow], &whole, &held)?;
+                    marks::unkeep(c, &cleared)
+                })
             })
-        })
-        .await
+            .await;
+        if stored.is_ok() {
+            self.marks.clear(&unmarked);
+            return Ok(());
+        }
+        let shadows = self.shadows.clone();
+        let outcome = self
+            .db(move |e| {
+                e.store().with_transaction(&mut |c| {
+                    let catalog = e.catalog();
+                    let shadow = shadows.layout();
+                    let mut outcome = careful::Outcome::default();
+                    careful::store_copies(
+                        c,
+                        &[&catalog.layout, &shadow],
+                        &copies,
+                        &hidden,
+                        &|_| 0,
+                        &mut outcome,
+                    )?;
+                    marks::unkeep(c, &outcome.stored)?;
+                    marks::keep(c, &outcome.refused)?;
+                    Ok(outcome)
+                })
+            })
+            .await?;
+        self.note_outcome(outcome);
+        Ok(())
     }
 
     /// The links one event row names, read from the site.
@@ -1054,27 +1251,82 @@ impl<S: Store> Cache<S> {
                     }
                     let t = entity_type.clone();
                     let shadows = self.shadows.clone();
-                    self.db(move |e| {
-                        e.store().with_transaction(&mut |c| {
-                            let catalog = e.catalog();
-                            let shadow = shadows.table(&t);
-                            let Some(table) = catalog.layout.table(&t) else {
-                                return Ok(());
-                            };
-                            let watermark = state::position(c)?.map(|p| p.watermark).unwrap_or(0);
-                            let page: Vec<&Map<String, Value>> = records.iter().collect();
-                            for table in std::iter::once(table).chain(shadow.as_ref()) {
-                                store_site_records(c, table, &page, &hidden)?;
-                            }
-                            let guards: BTreeMap<(String, i64), i64> = records
-                                .iter()
-                                .filter_map(|r| r.get("id").and_then(Value::as_i64))
-                                .map(|id| ((t.clone(), id), watermark))
-                                .collect();
-                            state::set_guards(c, &guards)
+                    let records = Arc::new(records);
+                    let hidden = Arc::new(hidden);
+                    let (page_records, page_hidden) = (records.clone(), hidden.clone());
+                    let unmarked: Vec<RecordKey> = records
+                        .iter()
+                        .filter_map(|r| r.get("id").and_then(Value::as_i64))
+                        .map(|id| (entity_type.clone(), id))
+                        .filter(|key| self.marks.contains(key))
+                        .collect();
+                    let cleared = unmarked.clone();
+                    let whole = self
+                        .db(move |e| {
+                            e.store().with_transaction(&mut |c| {
+                                let catalog = e.catalog();
+                                let shadow = shadows.table(&t);
+                                let Some(table) = catalog.layout.table(&t) else {
+                                    return Ok(());
+                                };
+                                let watermark =
+                                    state::position(c)?.map(|p| p.watermark).unwrap_or(0);
+                                let page: Vec<&Map<String, Value>> = page_records.iter().collect();
+                                for table in std::iter::once(table).chain(shadow.as_ref()) {
+                                    store_site_records(c, table, &page, &page_hidden)?;
+                                }
+                                let guards: BTreeMap<(String, i64), i64> = page_records
+                                    .iter()
+                                    .filter_map(|r| r.get("id").and_then(Value::as_i64))
+                                    .map(|id| ((t.clone(), id), watermark))
+                                    .collect();
+                                state::set_guards(c, &guards)?;
+                                marks::unkeep(c, &cleared)
+                            })
                         })
-                    })
-                    .await?;
+                        .await;
+                    match whole {
+                        Ok(()) => {
+                            self.marks.clear(&unmarked);
+                        }
+                        Err(_) => {
+                            let t = entity_type.clone();
+                            let shadows = self.shadows.clone();
+                            let outcome = self
+                                .db(move |e| {
+                                    e.store().with_transaction(&mut |c| {
+                                        let catalog = e.catalog();
+                                        let shadow = shadows.layout();
+                                        let watermark =
+                                            state::position(c)?.map(|p| p.watermark).unwrap_or(0);
+                                        let typed: Vec<(String, Map<String, Value>)> = records
+                                            .iter()
+                                            .map(|r| (t.clone(), r.clone()))
+                                            .collect();
+                                        let mut outcome = careful::Outcome::default();
+                                        careful::store_copies(
+                                            c,
+                                            &[&catalog.layout, &shadow],
+                                            &typed,
+                                            &hidden,
+                                            &|_| 0,
+                                            &mut outcome,
+                                        )?;
+                                        let guards: BTreeMap<(String, i64), i64> = outcome
+                                            .stored
+                                            .iter()
+                                            .map(|key| (key.clone(), watermark))
+                                            .collect();
+                                        state::set_guards(c, &guards)?;
+                                        marks::unkeep(c, &outcome.stored)?;
+                                        marks::keep(c, &outcome.refused)?;
+                                        Ok(outcome)
+                                    })
+                                })
+                                .await?;
+                            self.note_outcome(outcome);
+                        }
+                    }
                     if !full {
                         break;
                     }
@@ -1088,42 +1340,63 @@ impl<S: Store> Cache<S> {
             let holders = self.records_linking_to(&revived).await?;
             count += self.refresh(holders).await?;
         }
-        if scan_start > 0 {
-            self.db(move |e| {
-                e.store()
-                    .with_transaction(&mut |c| state::set(c, "last_scan", &scan_start.to_string()))
-            })
-            .await?;
+        // Marked records are read again: a store of each clears its mark.
+        let marked = self.marks.by_type();
+        if !marked.is_empty() {
+            count += self.refresh(marked).await?;
         }
+        let ended = crate::health::now_secs();
+        self.db(move |e| {
+            e.store().with_transaction(&mut |c| {
+                if scan_start > 0 {
+                    state::set(c, "last_scan", &scan_start.to_string())?;
+                }
+                state::set_last_scan_ended(c, ended)
+            })
+        })
+        .await?;
         Ok(count)
     }
 
     /// Applies changed entity configs: new types are imported, removed ones
     /// dropped, changed ones imported again. Returns whether anything changed.
     pub async fn reload_config(self: &Arc<Self>) -> Result<bool, SyncError> {
-        let (before, after) = {
+        let schema = self.engine.catalog().schema.clone();
+        let (before, before_broken, after) = {
             let mut config = match self.config.lock() {
                 Ok(c) => c,
                 Err(poisoned) => poisoned.into_inner(),
             };
             let before = config.entities.clone();
+            let before_broken = config.broken.clone();
             if !config.reload_entities()? {
                 return Ok(false);
             }
-            (before, config.clone())
+            // A type whose config is broken keeps the config it had; the
+            // others take their changes.
+            config.hold_unusable(&schema, &before);
+            (before, before_broken, config.clone())
         };
-        let schema = self.engine.catalog().schema.clone();
-        if let Err(e) = after.check_against(&schema) {
-            // Keep running with the old config; say what is wrong.
-            tracing::error!("entity configs changed but can't be used: {e}");
-            if let Ok(mut config) = self.config.lock() {
-                config.entities = before;
+        for (t, why) in &after.broken {
+            if before_broken.get(t) != Some(why) {
+                tracing::error!(entity_type = t.as_str(), "its entity config can't be used ({why}); it keeps its last good config, the other types go on");
             }
+        }
+        for t in before_broken
+            .keys()
+            .filter(|t| !after.broken.contains_key(*t))
+        {
+            tracing::info!(
+                entity_type = t.as_str(),
+                "its entity config is usable again"
+            );
+        }
+        if after.entities == before {
             return Ok(false);
         }
         let removed: Vec<String> = before
             .keys()
-            .filter(|t| !after.entities.contains_key(*t))
+            .filter(|t| !after.entities.contains_key(*t) && !after.broken.contains_key(*t))
             .cloned()
             .collect();
         let before = before.clone();
@@ -1145,6 +1418,7 @@ impl<S: Store> Cache<S> {
             // Keep the old config, so the change is tried again at the next step.
             if let Ok(mut config) = self.config.lock() {
                 config.entities = before;
+                config.broken = before_broken;
             }
             return Err(e);
         }
@@ -1163,7 +1437,9 @@ impl<S: Store> Cache<S> {
         let config = self.config();
         let fetch_interval = config.fetch_interval();
         let scan_interval = config.scan_interval();
-        let mut last_scan = Instant::now();
+        // When the last scan ended is kept in the store, so that a `run`
+        // restarted more often than `scan_interval` still scans.
+        let mut last_scan_ended = self.last_scan_ended().await;
         let mut was_leader = false;
         let mut in_step = false;
         loop {
@@ -1193,14 +1469,23 @@ impl<S: Store> Cache<S> {
                             break;
                         }
                     }
-                    if last_scan.elapsed() >= scan_interval {
+                    let due = last_scan_ended.is_some_and(|at| {
+                        crate::health::now_secs() - at >= scan_interval.as_secs() as i64
+                    });
+                    if due {
                         let count = self.reconcile().await?;
                         tracing::info!(records = count, "reconcile scan done");
-                        last_scan = Instant::now();
+                        last_scan_ended = Some(crate::health::now_secs());
                     }
                     Ok::<(), SyncError>(())
                 };
-                match step.await {
+                let result = step.await;
+                self.note_step(&result).await;
+                if last_scan_ended.is_none() {
+                    // The first scan is due a whole interval after the first start.
+                    last_scan_ended = self.start_scan_clock().await;
+                }
+                match result {
                     Ok(()) => {
                         if !in_step {
                             in_step = true;
@@ -1227,6 +1512,30 @@ impl<S: Store> Cache<S> {
         }
     }
 
+    /// When the last reconcile scan ended, as kept in the store.
+    async fn last_scan_ended(&self) -> Option<i64> {
+        self.db(|e| e.store().with_reader(&mut |c| state::last_scan_ended(c)))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Keeps "now" as the end of the last scan where none is kept yet, so
+    /// that the first scan is due `scan_interval` after the first start,
+    /// whatever the restarts in between.
+    async fn start_scan_clock(&self) -> Option<i64> {
+        let now = crate::health::now_secs();
+        self.db(move |e| {
+            e.store()
+                .with_transaction(&mut |c| match state::last_scan_ended(c)? {
+                    Some(at) => Ok(at),
+                    None => state::set_last_scan_ended(c, now).map(|_| now),
+                })
+        })
+        .await
+        .ok()
+    }
+
     /// In a process that only serves: takes up the tables the syncing
     /// process swapped in (a reimport) or brought to new fields, so that
     /// reads name the columns the tables hold, and the site schema it read
@@ -1235,6 +1544,11 @@ impl<S: Store> Cache<S> {
     async fn follow_tables(&self) -> Result<bool, SyncError> {
         let config = self.config();
         let ours = self.schema_digest();
+        // The syncing process's marks: this process's proxy reads their types from the site.
+        let marked = self
+            .db(|e| e.store().with_reader(&mut |c| marks::kept(c)))
+            .await?;
+        self.marks.replace(marked);
         let (selection, kept) = self
             .db(move |e| {
                 let dialect = e.store().dialect();
@@ -1286,11 +1600,71 @@ impl<S: Store> Cache<S> {
     }
 }
 
+impl<S: Store> Cache<S> {
+    /// Whether a record of `entity_type` is marked (the store could not hold
+    /// it, or a write through the proxy is not stored yet): its reads go to
+    /// the site. No database round trip: the proxy asks on every read.
+    pub fn has_marks(&self, entity_type: &str) -> bool {
+        self.marks.has(entity_type)
+    }
+
+    /// The types with a marked record.
+    pub fn marked_types(&self) -> Arc<BTreeSet<String>> {
+        self.marks.types()
+    }
+
+    /// The marked records this process knows.
+    pub fn marked_records(&self) -> Vec<MarkedRecord> {
+        self.marks.all()
+    }
+
+    /// Takes in what a careful write did: marks the refused records (each
+    /// logged once) and clears the marks of those stored.
+    pub(crate) fn note_outcome(&self, outcome: careful::Outcome) {
+        self.marks.clear(&outcome.stored);
+        for mark in self.marks.add(outcome.refused) {
+            tracing::warn!(
+                entity_type = mark.entity_type.as_str(),
+                id = mark.id,
+                event = mark.event_id,
+                "the cache's database can't hold this record ({}); its type is read from the site until it can",
+                mark.reason
+            );
+        }
+    }
+}
+
 /// A site schema from the replies of `schema_read` and `schema_entity_read`
 /// (`{"fields": ..., "entities": ...}`, as fetched and as kept).
 fn site_schema(json: &Value) -> Result<Schema, SyncError> {
     Schema::from_json(&json["fields"], Some(&json["entities"]))
         .map_err(|f| SyncError::Other(format!("the site's schema can't be read: {}", f.message)))
+}
+
+/// For the types imported before whose config is broken now: configs of
+/// the fields their tables hold, so that they go on being served and
+/// followed as they were until the file is fixed.
+fn held_configs(
+    conn: &mut dyn sg_engine::Connection,
+    config: &CacheConfig,
+    dialect: sg_engine::sql::Dialect,
+) -> Result<BTreeMap<String, crate::config::EntityConfig>, sg_engine::EngineError> {
+    let known = state::types(conn)?;
+    let mut held = BTreeMap::new();
+    for t in config.broken.keys() {
+        if config.entities.contains_key(t) || known.get(t).is_none_or(|s| s.status != "ready") {
+            continue;
+        }
+        if let Some(mut fields) = sg_engine::ddl::stored_fields(conn, t, dialect)? {
+            fields.remove("id");
+            let entity = crate::config::EntityConfig {
+                entity_type: t.clone(),
+                fields,
+            };
+            held.insert(t.clone(), entity);
+        }
+    }
+    Ok(held)
 }
 
 /// Runs blocking database work on the blocking pool.
@@ -1463,7 +1837,7 @@ fn store_site_records(
 
 /// [`store_site_records`] for records of several types, each type's
 /// records written together (in their order) into each of `layouts`.
-fn store_fetched(
+pub(crate) fn store_fetched(
     conn: &mut dyn sg_engine::Connection,
     layouts: &[&sg_engine::Layout],
     fetched: &[(String, Map<String, Value>)],

@@ -390,6 +390,10 @@ pub struct CacheConfig {
     pub key_source: KeySource,
     /// Whether `config.yaml` itself holds a key.
     pub key_in_file: bool,
+    /// Types whose entity config can't be used (unreadable, not JSON, a
+    /// field the site lacks), each with why, naming the file and line. Such
+    /// a type keeps its last good config in `entities` while there is one.
+    pub broken: BTreeMap<String, String>,
 }
 
 /// Where the API key in use came from.
@@ -494,13 +498,14 @@ impl CacheConfig {
             resolve_api_key(&file.shotgun, dir, std::env::var(API_KEY_ENV).ok())?;
         file.shotgun.api_key = key;
         file.access.check().map_err(|e| file_error(&path, e))?;
-        let entities = load_entity_configs(&dir.join(&file.entity_config_foldername))?;
+        let (entities, broken) = load_entity_configs(&dir.join(&file.entity_config_foldername))?;
         Ok(CacheConfig {
             dir: dir.to_path_buf(),
             file,
             entities,
             key_source,
             key_in_file,
+            broken,
         })
     }
 
@@ -520,12 +525,44 @@ impl CacheConfig {
         files
     }
 
-    /// Re-reads only the entity configs (they may change while running).
+    /// Re-reads only the entity configs (they may change while running). A
+    /// type whose file is broken now keeps the config it had. Returns
+    /// whether the configs or the broken ones changed.
     pub fn reload_entities(&mut self) -> Result<bool, ConfigError> {
-        let entities = load_entity_configs(&self.dir.join(&self.file.entity_config_foldername))?;
-        let changed = entities != self.entities;
+        let (mut entities, broken) =
+            load_entity_configs(&self.dir.join(&self.file.entity_config_foldername))?;
+        for t in broken.keys() {
+            if let Some(kept) = self.entities.get(t) {
+                entities.insert(t.clone(), kept.clone());
+            }
+        }
+        let changed = entities != self.entities || broken != self.broken;
         self.entities = entities;
+        self.broken = broken;
         Ok(changed)
+    }
+
+    /// Moves the types whose config the site's schema refuses to `broken`,
+    /// each keeping its config of `previous` if it had one.
+    pub fn hold_unusable(&mut self, schema: &Schema, previous: &BTreeMap<String, EntityConfig>) {
+        let folder = self.dir.join(&self.file.entity_config_foldername);
+        let refused: Vec<(String, ConfigError)> = self
+            .entities
+            .iter()
+            .filter(|(t, _)| !self.broken.contains_key(*t))
+            .filter_map(|(t, c)| {
+                check_type(&folder, t, c, schema)
+                    .err()
+                    .map(|e| (t.clone(), e))
+            })
+            .collect();
+        for (t, e) in refused {
+            self.entities.remove(&t);
+            if let Some(kept) = previous.get(&t) {
+                self.entities.insert(t.clone(), kept.clone());
+            }
+            self.broken.insert(t, e.to_string());
+        }
     }
 
     pub fn database(&self) -> Database {
@@ -566,26 +603,7 @@ impl CacheConfig {
         }
         let folder = self.dir.join(&self.file.entity_config_foldername);
         for (name, config) in &self.entities {
-            let path = folder.join(format!("{name}.json"));
-            if name == "EventLogEntry" {
-                return Err(file_error(
-                    &path,
-                    "EventLogEntry can't be cached: the cache follows it",
-                ));
-            }
-            let entity = schema
-                .entity(name)
-                .ok_or_else(|| file_error(&path, format!("the site has no entity type {name}")))?;
-            for field in &config.fields {
-                if entity.field(field).is_none() {
-                    return Err(file_error(
-                        &path,
-                        format!(
-                            "{name} has no field '{field}' on the site; remove it from \"fields\""
-                        ),
-                    ));
-                }
-            }
+            check_type(&folder, name, config, schema)?;
         }
         Ok(())
     }
@@ -603,11 +621,43 @@ impl CacheConfig {
     }
 }
 
-fn load_entity_configs(folder: &Path) -> Result<BTreeMap<String, EntityConfig>, ConfigError> {
+/// Checks one type's config against the site's schema.
+fn check_type(
+    folder: &Path,
+    name: &str,
+    config: &EntityConfig,
+    schema: &Schema,
+) -> Result<(), ConfigError> {
+    let path = folder.join(format!("{name}.json"));
+    if name == "EventLogEntry" {
+        return Err(file_error(
+            &path,
+            "EventLogEntry can't be cached: the cache follows it",
+        ));
+    }
+    let entity = schema
+        .entity(name)
+        .ok_or_else(|| file_error(&path, format!("the site has no entity type {name}")))?;
+    for field in &config.fields {
+        if entity.field(field).is_none() {
+            return Err(file_error(
+                &path,
+                format!("{name} has no field '{field}' on the site; remove it from \"fields\""),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The usable entity configs of a folder, and per broken file its type and why.
+type EntityConfigs = (BTreeMap<String, EntityConfig>, BTreeMap<String, String>);
+
+fn load_entity_configs(folder: &Path) -> Result<EntityConfigs, ConfigError> {
     let mut out = BTreeMap::new();
+    let mut broken = BTreeMap::new();
     let entries = match std::fs::read_dir(folder) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((out, broken)),
         Err(e) => return Err(file_error(folder, format!("can't list it: {e}"))),
     };
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
@@ -623,6 +673,29 @@ fn load_entity_configs(folder: &Path) -> Result<BTreeMap<String, EntityConfig>, 
         else {
             continue;
         };
+        match entity_config(&path) {
+            Ok(fields) => {
+                out.insert(
+                    entity_type.clone(),
+                    EntityConfig {
+                        entity_type,
+                        fields,
+                    },
+                );
+            }
+            // One broken file stops its own type, not the others.
+            Err(e) => {
+                broken.insert(entity_type, e.to_string());
+            }
+        }
+    }
+    Ok((out, broken))
+}
+
+/// The fields one entity config file asks for.
+fn entity_config(path: &Path) -> Result<BTreeSet<String>, ConfigError> {
+    let path = path.to_path_buf();
+    {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| file_error(&path, format!("can't read it: {e}")))?;
         let value: Value = serde_json::from_str(&text)
@@ -647,15 +720,8 @@ fn load_entity_configs(folder: &Path) -> Result<BTreeMap<String, EntityConfig>, 
         if fields.is_empty() {
             return Err(file_error(&path, "\"fields\" is empty"));
         }
-        out.insert(
-            entity_type.clone(),
-            EntityConfig {
-                entity_type,
-                fields,
-            },
-        );
+        Ok(fields)
     }
-    Ok(out)
 }
 
 /// The fields of a type worth caching, as `setup` chooses them: all but
@@ -810,11 +876,19 @@ mod tests {
             "entity-configs/Shot.json",
             "{\"fields\": [\"code\",]}",
         );
-        let err = CacheConfig::load(dir.path()).unwrap_err().to_string();
+        write(
+            dir.path(),
+            "entity-configs/Asset.json",
+            r#"{"fields": ["code"]}"#,
+        );
+        // A broken entity config stops its type alone.
+        let config = CacheConfig::load(dir.path()).unwrap();
+        let err = &config.broken["Shot"];
         assert!(err.contains("Shot.json") && err.contains("line 1"), "{err}");
+        assert!(config.entities.contains_key("Asset") && !config.entities.contains_key("Shot"));
 
         write(dir.path(), "entity-configs/Shot.json", "{\"columns\": []}");
-        let err = CacheConfig::load(dir.path()).unwrap_err().to_string();
+        let err = &CacheConfig::load(dir.path()).unwrap().broken["Shot"];
         assert!(err.contains("\"fields\""), "{err}");
     }
 

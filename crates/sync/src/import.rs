@@ -24,8 +24,10 @@ use sg_engine::layout::TableLayout;
 use sg_engine::write::EncodedRecords;
 use sg_engine::{ddl, Store};
 
-use crate::cache::{entities, read_page_params, Cache, ImportTarget, PAGE};
+use crate::cache::{entities, read_page_params, storable, Cache, ImportTarget, PAGE};
+use crate::careful;
 use crate::error::SyncError;
+use crate::marks;
 use crate::state::{self, TypeState};
 
 /// An id range is cut to hold about this share of a page, so that most ranges
@@ -390,10 +392,22 @@ impl<S: Store> Cache<S> {
                 progress = next;
                 continue;
             }
-            if !self
+            let written = match self
                 .write_pages(entity_type, &target, encoded, next.clone(), finished)
-                .await?
+                .await
             {
+                Ok(written) => written,
+                // A record the store can't hold: these pages again, record by record.
+                Err(e) => {
+                    tracing::debug!(
+                        entity_type,
+                        "import pages refused whole ({e}); writing them one by one"
+                    );
+                    self.import_carefully(entity_type, &target, &reader, &progress, &next, finished)
+                        .await?
+                }
+            };
+            if !written {
                 return Ok(None);
             }
             progress = next;
@@ -534,6 +548,99 @@ impl<S: Store> Cache<S> {
         .await
     }
 
+    /// The records of the pages between `from` and `to` (progress before and
+    /// after them) read again from the site and written one by one, with the
+    /// progress; those the store can't hold are marked.
+    async fn import_carefully(
+        &self,
+        entity_type: &str,
+        target: &ImportTarget,
+        reader: &PageReader<S>,
+        from: &TypeState,
+        to: &TypeState,
+        finished: bool,
+    ) -> Result<bool, SyncError> {
+        let mut copies = Vec::new();
+        for (retired, after, through) in phase_spans(from, to) {
+            let mut last = after;
+            loop {
+                let mut conditions =
+                    vec![json!({"path": "id", "relation": "greater_than", "values": [last]})];
+                if let Some(through) = through {
+                    conditions.push(json!({"path": "id", "relation": "less_than", "values": [through.saturating_add(1)]}));
+                }
+                let params = read_page_params(
+                    entity_type,
+                    &reader.fields,
+                    Value::Array(conditions),
+                    retired,
+                    PAGE,
+                );
+                let page = entities(self.client.call("read", Some(params)).await?)?;
+                let full = page.len() as u64 >= PAGE;
+                for record in page {
+                    if let Some(id) = record.get("id").and_then(Value::as_i64) {
+                        last = last.max(id);
+                    }
+                    copies.push((
+                        entity_type.to_string(),
+                        storable(record, retired, &reader.keep),
+                    ));
+                }
+                if !full {
+                    break;
+                }
+            }
+        }
+        let (owned_type, target, saved) = (entity_type.to_string(), target.clone(), to.clone());
+        let shadows = self.shadows.clone();
+        let outcome = self
+            .db(move |e| {
+                let catalog = e.catalog();
+                let dialect = e.store().dialect();
+                e.store().with_transaction(&mut |c| {
+                    let layout = match &target {
+                        ImportTarget::Live => catalog.layout.clone(),
+                        ImportTarget::Shadow(_) => {
+                            let current = state::reimport(c, &owned_type)?;
+                            if current.is_none_or(|r| r.digest != saved.digest) {
+                                return Ok(None);
+                            }
+                            shadows.layout()
+                        }
+                    };
+                    let mut outcome = careful::Outcome::default();
+                    careful::store_copies(
+                        c,
+                        &[&layout],
+                        &copies,
+                        &BTreeSet::new(),
+                        &|_| 0,
+                        &mut outcome,
+                    )?;
+                    marks::keep(c, &outcome.refused)?;
+                    match &target {
+                        ImportTarget::Live => {
+                            state::set_type(c, &saved)?;
+                            if let (true, Some(table)) = (finished, layout.table(&owned_type)) {
+                                c.execute_batch(&ddl::create_table_sql(table, dialect))?;
+                            }
+                        }
+                        ImportTarget::Shadow(_) => state::set_reimport(c, &saved)?,
+                    }
+                    Ok(Some(outcome))
+                })
+            })
+            .await?;
+        match outcome {
+            Some(outcome) => {
+                self.note_outcome(outcome);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// Refreshes the planner's statistics of a type's tables (after a bulk load).
     pub(crate) async fn analyze(&self, entity_type: &str) -> Result<(), SyncError> {
         let t = entity_type.to_string();
@@ -557,6 +664,25 @@ impl<S: Store> Cache<S> {
         })
         .await
     }
+}
+
+/// The spans of records between two points of an import's progress: per
+/// phase passed, whether retired, the id after which it starts and the id it
+/// ends with (`None`: the phase's end).
+fn phase_spans(from: &TypeState, to: &TypeState) -> Vec<(bool, i64, Option<i64>)> {
+    let order = |phase: &str| match phase {
+        "active" => 0,
+        "retired" => 1,
+        _ => 2,
+    };
+    let (first, last) = (order(&from.phase), order(&to.phase));
+    (first..=last.min(1))
+        .map(|p| {
+            let after = if p == first { from.last_id } else { 0 };
+            let through = (p == last).then_some(to.last_id);
+            (p == 1, after, through)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -603,6 +729,35 @@ mod tests {
         );
         assert_eq!(all(IdRanges::open(0)), vec![(0, None)]);
         assert_eq!(all(IdRanges::none()), vec![]);
+    }
+
+    #[test]
+    fn the_spans_between_two_points_cover_each_phase_passed() {
+        let at = |phase: &str, last_id: i64| TypeState {
+            entity_type: "Shot".into(),
+            digest: String::new(),
+            status: "importing".into(),
+            phase: phase.into(),
+            last_id,
+            imported: 0,
+            imported_at: None,
+        };
+        assert_eq!(
+            phase_spans(&at("active", 10), &at("active", 20)),
+            vec![(false, 10, Some(20))]
+        );
+        assert_eq!(
+            phase_spans(&at("active", 10), &at("retired", 5)),
+            vec![(false, 10, None), (true, 0, Some(5))]
+        );
+        assert_eq!(
+            phase_spans(&at("active", 10), &at("done", 0)),
+            vec![(false, 10, None), (true, 0, None)]
+        );
+        assert_eq!(
+            phase_spans(&at("retired", 3), &at("done", 0)),
+            vec![(true, 3, None)]
+        );
     }
 
     #[test]

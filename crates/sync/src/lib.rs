@@ -6,7 +6,10 @@
 //! - [`cache`]: import, event following, reconcile scans and config reloads;
 //! - `import`: a type's records read by id range and written in id order;
 //! - `apply`: a poll's event rows written to the tables, field changes batched;
-//! - `reimport`: a changed type imported again into new tables, swapped in at once.
+//! - `reimport`: a changed type imported again into new tables, swapped in at once;
+//! - [`marks`]: records the store could not hold, read from the site meanwhile;
+//! - `careful`: a batch the store refused whole, written again record by record;
+//! - [`health`]: whether the cache is fit to serve (`/readyz`, `status`).
 //!
 //! The cache never trusts an event it can't apply exactly: a row about a
 //! record it does not hold, an older row arriving after a newer one was
@@ -16,11 +19,14 @@
 
 mod apply;
 pub mod cache;
+mod careful;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod health;
 mod import;
 pub mod leader;
+pub mod marks;
 mod reimport;
 pub mod state;
 pub mod status;
@@ -29,4 +35,6 @@ pub mod validate;
 pub use cache::{Cache, LogProgress, Progress};
 pub use config::{CacheConfig, Database};
 pub use error::SyncError;
+pub use health::Readiness;
 pub use leader::Leadership;
+pub use marks::MarkedRecord;

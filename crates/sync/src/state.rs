@@ -3,7 +3,9 @@
 //! crash at any moment leaves data and progress consistent.
 //!
 //! - `__sync_state`: key/value pairs: the event watermark, the ids seen
-//!   missing, the last scan, the site's schema.
+//!   missing, the last scan (where it started by the site's clock, and when
+//!   it ended by this machine's), the last poll, the last step's error, the
+//!   site's schema.
 //! - `__sync_types`: per cached type, its config digest, status and import progress.
 //! - `__sync_reimports`: per type being imported again into shadow tables
 //!   (see [`crate::reimport`]), the config digest it imports and its progress.
@@ -57,6 +59,26 @@ pub fn set(conn: &mut dyn Connection, key: &str, value: &str) -> Result<(), Engi
         .bind(SqlValue::Text(value.into()));
     f.push(") ON CONFLICT (\"key\") DO UPDATE SET \"value\" = excluded.\"value\"");
     exec(conn, f).map(|_| ())
+}
+
+/// Notes that a poll of the event log was stored now (what `/readyz` and
+/// `status` judge the sync's health by, in any process sharing the store).
+pub fn set_poll_done(conn: &mut dyn Connection) -> Result<(), EngineError> {
+    set(
+        conn,
+        "last_poll_at",
+        &chrono::Utc::now().timestamp().to_string(),
+    )
+}
+
+/// When the last reconcile scan ended (seconds since the epoch, this
+/// machine's clock): a restarted `run` scans when one is due by it.
+pub fn last_scan_ended(conn: &mut dyn Connection) -> Result<Option<i64>, EngineError> {
+    Ok(get(conn, "last_scan_ended")?.and_then(|s| s.parse().ok()))
+}
+
+pub fn set_last_scan_ended(conn: &mut dyn Connection, at: i64) -> Result<(), EngineError> {
+    set(conn, "last_scan_ended", &at.to_string())
 }
 
 /// The event position: everything up to `watermark` is applied except the

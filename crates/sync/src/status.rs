@@ -1,5 +1,6 @@
 //! What `shotgun-cache status` reports: per cached type its state and size,
-//! the event position, the lag behind the site, and whether the site answers.
+//! the event position, the lag behind the site, whether the site answers,
+//! whether the sync is healthy, the records marked and the broken entity configs.
 
 use serde::Serialize;
 use serde_json::json;
@@ -9,6 +10,8 @@ use sg_protocol::SummarizeParams;
 
 use crate::cache::Cache;
 use crate::error::SyncError;
+use crate::health::BrokenType;
+use crate::marks::MarkedRecord;
 use crate::state;
 
 #[derive(Debug, Clone, Serialize)]
@@ -35,6 +38,14 @@ pub struct Status {
     pub site_newest_event: Option<i64>,
     pub lag_events: Option<i64>,
     pub lag_seconds: Option<i64>,
+    /// A poll succeeded lately (see [`crate::health`]).
+    pub sync_healthy: bool,
+    pub last_poll_at: Option<String>,
+    pub last_error: Option<String>,
+    /// Records the store could not hold: reads of their types go to the site.
+    pub marked_records: Vec<MarkedRecord>,
+    /// Types whose entity config can't be used, and why.
+    pub broken_types: Vec<BrokenType>,
 }
 
 impl<S: Store> Cache<S> {
@@ -85,6 +96,7 @@ impl<S: Store> Cache<S> {
             .await
             .map_err(|e| SyncError::Other(e.to_string()))??;
         let newest = self.newest_event_public().await;
+        let readiness = self.readiness_given(newest.as_ref().ok().copied()).await?;
         let site_reachable = newest.is_ok();
         let (site_newest_event, site_newest_at) = match newest {
             Ok((id, at)) => (Some(id), at),
@@ -137,6 +149,11 @@ impl<S: Store> Cache<S> {
             site_newest_event,
             lag_events,
             lag_seconds,
+            sync_healthy: readiness.sync_healthy,
+            last_poll_at: readiness.last_poll_at,
+            last_error: readiness.last_error,
+            marked_records: readiness.marked_records,
+            broken_types: readiness.broken_types,
         })
     }
 
