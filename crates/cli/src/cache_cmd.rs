@@ -473,15 +473,7 @@ pub fn run(args: RunArgs) -> Result<()> {
                 &site_url,
                 own_script,
                 &access,
-                sg_server::ProxyLimits {
-                    max_entities_per_page: serving.max_entities_per_page,
-                    read_budget: serving.read_budget(),
-                    query: sg_engine::QueryLimits {
-                        max_conditions: serving.max_conditions,
-                        max_groupings: serving.max_groupings,
-                        max_groups: serving.max_groups,
-                    },
-                },
+                sg_server::ProxyLimits::from(&serving),
             )
             .map_err(|e| anyhow::anyhow!("{e}"))?,
         );

@@ -23,45 +23,9 @@ impl Request {
         Envelope::from_slice(body)?.into_request()
     }
 
-    /// Decodes an already parsed request body.
+    /// Decodes an already parsed request body, the same way as its text.
     pub fn from_json(value: &Value) -> Result<Request, Fault> {
-        Request::from_value(value.clone())
-    }
-
-    /// Decodes a parsed request body, taking its parts rather than copying them.
-    pub fn from_value(value: Value) -> Result<Request, Fault> {
-        let Value::Object(mut obj) = value else {
-            return Err(Fault::bad_request("Request body must be a JSON object"));
-        };
-        let method_name = obj
-            .get("method_name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Fault::bad_request("Request is missing 'method_name'"))?
-            .to_string();
-        let params = match obj.remove("params") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => items,
-            Some(_) => return Err(Fault::bad_request("'params' must be a list")),
-        };
-        let mut items = params.into_iter();
-        let mut auth = None;
-        let mut rest = None;
-        if let Some(first) = items.next() {
-            if Auth::looks_like_auth(&first) {
-                auth = Some(Auth::from_value(first)?);
-                rest = items.next();
-            } else {
-                rest = Some(first);
-            }
-        }
-        if items.next().is_some() {
-            return Err(Fault::bad_request("Too many elements in 'params'"));
-        }
-        Ok(Request {
-            method_name,
-            auth,
-            params: rest,
-        })
+        Request::from_slice(value.to_string().as_bytes())
     }
 
     /// Encodes the request as the official client does.
@@ -156,6 +120,10 @@ impl<'de> serde::de::Visitor<'de> for ValidatedVisitor {
         while map.next_entry::<Validated, Validated>()?.is_some() {}
         Ok(Validated)
     }
+}
+
+fn invalid_auth(e: serde_json::Error) -> Fault {
+    Fault::authentication(format!("Invalid authentication block: {e}"))
 }
 
 fn invalid_json(e: serde_json::Error) -> Fault {
@@ -325,27 +293,12 @@ impl Auth {
 
     /// Decodes an auth block from its text.
     fn from_raw(raw: &RawValue) -> Result<Auth, Fault> {
-        serde_json::from_str(raw.get())
-            .map_err(|e| Fault::authentication(format!("Invalid authentication block: {e}")))
-    }
-
-    fn looks_like_auth(value: &Value) -> bool {
-        value.as_object().is_some_and(|o| {
-            ["script_name", "user_login", "session_token", "script_key"]
-                .iter()
-                .any(|k| o.contains_key(*k))
-        })
+        serde_json::from_str(raw.get()).map_err(invalid_auth)
     }
 
     /// Reads an auth block; a block that is not an object is a fault.
     pub fn from_json(value: &Value) -> Result<Auth, Fault> {
-        Auth::from_value(value.clone())
-    }
-
-    /// Decodes an auth block, taking it rather than copying it.
-    pub fn from_value(value: Value) -> Result<Auth, Fault> {
-        serde_json::from_value(value)
-            .map_err(|e| Fault::authentication(format!("Invalid authentication block: {e}")))
+        serde_json::from_value(value.clone()).map_err(invalid_auth)
     }
 
     pub fn to_json(&self) -> Value {

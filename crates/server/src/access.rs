@@ -15,9 +15,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use sg_engine::Layout;
-use sg_protocol::{
-    Condition, FilterNode, LogicalOperator, ReadParams, Relation, Schema, SummarizeParams,
-};
+use sg_protocol::{Condition, FilterNode, LogicalOperator, Relation, Schema};
 use sg_sync::config::{AccessSection, Serve};
 
 /// Reads one caller may run on the engine at once: fewer than the proxy's
@@ -161,36 +159,21 @@ fn project_condition(
     })))
 }
 
-fn and(filters: &mut FilterNode, extra: FilterNode) {
-    let original = std::mem::replace(filters, FilterNode::match_all());
-    *filters = FilterNode::Group {
-        operator: LogicalOperator::And,
-        conditions: vec![original, extra],
-    };
-}
-
-/// Narrows a read to records of `projects`.
-pub fn scope_read(
+/// Narrows the filters of a read or a summary of `entity_type` to records
+/// of `projects`.
+pub fn scope(
     layout: &Layout,
     schema: &Schema,
-    params: &mut ReadParams,
+    entity_type: &str,
+    filters: &mut FilterNode,
     projects: &BTreeSet<i64>,
 ) -> Result<(), NotScopable> {
-    if let Some(condition) = project_condition(layout, schema, &params.entity_type, projects)? {
-        and(&mut params.filters, condition);
-    }
-    Ok(())
-}
-
-/// Narrows a summary to records of `projects`.
-pub fn scope_summarize(
-    layout: &Layout,
-    schema: &Schema,
-    params: &mut SummarizeParams,
-    projects: &BTreeSet<i64>,
-) -> Result<(), NotScopable> {
-    if let Some(condition) = project_condition(layout, schema, &params.entity_type, projects)? {
-        and(&mut params.filters, condition);
+    if let Some(condition) = project_condition(layout, schema, entity_type, projects)? {
+        let original = std::mem::replace(filters, FilterNode::match_all());
+        *filters = FilterNode::Group {
+            operator: LogicalOperator::And,
+            conditions: vec![original, condition],
+        };
     }
     Ok(())
 }

@@ -51,11 +51,6 @@ impl Gate {
         }
     }
 
-    /// Verdicts kept now.
-    pub fn verdicts_kept(&self) -> usize {
-        self.verdicts.len()
-    }
-
     /// The caller these credentials belong to, if the site accepts them;
     /// otherwise the answer the caller gets instead. `schema` is the site's,
     /// as the cache keeps it.

@@ -10,11 +10,11 @@ use serde_json::{json, Map, Value};
 
 use sg_engine::{AnyStore, EngineError, QueryLimits, Store};
 use sg_protocol::value::EntityLink;
-use sg_protocol::{Envelope, Fault, ReadParams, Reply, Request, SummarizeParams};
-use sg_sync::config::AccessSection;
+use sg_protocol::{Envelope, Fault, FilterNode, ReadParams, Reply, Request, SummarizeParams};
+use sg_sync::config::{AccessSection, ServingSection};
 use sg_sync::Cache;
 
-use crate::access::{scope_read, scope_summarize, Access, Caller};
+use crate::access::{scope, Access, Caller};
 use crate::forward::{Forwarder, SiteReply};
 use crate::gate::Gate;
 use crate::occasional::Occasional;
@@ -81,13 +81,24 @@ pub struct ProxyLimits {
     pub query: QueryLimits,
 }
 
+impl From<&ServingSection> for ProxyLimits {
+    fn from(serving: &ServingSection) -> Self {
+        ProxyLimits {
+            max_entities_per_page: serving.max_entities_per_page,
+            read_budget: serving.read_budget(),
+            query: QueryLimits {
+                max_conditions: serving.max_conditions,
+                max_groupings: serving.max_groupings,
+                max_groups: serving.max_groups,
+            },
+        }
+    }
+}
+
+/// The limits of `serving:`'s defaults.
 impl Default for ProxyLimits {
     fn default() -> Self {
-        ProxyLimits {
-            max_entities_per_page: sg_protocol::read::API_MAX_ENTITIES_PER_PAGE,
-            read_budget: Duration::from_secs(2),
-            query: QueryLimits::default(),
-        }
+        ProxyLimits::from(&ServingSection::default())
     }
 }
 
@@ -104,11 +115,12 @@ impl Proxy {
         limits: ProxyLimits,
     ) -> Result<Proxy, sg_client::ClientError> {
         cache.engine.set_limits(limits.query);
+        let forwarder = Forwarder::new(site_url)?;
         Ok(Proxy {
             cache,
-            forwarder: Forwarder::new(site_url)?,
+            gate: Gate::new(forwarder.clone(), access, own_script),
+            forwarder,
             relay: Relay::new(site_url)?,
-            gate: Gate::new(Forwarder::new(site_url)?, access, own_script),
             limits,
             info: Mutex::new(None),
             engine_slots: tokio::sync::Semaphore::new(ENGINE_SLOTS),
@@ -222,10 +234,7 @@ impl Proxy {
     async fn schema_edit(&self, body: Bytes) -> Answer {
         let answer = self.forward(body).await;
         if let Answer::Site(reply) = &answer {
-            let made = reply.status.is_success()
-                && serde_json::from_slice::<Value>(&reply.body)
-                    .is_ok_and(|b| b.is_object() && Fault::from_json(&b).is_none());
-            if made {
+            if site_accepted(reply).is_some() {
                 if let Err(e) = self.cache.reload_schema().await {
                     tracing::warn!(
                         "a schema edit went through but the cache could not read the schema again yet: {e}"
@@ -257,9 +266,18 @@ impl Proxy {
 
     async fn read_side(&self, caller: &Caller, request: Request, body: Bytes) -> Answer {
         let catalog = self.cache.engine.catalog();
-        let projects = match &caller.access {
-            Access::Projects(projects) => Some(projects.clone()),
-            _ => None,
+        // A caller limited to its projects reads only their records; a type
+        // the cache can't scope is the site's to answer.
+        let scoped = |entity_type: &str, filters: &mut FilterNode| match &caller.access {
+            Access::Projects(projects) => scope(
+                &catalog.layout,
+                &catalog.schema,
+                entity_type,
+                filters,
+                projects,
+            )
+            .is_ok(),
+            _ => true,
         };
         // The params are decoded once, here, and the decoded form moves to
         // the blocking task that answers.
@@ -271,10 +289,7 @@ impl Proxy {
                         .paging
                         .entities_per_page
                         .min(self.limits.max_entities_per_page);
-                    let scoped = projects.as_ref().is_none_or(|projects| {
-                        scope_read(&catalog.layout, &catalog.schema, &mut p, projects).is_ok()
-                    });
-                    let route = match scoped {
+                    let route = match scoped(&p.entity_type, &mut p.filters) {
                         true => route_read(&catalog.layout, &catalog.schema, &p),
                         false => Route::Site,
                     };
@@ -284,10 +299,7 @@ impl Proxy {
             },
             "summarize" => match request.params_object().and_then(SummarizeParams::from_json) {
                 Ok(mut p) => {
-                    let scoped = projects.as_ref().is_none_or(|projects| {
-                        scope_summarize(&catalog.layout, &catalog.schema, &mut p, projects).is_ok()
-                    });
-                    let route = match scoped {
+                    let route = match scoped(&p.entity_type, &mut p.filters) {
                         true => route_summarize(&catalog.layout, &catalog.schema, &p),
                         false => Route::Site,
                     };
@@ -406,14 +418,8 @@ impl Proxy {
                 ))
             }
         };
-        let accepted = reply.status.is_success()
-            && serde_json::from_slice::<Value>(&reply.body)
-                .map(|b| Fault::from_json(&b).is_none())
-                .unwrap_or(false);
-        if accepted {
-            if let Ok(body) = serde_json::from_slice::<Value>(&reply.body) {
-                collect_links(&body["results"], &mut touched);
-            }
+        if let Some(body) = site_accepted(&reply) {
+            collect_links(&body["results"], &mut touched);
             // A site shows the records linking to a revived record again
             // (the Tasks it revives with it among them) without naming them.
             let revived: BTreeSet<(String, i64)> = revived(request).into_iter().collect();
@@ -487,6 +493,17 @@ impl Proxy {
         }
         out
     }
+}
+
+/// The body of a reply in which the site did what it was asked (HTTP 2xx,
+/// JSON, no fault); `None` for any other reply.
+fn site_accepted(reply: &SiteReply) -> Option<Value> {
+    if !reply.status.is_success() {
+        return None;
+    }
+    serde_json::from_slice::<Value>(&reply.body)
+        .ok()
+        .filter(|body| Fault::from_json(body).is_none())
 }
 
 /// The records a `revive` (or the revive items of a `batch`) brings back.

@@ -226,10 +226,10 @@ impl Default for ServingSection {
             max_connections: 1024,
             max_body_bytes: 50 * 1024 * 1024,
             read_budget: 2.0,
-            max_entities_per_page: 500,
-            max_conditions: 5_000,
-            max_groupings: 8,
-            max_groups: 100_000,
+            max_entities_per_page: sg_protocol::read::API_MAX_ENTITIES_PER_PAGE,
+            max_conditions: sg_engine::QueryLimits::DEFAULT_MAX_CONDITIONS,
+            max_groupings: sg_engine::QueryLimits::DEFAULT_MAX_GROUPINGS,
+            max_groups: sg_engine::QueryLimits::DEFAULT_MAX_GROUPS,
         }
     }
 }
