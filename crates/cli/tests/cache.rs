@@ -8,6 +8,7 @@
 //! (see `support::Proc`); the tests run one at a time (`support::serial`).
 //! `SGC_TEST_SEED=N` replays a test's random choices.
 
+#[macro_use]
 mod support;
 
 use std::time::{Duration, Instant};
@@ -34,23 +35,6 @@ fn all_ready(status: &serde_json::Value, types: usize) -> bool {
     status["types"]
         .as_array()
         .is_some_and(|t| t.len() == types && t.iter().all(|t| t["state"] == "ready"))
-}
-
-/// Runs a test of `run` once on each store: `name::sqlite`, `name::postgresql`.
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[test]
-            fn sqlite() {
-                super::$name(Backend::sqlite())
-            }
-            #[test]
-            fn postgresql() {
-                super::$name(Backend::postgres())
-            }
-        }
-    )*};
 }
 
 on_both_stores!(

@@ -5,6 +5,7 @@
 //! `$SHOTGUN_CACHE_API_KEY` (over the file's) or from `shotgun.api_key_file`,
 //! and never appears in a log.
 
+#[macro_use]
 mod support;
 
 use std::path::Path;
@@ -151,22 +152,6 @@ fn setup_and_run_create_private_files() {
         warnings[0].contains("WARN") && warnings[0].contains(config.to_str().expect("utf-8")),
         "{warnings:?}"
     );
-}
-
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[test]
-            fn sqlite() {
-                super::$name(Backend::sqlite())
-            }
-            #[test]
-            fn postgresql() {
-                super::$name(Backend::postgres())
-            }
-        }
-    )*};
 }
 
 on_both_stores!(the_key_comes_from_a_key_file_or_the_environment);

@@ -1092,3 +1092,21 @@ impl Backend {
         }
     }
 }
+
+/// Runs a test once on each store: `name::sqlite`, `name::postgresql`.
+#[allow(unused_macros)]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+            #[test]
+            fn sqlite() {
+                super::$name(Backend::sqlite())
+            }
+            #[test]
+            fn postgresql() {
+                super::$name(Backend::postgres())
+            }
+        }
+    )*};
+}
