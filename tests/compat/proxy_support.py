@@ -239,8 +239,11 @@ class Stack:
             except (RuntimeError, ValueError) as error:
                 last = str(error)
             else:
+                # Every type: the configured ones and the names-only tables of
+                # the link targets they leave out.
                 states = {t["entity_type"]: t["state"] for t in last["types"]}
-                if all(states.get(t) == "ready" for t in self.types):
+                if (all(states.get(t) == "ready" for t in self.types)
+                        and all(state == "ready" for state in states.values())):
                     return last
             time.sleep(0.2)
         raise RuntimeError("the cache did not get ready in %.0fs; last status: %s\nrun stderr:\n%s"

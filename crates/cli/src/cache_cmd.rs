@@ -564,6 +564,9 @@ pub fn status(args: StatusArgs) -> Result<()> {
             if let Some(n) = t.reimported {
                 println!("{:<20} {n} records imported into its new tables so far", "");
             }
+            if t.names_only {
+                println!("{:<20} names only: cached links point at it", "");
+            }
         }
         let show = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
         println!();

@@ -6,6 +6,11 @@
 //! two columns, `<field>__type` and `<field>__id`. A multi_entity field (and
 //! tag_list and addressing, which are lists of links too) is a link table
 //! `<Type>__<field>` with one row per link, in order.
+//!
+//! A type that a kept link field can point at but that is not kept itself
+//! gets a *names-only* table: `id`, `__retired` and its display field. It
+//! gives links their names (and hides links to retired records) the way the
+//! site does; it is never the type a read is answered for.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -128,6 +133,9 @@ pub struct TableLayout {
     pub fields: BTreeMap<String, FieldLayout>,
     /// The field whose value is a link's `name`, if the type has one stored.
     pub display_field: Option<String>,
+    /// Whether the table only names the records that kept links point at
+    /// (see the module doc): reads of the type itself are not answered.
+    pub names_only: bool,
 }
 
 impl TableLayout {
@@ -226,15 +234,95 @@ impl Layout {
                     entity_type: name.clone(),
                     fields,
                     display_field: display,
+                    names_only: false,
                 },
             );
+        }
+        if let Some(selection) = selection {
+            for (name, display) in names_targets(schema, selection) {
+                let Some(field) = schema.entity(&name).and_then(|e| e.field(&display)) else {
+                    continue;
+                };
+                let mut fields = BTreeMap::new();
+                fields.insert(
+                    "id".to_string(),
+                    FieldLayout::new("id", DataType::Number, Storage::Id, vec![]),
+                );
+                fields.insert(
+                    display.clone(),
+                    FieldLayout::new(&display, field.data_type, Storage::Text, vec![]),
+                );
+                tables.insert(
+                    name.clone(),
+                    TableLayout {
+                        entity_type: name,
+                        fields,
+                        display_field: Some(display),
+                        names_only: true,
+                    },
+                );
+            }
         }
         Layout { tables }
     }
 
+    /// The table of a type: kept, or names-only.
     pub fn table(&self, entity_type: &str) -> Option<&TableLayout> {
         self.tables.get(entity_type)
     }
+
+    /// The table of a type whose reads the cache answers (not names-only).
+    pub fn served(&self, entity_type: &str) -> Option<&TableLayout> {
+        self.tables.get(entity_type).filter(|t| !t.names_only)
+    }
+}
+
+/// The types a selection's link fields can point at that it does not keep,
+/// each with the field that names its records: the names-only tables a
+/// cache of that selection holds. A type without a display field the cache
+/// can store is left out (its links' names can't be known).
+pub fn names_targets(
+    schema: &Schema,
+    selection: &BTreeMap<String, BTreeSet<String>>,
+) -> BTreeMap<String, String> {
+    let mut targets = BTreeMap::new();
+    for (kept, fields) in selection {
+        let Some(entity) = schema.entity(kept) else {
+            continue;
+        };
+        for field in fields {
+            let Some(field) = entity.field(field) else {
+                continue;
+            };
+            // tag_list holds tag names, not links.
+            if !matches!(
+                field.data_type,
+                DataType::Entity | DataType::MultiEntity | DataType::Addressing
+            ) {
+                continue;
+            }
+            for target in &field.valid_types {
+                if selection.contains_key(target) || targets.contains_key(target) {
+                    continue;
+                }
+                if !is_plain_ident(target) || target.contains("__") {
+                    continue;
+                }
+                let Some(target_schema) = schema.entity(target) else {
+                    continue;
+                };
+                let named = display_field(target_schema).filter(|d| {
+                    target_schema
+                        .field(d)
+                        .is_some_and(|f| Storage::for_data_type(f.data_type) == Storage::Text)
+                });
+                if let Some(display) = named {
+                    targets.insert(target.clone(), display.to_string());
+                }
+            }
+        }
+    }
+    targets
 }
 
 #[cfg(test)]
@@ -288,5 +376,56 @@ mod tests {
         let shot = layout.table("Shot").unwrap();
         assert!(shot.field("code").is_some() && shot.field("id").is_some());
         assert!(shot.field("sg_cut_in").is_none());
+    }
+
+    #[test]
+    fn link_targets_left_out_get_names_only_tables() {
+        let f = |t: &str, valid: &[&str]| json!({"data_type": {"value": t}, "properties": {"valid_types": {"value": valid}}});
+        let schema = Schema::from_json(
+            &json!({
+                "Task": {"id": f("number", &[]), "content": f("text", &[]),
+                         "crew": f("multi_entity", &["Group", "TimeLog"]),
+                         "tags": f("tag_list", &["Tag"]),
+                         "entity": f("entity", &["Shot"])},
+                "Shot": {"id": f("number", &[]), "code": f("text", &[])},
+                "Group": {"id": f("number", &[]), "code": f("text", &[]), "sg_size": f("number", &[])},
+                "TimeLog": {"id": f("number", &[]), "duration": f("number", &[])},
+                "Tag": {"id": f("number", &[]), "name": f("text", &[])}
+            }),
+            None,
+        )
+        .unwrap();
+        let mut sel = BTreeMap::new();
+        sel.insert(
+            "Task".to_string(),
+            BTreeSet::from(["id", "crew", "tags", "entity"].map(String::from)),
+        );
+        sel.insert("Shot".to_string(), BTreeSet::from(["id".to_string()]));
+        let layout = Layout::from_schema(&schema, Some(&sel));
+        let group = layout.table("Group").unwrap();
+        assert!(group.names_only && layout.served("Group").is_none());
+        assert_eq!(group.display_field.as_deref(), Some("code"));
+        assert_eq!(
+            group.fields.keys().collect::<Vec<_>>(),
+            ["code", "id"],
+            "only the name is held"
+        );
+        assert!(
+            layout.table("TimeLog").is_none(),
+            "no display field to hold"
+        );
+        assert!(
+            layout.table("Tag").is_none(),
+            "tag_list holds names, not links"
+        );
+        let shot = layout.served("Shot").unwrap();
+        assert!(
+            !shot.names_only,
+            "a kept type is served, whatever its fields"
+        );
+        assert!(Layout::from_schema(&schema, None)
+            .tables
+            .values()
+            .all(|t| !t.names_only));
     }
 }

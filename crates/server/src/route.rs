@@ -1,10 +1,13 @@
 //! Whether the cache can answer a read: only when every type, field, path
-//! and relation it touches is cached. The decision is made before anything
-//! is sent, so no request reaches the site twice.
+//! and relation it touches is cached, and every link it touches points at
+//! types whose records the cache can name (kept, or held names-only). The
+//! decision is made before anything is sent, so no request reaches the site
+//! twice.
 
+use sg_engine::layout::Storage;
 use sg_engine::path::resolve;
 use sg_engine::Layout;
-use sg_protocol::{FilterNode, ReadParams, Schema, SummarizeParams};
+use sg_protocol::{DataType, FilterNode, ReadParams, Schema, SummarizeParams};
 
 /// Who answers a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,9 +27,10 @@ fn paths_of(node: &FilterNode, out: &mut Vec<String>) {
 
 /// Routes a set of paths on one type. A path the cache lacks goes to the
 /// site when the site's schema has it; a path neither has is the cache's to
-/// answer (with the site's own fault).
+/// answer (with the site's own fault). A link whose target's names the cache
+/// can't know would show, match or sort by a name it lacks: the site answers.
 fn route_paths(layout: &Layout, schema: &Schema, entity_type: &str, paths: &[String]) -> Route {
-    let Some(root) = layout.table(entity_type) else {
+    let Some(root) = layout.served(entity_type) else {
         return if schema.entity(entity_type).is_some() {
             Route::Site
         } else {
@@ -34,12 +38,29 @@ fn route_paths(layout: &Layout, schema: &Schema, entity_type: &str, paths: &[Str
         };
     };
     for path in paths.iter().filter(|p| p.as_str() != "type") {
-        if resolve(layout, root, path, "read").is_err() && exists_on_site(schema, entity_type, path)
-        {
-            return Route::Site;
+        match resolve(layout, root, path, "read") {
+            Ok(resolved) => {
+                let field = resolved.field;
+                let links = matches!(field.storage, Storage::Entity | Storage::Links)
+                    && field.data_type != DataType::TagList;
+                if links && !names_known(layout, schema, &field.valid_types) {
+                    return Route::Site;
+                }
+            }
+            Err(_) if exists_on_site(schema, entity_type, path) => return Route::Site,
+            Err(_) => {}
         }
     }
     Route::Cache
+}
+
+/// Whether the cache can name every record a link of one of `valid_types`
+/// points at: each type has a table with a display field (kept, or held
+/// names-only), or is not on the site at all (so nothing links to it).
+fn names_known(layout: &Layout, schema: &Schema, valid_types: &[String]) -> bool {
+    valid_types.iter().all(|t| {
+        layout.table(t).is_some_and(|t| t.display_field.is_some()) || schema.entity(t).is_none()
+    })
 }
 
 /// Whether a (deep) path names fields the site's schema has.
@@ -81,4 +102,102 @@ pub fn route_summarize(layout: &Layout, schema: &Schema, params: &SummarizeParam
     paths.extend(params.grouping.iter().map(|g| g.field.clone()));
     paths_of(&params.filters, &mut paths);
     route_paths(layout, schema, &params.entity_type, &paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use serde_json::json;
+
+    use super::*;
+
+    /// Tasks are cached; their assignees are Groups (named by `code`) or
+    /// TimeLogs (no display field); their creator an ApiUser (not on this
+    /// site at all).
+    fn fixture() -> (Layout, Schema) {
+        let f = |t: &str, valid: &[&str]| {
+            json!({"data_type": {"value": t},
+                   "properties": {"valid_types": {"value": valid}}})
+        };
+        let schema = Schema::from_json(
+            &json!({
+                "Task": {"id": f("number", &[]), "content": f("text", &[]),
+                         "crew": f("multi_entity", &["Group"]),
+                         "log": f("entity", &["TimeLog"]),
+                         "created_by": f("entity", &["Group", "ApiUser"])},
+                "Group": {"id": f("number", &[]), "code": f("text", &[]), "sg_size": f("number", &[])},
+                "TimeLog": {"id": f("number", &[]), "duration": f("number", &[])}
+            }),
+            None,
+        )
+        .expect("schema");
+        let selection = BTreeMap::from([(
+            "Task".to_string(),
+            BTreeSet::from(["id", "content", "crew", "log", "created_by"].map(String::from)),
+        )]);
+        (Layout::from_schema(&schema, Some(&selection)), schema)
+    }
+
+    fn read(entity_type: &str, fields: &[&str], filters: serde_json::Value) -> ReadParams {
+        ReadParams::from_json(
+            json!({"type": entity_type, "return_fields": fields, "filters": filters})
+                .as_object()
+                .expect("an object"),
+        )
+        .expect("read params")
+    }
+
+    fn no_filters() -> serde_json::Value {
+        json!({"logical_operator": "and", "conditions": []})
+    }
+
+    #[test]
+    fn links_to_named_targets_are_answered_by_the_cache() {
+        let (layout, schema) = fixture();
+        assert!(layout.table("Group").is_some_and(|t| t.names_only));
+        let crew = read("Task", &["content", "crew", "created_by"], no_filters());
+        assert_eq!(route_read(&layout, &schema, &crew), Route::Cache);
+        let by_name = read(
+            "Task",
+            &["id"],
+            json!({"logical_operator": "and", "conditions": [
+                {"path": "crew", "relation": "name_contains", "values": ["x"]}]}),
+        );
+        assert_eq!(route_read(&layout, &schema, &by_name), Route::Cache);
+        let deep = read(
+            "Task",
+            &["id"],
+            json!({"logical_operator": "and", "conditions": [
+                {"path": "crew.Group.code", "relation": "is", "values": ["x"]}]}),
+        );
+        assert_eq!(route_read(&layout, &schema, &deep), Route::Cache);
+    }
+
+    #[test]
+    fn what_the_cache_cannot_name_goes_to_the_site() {
+        let (layout, schema) = fixture();
+        // A TimeLog has no display field: its links' names are unknown.
+        let log = read("Task", &["log"], no_filters());
+        assert_eq!(route_read(&layout, &schema, &log), Route::Site);
+        let sorted = ReadParams::from_json(
+            json!({"type": "Task", "return_fields": ["id"], "filters": no_filters(),
+                   "sorts": [{"field_name": "log", "direction": "asc"}]})
+            .as_object()
+            .expect("an object"),
+        )
+        .expect("read params");
+        assert_eq!(route_read(&layout, &schema, &sorted), Route::Site);
+        // A names-only type is never the type answered for.
+        let groups = read("Group", &["code"], no_filters());
+        assert_eq!(route_read(&layout, &schema, &groups), Route::Site);
+        // A field of a names-only type besides its name is not held.
+        let deep = read(
+            "Task",
+            &["id"],
+            json!({"logical_operator": "and", "conditions": [
+                {"path": "crew.Group.sg_size", "relation": "is", "values": [3]}]}),
+        );
+        assert_eq!(route_read(&layout, &schema, &deep), Route::Site);
+    }
 }

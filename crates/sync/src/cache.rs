@@ -349,9 +349,17 @@ impl<S: Store> Cache<S> {
             .await?;
         // Types cached before but no longer configured (removed while
         // nothing ran) are dropped, so adding one back imports it afresh.
+        // The names-only tables the engine lays out for link targets the
+        // config leaves out (see `sg_engine::layout`): imported like the
+        // configured types, with their one display field.
+        let names_only = self.names_only_configs();
         let stale: Vec<String> = known
             .keys()
-            .filter(|t| !config.entities.contains_key(*t) && !config.broken.contains_key(*t))
+            .filter(|t| {
+                !config.entities.contains_key(*t)
+                    && !config.broken.contains_key(*t)
+                    && !names_only.contains_key(*t)
+            })
             .cloned()
             .collect();
         if !stale.is_empty() {
@@ -370,6 +378,7 @@ impl<S: Store> Cache<S> {
         let pending: Vec<String> = config
             .entities
             .values()
+            .chain(names_only.values())
             .filter(|c| {
                 known
                     .get(&c.entity_type)
@@ -427,7 +436,13 @@ impl<S: Store> Cache<S> {
         let mut tasks = tokio::task::JoinSet::new();
         for entity_type in pending {
             let cache = self.clone();
-            let digest = config.entities[&entity_type].digest();
+            let digest = match config.entities.get(&entity_type) {
+                Some(entity) => entity.digest(),
+                None => names_only
+                    .get(&entity_type)
+                    .map(|entity| entity.digest())
+                    .unwrap_or_default(),
+            };
             let restart = known.get(&entity_type).is_none_or(|s| s.digest != digest);
             let limit = limit.clone();
             tasks.spawn(async move {
@@ -448,6 +463,26 @@ impl<S: Store> Cache<S> {
         }
         let unloaded = self.db(|e| e.store().set_bulk_load(false)).await;
         first_error.map_or(unloaded, Err)
+    }
+
+    /// The names-only tables of the served layout, each as the config of
+    /// its one display field.
+    fn names_only_configs(&self) -> BTreeMap<String, crate::config::EntityConfig> {
+        self.engine
+            .catalog()
+            .layout
+            .tables
+            .values()
+            .filter(|t| t.names_only)
+            .map(|t| {
+                let fields = t.fields.keys().filter(|f| *f != "id").cloned().collect();
+                let entity = crate::config::EntityConfig {
+                    entity_type: t.entity_type.clone(),
+                    fields,
+                };
+                (t.entity_type.clone(), entity)
+            })
+            .collect()
     }
 
     /// Reads the next rows of the event log and applies them. Returns how many

@@ -26,6 +26,10 @@ pub struct TypeStatus {
     /// (the old ones are served meanwhile).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reimported: Option<u64>,
+    /// A names-only table: the display names of a type that cached links
+    /// point at but the config leaves out (see `sg_engine::layout`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub names_only: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -64,7 +68,8 @@ impl<S: Store> Cache<S> {
                         ))
                     })?;
                 let mut counts = Vec::new();
-                for t in engine.catalog().layout.tables.keys() {
+                let catalog = engine.catalog();
+                for (t, table) in &catalog.layout.tables {
                     let mut n = [0u64; 2];
                     for (i, retired) in [false, true].into_iter().enumerate() {
                         let params = SummarizeParams::from_json(
@@ -89,7 +94,7 @@ impl<S: Store> Cache<S> {
                                 .unwrap_or(0);
                         }
                     }
-                    counts.push((t.clone(), n));
+                    counts.push((t.clone(), table.names_only, n));
                 }
                 Ok::<_, sg_engine::EngineError>((types, reimports, position, last_scan, counts))
             })
@@ -114,7 +119,7 @@ impl<S: Store> Cache<S> {
         };
         let types = counts
             .into_iter()
-            .map(|(t, [records, retired])| {
+            .map(|(t, names_only, [records, retired])| {
                 let s = types.get(&t);
                 let reimport = reimports.get(&t);
                 let state = match s {
@@ -135,6 +140,7 @@ impl<S: Store> Cache<S> {
                     retired,
                     imported_at: s.and_then(|s| s.imported_at.clone()),
                     reimported: reimport.map(|r| r.imported.max(0) as u64),
+                    names_only,
                 }
             })
             .collect();
