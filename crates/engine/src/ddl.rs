@@ -164,12 +164,16 @@ pub fn ensure_columns(
                 field.name
             ))?;
         }
-        for column in stale {
+        // Every index of a stale field goes before any column: a stale link's
+        // index may carry another stale column (the status).
+        for column in &stale {
             let field = column
                 .strip_suffix("__type")
                 .or_else(|| column.strip_suffix("__id"))
                 .unwrap_or(column);
             conn.execute_batch(&format!("DROP INDEX IF EXISTS \"{name}__{field}__idx\""))?;
+        }
+        for column in stale {
             conn.execute_batch(&format!("ALTER TABLE \"{name}\" DROP COLUMN \"{column}\""))?;
         }
     }

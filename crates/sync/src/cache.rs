@@ -352,21 +352,24 @@ impl<S: Store> Cache<S> {
         // The names-only tables the engine lays out for link targets the
         // config leaves out (see `sg_engine::layout`): imported like the
         // configured types, with their one display field.
+        // A type configured before and now held names-only is dropped too,
+        // and imported afresh with its name alone: its old columns would
+        // linger unmaintained for anyone reading the tables with SQL.
         let names_only = self.names_only_configs();
         let stale: Vec<String> = known
-            .keys()
-            .filter(|t| {
+            .iter()
+            .filter(|(t, s)| {
                 !config.entities.contains_key(*t)
                     && !config.broken.contains_key(*t)
-                    && !names_only.contains_key(*t)
+                    && names_only.get(*t).is_none_or(|c| c.digest() != s.digest)
             })
-            .cloned()
+            .map(|(t, _)| t.clone())
             .collect();
         if !stale.is_empty() {
             self.drop_types(stale.clone()).await?;
-            for t in stale {
+            for t in &stale {
                 tracing::info!(entity_type = t.as_str(), "no longer configured: dropped");
-                known.remove(&t);
+                known.remove(t);
             }
         }
         let position = self
@@ -428,6 +431,26 @@ impl<S: Store> Cache<S> {
         self.schedule_reimports(reimports).await?;
         if pending.is_empty() {
             return Ok(());
+        }
+        // A names-only table may not exist yet: its type was just dropped
+        // (configured before), or a reimport swapped in a link field to it.
+        let fresh: Vec<String> = pending
+            .iter()
+            .filter(|t| names_only.contains_key(*t))
+            .cloned()
+            .collect();
+        if !fresh.is_empty() {
+            self.db(move |e| {
+                let catalog = e.catalog();
+                let dialect = e.store().dialect();
+                e.store().with_transaction(&mut |c| {
+                    for table in fresh.iter().filter_map(|t| catalog.layout.table(t)) {
+                        sg_engine::ddl::ensure_columns(c, table, dialect)?;
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
         }
         let limit = Arc::new(tokio::sync::Semaphore::new(
             config.file.import.processes.max(1),

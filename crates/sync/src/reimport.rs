@@ -325,12 +325,6 @@ impl<S: Store> Cache<S> {
                     ddl::rename_tables_of(c, &shadow_name(&t), &t, dialect)?;
                     // Adds what the schema gained meanwhile, and the indexes.
                     ddl::ensure_columns(c, table, dialect)?;
-                    // A link field the type gained may point at a type no
-                    // table names yet: its names-only table is made here and
-                    // imported at the next step.
-                    for names in layout.tables.values().filter(|t| t.names_only) {
-                        ddl::ensure_columns(c, names, dialect)?;
-                    }
                     state::remove_reimport(c, &t)?;
                     state::set_type(
                         c,

@@ -612,6 +612,32 @@ pub fn counts(status: &Value) -> Vec<(String, u64, u64)> {
 }
 
 /// The entry of one type in a status.
+/// Whether `entity_type` is held names-only: one table of `id`, `__retired`
+/// and `display`, no link tables, listed by `status` as names only.
+#[allow(dead_code)]
+pub fn held_names_only(
+    tables: &std::collections::BTreeMap<String, Vec<String>>,
+    status: &Value,
+    entity_type: &str,
+    display: &str,
+) -> Result<(), String> {
+    let prefix = format!("{entity_type}__");
+    let links: Vec<&String> = tables.keys().filter(|t| t.starts_with(&prefix)).collect();
+    let mut columns = tables.get(entity_type).cloned().unwrap_or_default();
+    columns.sort();
+    let wanted = vec!["__retired".to_string(), "id".into(), display.to_string()];
+    let listed = type_status(status, entity_type);
+    if !links.is_empty() || columns != wanted {
+        return Err(format!(
+            "{entity_type}: link tables {links:?}, columns {columns:?}"
+        ));
+    }
+    match listed {
+        Some(t) if t["names_only"] == true && t["state"] == "ready" => Ok(()),
+        other => Err(format!("{entity_type} in status: {other:?}")),
+    }
+}
+
 pub fn type_status<'a>(status: &'a Value, entity_type: &str) -> Option<&'a Value> {
     status["types"]
         .as_array()?
