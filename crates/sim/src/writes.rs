@@ -287,7 +287,7 @@ impl<'a> WriteTx<'a> {
                 if names.iter().any(|n| n.trim().is_empty()) {
                     return Err(bad("a tag name can't be empty"));
                 }
-                Ok(json!(self.tag_records(&names)?))
+                Ok(json!(names))
             }
             _ => {
                 let checked = match (schema_field.data_type, value) {
@@ -347,9 +347,9 @@ impl<'a> WriteTx<'a> {
     }
 
     /// Tag names as the site keeps them: each the name of a Tag record,
-    /// spelled as that record spells it, the record made for a name no Tag
-    /// has yet. A site without a Tag type keeps the names as given.
-    fn tag_records(&mut self, names: &[String]) -> Result<Vec<String>, EngineError> {
+    /// spelled as that record spells it, the record made (when `make`) for a
+    /// name no Tag has yet. A site without a Tag type keeps the names as given.
+    fn tag_records(&mut self, names: &[String], make: bool) -> Result<Vec<String>, EngineError> {
         let tags = self.catalog.layout.table("Tag");
         if tags.and_then(|t| t.field("name")).is_none() {
             return Ok(names.to_vec());
@@ -359,7 +359,9 @@ impl<'a> WriteTx<'a> {
             let spelled = match self.tag_named(name)? {
                 Some(existing) => existing,
                 None => {
-                    self.create("Tag", &[("name".to_string(), json!(name))], &[])?;
+                    if make {
+                        self.create("Tag", &[("name".to_string(), json!(name))], &[])?;
+                    }
                     name.clone()
                 }
             };
@@ -488,7 +490,10 @@ impl<'a> WriteTx<'a> {
         let mut record = Map::new();
         let mut given = BTreeMap::new();
         for (field, value) in fields {
-            let stored = self.validate(entity_type, field, value)?;
+            let mut stored = self.validate(entity_type, field, value)?;
+            if table.field(field).map(|f| f.storage) == Some(Storage::Tags) {
+                stored = json!(self.tag_records(&names_of(&stored), true)?);
+            }
             given.insert(field.clone(), stored);
         }
         // Custom event rows take their ids from the log's own sequence.
@@ -634,7 +639,9 @@ impl<'a> WriteTx<'a> {
                 }
                 Some(Storage::Tags) => {
                     let current = names_of(&old);
-                    let given = names_of(&stored);
+                    // Removing a name no Tag has makes none.
+                    let make = w.mode != UpdateMode::Remove;
+                    let given = self.tag_records(&names_of(&stored), make)?;
                     let next = combine(&current, &given, w.mode);
                     if next != current {
                         let added = next.iter().filter(|n| !current.contains(n)).cloned();
