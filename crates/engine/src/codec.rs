@@ -26,6 +26,9 @@ pub fn encode_scalar(field: &FieldLayout, value: &Value) -> Result<SqlValue, Eng
             _ => SqlValue::Null,
         });
     }
+    if field.storage == Storage::Tags {
+        return encode_tags(field, value);
+    }
     Ok(match field.storage {
         Storage::Id | Storage::Integer => match value.as_i64() {
             Some(i) => SqlValue::Int(i),
@@ -52,8 +55,36 @@ pub fn encode_scalar(field: &FieldLayout, value: &Value) -> Result<SqlValue, Eng
             None => return Err(wrong(field, value)),
         },
         Storage::Json => SqlValue::Text(value.to_string()),
-        Storage::Entity | Storage::Links => return Err(wrong(field, value)),
+        Storage::Entity | Storage::Links | Storage::Tags => return Err(wrong(field, value)),
     })
+}
+
+/// The stored form of a tag_list value: its names as a JSON array, each
+/// once, in the order given; null for no names.
+fn encode_tags(field: &FieldLayout, value: &Value) -> Result<SqlValue, EngineError> {
+    let names = tag_names(value).ok_or_else(|| wrong(field, value))?;
+    if names.is_empty() {
+        return Ok(SqlValue::Null);
+    }
+    Ok(SqlValue::Text(Value::from(names).to_string()))
+}
+
+/// The names of a tag_list value (null is none), each once, in the order
+/// given; `None` unless it is a list of strings.
+pub fn tag_names(value: &Value) -> Option<Vec<String>> {
+    let items = match value {
+        Value::Null => return Some(Vec::new()),
+        Value::Array(items) => items,
+        _ => return None,
+    };
+    let mut names: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        let name = item.as_str()?;
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+    Some(names)
 }
 
 /// [`encode_scalar`] of a value the caller gives up: text is moved, not copied.
@@ -93,6 +124,9 @@ pub fn encode_links(field: &FieldLayout, value: &Value) -> Result<Vec<EntityLink
 pub fn decode_scalar(storage: Storage, value: &SqlValue) -> Value {
     match (storage, value) {
         (Storage::Bool, v) => json!(v.as_i64().unwrap_or(0) != 0),
+        // A record without tags shows an empty list, as a site shows it.
+        (Storage::Tags, SqlValue::Text(t)) => serde_json::from_str(t).unwrap_or_else(|_| json!([])),
+        (Storage::Tags, _) => json!([]),
         (_, SqlValue::Null) => Value::Null,
         (Storage::Id | Storage::Integer, v) => v.as_i64().map(Value::from).unwrap_or(Value::Null),
         (Storage::Real, SqlValue::Real(f)) => json!(f),
@@ -119,6 +153,11 @@ pub fn write_scalar(out: &mut Vec<u8>, storage: Storage, value: &SqlValue) {
         } else {
             b"false"
         }),
+        (Storage::Tags, SqlValue::Text(t)) => {
+            let parsed: Value = serde_json::from_str(t).unwrap_or_else(|_| json!([]));
+            let _ = serde_json::to_writer(&mut *out, &parsed);
+        }
+        (Storage::Tags, _) => out.extend_from_slice(b"[]"),
         (_, SqlValue::Null) => out.extend_from_slice(b"null"),
         (Storage::Id | Storage::Integer, v) => match v.as_i64() {
             Some(i) => {
@@ -210,6 +249,7 @@ mod tests {
             Storage::Date,
             Storage::DateTime,
             Storage::Json,
+            Storage::Tags,
         ];
         let values = [
             SqlValue::Null,
@@ -228,6 +268,7 @@ mod tests {
             SqlValue::Text("2024-02-29".into()),
             SqlValue::Text("{\"url\": \"http://x\", \"name\": null}".into()),
             SqlValue::Text("not json".into()),
+            SqlValue::Text("[\"hero\", \"fx \\\"b\\\"\"]".into()),
             SqlValue::Text(String::new()),
         ];
         for storage in storages {
@@ -283,6 +324,32 @@ mod tests {
             &json!({"type": "Shot", "id": 1})
         )
         .is_err());
+    }
+
+    #[test]
+    fn tag_lists_store_names_in_order_and_refuse_anything_else() {
+        let f = field(DataType::TagList);
+        assert_eq!(f.storage, Storage::Tags);
+        let stored = encode_scalar(&f, &json!(["b", "a", "b", "A"])).unwrap();
+        assert_eq!(
+            decode_scalar(f.storage, &stored),
+            json!(["b", "a", "A"]),
+            "in order, each name once"
+        );
+        for none in [json!(null), json!([])] {
+            let stored = encode_scalar(&f, &none).unwrap();
+            assert_eq!(stored, SqlValue::Null);
+            assert_eq!(decode_scalar(f.storage, &stored), json!([]));
+        }
+        for bad in [
+            json!("a"),
+            json!([1]),
+            json!([{"type": "Tag", "id": 1}]),
+            json!(["a", null]),
+            json!({"a": 1}),
+        ] {
+            assert!(encode_scalar(&f, &bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

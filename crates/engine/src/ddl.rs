@@ -21,7 +21,7 @@ fn column_definitions(table: &TableLayout, dialect: Dialect) -> Vec<(String, Str
             }
             Storage::Real => columns.push((name.clone(), dialect.real_column().to_string())),
             Storage::Text | Storage::Date => columns.push((name.clone(), text.clone())),
-            Storage::Json => columns.push((name.clone(), "TEXT".to_string())),
+            Storage::Json | Storage::Tags => columns.push((name.clone(), "TEXT".to_string())),
             Storage::Entity => {
                 columns.push((format!("{name}__type"), text.clone()));
                 columns.push((format!("{name}__id"), int.clone()));

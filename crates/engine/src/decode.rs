@@ -289,6 +289,8 @@ mod tests {
                 "assets": {"data_type": {"value": "multi_entity"},
                     "properties": {"valid_types": {"value": ["Asset"]}}},
                 "sg_data": {"data_type": {"value": "serializable"}},
+                "tag_list": {"data_type": {"value": "tag_list"},
+                    "properties": {"valid_types": {"value": ["Tag"]}}},
             },
             "Project": {"id": {"data_type": {"value": "number"}}, "name": {"data_type": {"value": "text"}}},
             "Asset": {"id": {"data_type": {"value": "number"}}, "code": {"data_type": {"value": "text"}}},
@@ -337,10 +339,10 @@ mod tests {
                  "created_at": "2024-01-05T10:00:00Z", "sg_status_list": "ip",
                  "project": {"type": "Project", "id": 1, "name": "Alpha"},
                  "assets": [{"type": "Asset", "id": 2, "name": "a"}, {"type": "Asset", "id": 5, "name": null}],
-                 "sg_data": {"nested": [1, 2, {"x": null}]}, "not_kept": "x"},
+                 "sg_data": {"nested": [1, 2, {"x": null}]}, "tag_list": ["hero", "f\"x"], "not_kept": "x"},
                 {"id": 4, "type": "Shot", "code": null, "sg_cut_in": null, "sg_rate": null,
                  "sg_hero": null, "sg_due": null, "created_at": null, "sg_status_list": null,
-                 "project": null, "assets": [], "sg_data": null},
+                 "project": null, "assets": [], "sg_data": null, "tag_list": []},
                 {"project": {"id": 2, "type": "Project"}, "id": 9, "assets": null}
             ],
             "paging_info": {"has_next_page": false}}});
@@ -355,6 +357,7 @@ mod tests {
             "project",
             "assets",
             "sg_data",
+            "tag_list",
         ]);
         for retired in [false, true] {
             let text = serde_json::to_vec(&reply).expect("json");
@@ -374,12 +377,21 @@ mod tests {
     #[test]
     fn what_the_values_refuse_is_refused() {
         let table = table();
-        let kept = keep(&["code", "sg_cut_in", "project", "assets", "created_at"]);
+        let kept = keep(&[
+            "code",
+            "sg_cut_in",
+            "project",
+            "assets",
+            "created_at",
+            "tag_list",
+        ]);
         for bad in [
             json!({"id": 1, "sg_cut_in": "ten"}),
             json!({"id": 1, "project": {"type": "Project"}}),
             json!({"id": 1, "assets": {"type": "Asset", "id": 1}}),
             json!({"id": 1, "created_at": "yesterday"}),
+            json!({"id": 1, "tag_list": [{"type": "Tag", "id": 1}]}),
+            json!({"id": 1, "tag_list": "hero"}),
             json!({"code": "no id"}),
             json!({"id": "1"}),
         ] {

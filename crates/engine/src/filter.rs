@@ -368,6 +368,7 @@ impl<'a> FilterCompiler<'a> {
         let compiled = match field.storage {
             Storage::Entity => ctx.entity(positive)?,
             Storage::Links => ctx.links(positive)?,
+            Storage::Tags => ctx.tags(positive)?,
             _ => ctx.scalar(positive)?,
         };
         Ok(if negated {
@@ -380,6 +381,31 @@ impl<'a> FilterCompiler<'a> {
         } else {
             compiled
         })
+    }
+}
+
+/// The elements of a tag_list column as a table aliased `alias`, one row per
+/// name in its `value` column (none for a null column).
+fn tag_elements(dialect: Dialect, column: &str, alias: &str) -> String {
+    match dialect {
+        Dialect::Sqlite => format!("json_each({column}) {alias}"),
+        Dialect::Postgres => {
+            format!("json_array_elements_text({column}::json) AS {alias}(\"value\")")
+        }
+    }
+}
+
+/// A tag name `element` equal to `other` (a placeholder for `value`, or a
+/// column), whatever the letters' case: as [`Dialect::text_equals`] compares
+/// text, but with the collation written out, since an array's elements have
+/// none of their own.
+fn tag_equals(dialect: Dialect, element: &str, other: &str, value: &str) -> String {
+    match dialect {
+        Dialect::Sqlite if value.is_ascii() && other == "?" => {
+            format!("{element} = {other} COLLATE NOCASE")
+        }
+        Dialect::Sqlite => format!("sg_casefold({element}) = sg_casefold({other})"),
+        Dialect::Postgres => format!("lower({element}) = lower({other})"),
     }
 }
 
@@ -493,7 +519,7 @@ impl LeafContext<'_, '_> {
             Storage::DateTime => {
                 SqlValue::Int(value.as_str().and_then(parse_date_time).ok_or_else(bad)?)
             }
-            Storage::Json | Storage::Entity | Storage::Links => return Err(bad()),
+            Storage::Json | Storage::Entity | Storage::Links | Storage::Tags => return Err(bad()),
         })
     }
 
@@ -892,6 +918,92 @@ impl LeafContext<'_, '_> {
                 sql: self.name_match(&type_col, &id_col, relation)?,
                 matches_null: false,
             }),
+            _ => Err(self.fail("is not supported on this field")),
+        }
+    }
+
+    /// A condition on a tag_list field (see `crate::layout`): `is` a name
+    /// (the record has that tag; `is None`, it has none), `name_contains`
+    /// text (one of its tags' names contains it), `name_id` an id (it has
+    /// the tag whose Tag record has that id); names compare as text does,
+    /// whatever the letters' case. `is_not` and `name_not_contains` are
+    /// their negations, so a record without tags matches them.
+    fn tags(&self, relation: Relation) -> Result<Compiled, EngineError> {
+        use Relation::*;
+        let dialect = self.compiler.dialect;
+        let column = self.column();
+        let e = self.compiler.alias();
+        let has_tag = |condition: Fragment| {
+            let mut f = Fragment::text(format!(
+                "EXISTS (SELECT 1 FROM {} WHERE ",
+                tag_elements(dialect, &column, &e)
+            ));
+            f.append(condition).push(")");
+            f
+        };
+        let element = format!("{e}.\"value\"");
+        match relation {
+            Is => match self.one()? {
+                Value::Null => Ok(Compiled {
+                    sql: Fragment::text(format!("{column} IS NULL")),
+                    matches_null: true,
+                }),
+                Value::String(name) => {
+                    let mut f = Fragment::text(tag_equals(dialect, &element, "?", name));
+                    f.params.push(SqlValue::Text(name.clone()));
+                    Ok(Compiled {
+                        sql: has_tag(f),
+                        matches_null: false,
+                    })
+                }
+                _ => Err(self.fail("expects a tag name")),
+            },
+            NameContains => {
+                let pattern = self.name_pattern(relation)?;
+                let mut f = Fragment::text(dialect.text_like(&element, "?", &pattern));
+                f.params.push(SqlValue::Text(pattern));
+                Ok(Compiled {
+                    sql: has_tag(f),
+                    matches_null: false,
+                })
+            }
+            NameId => {
+                let id = self
+                    .one()?
+                    .as_i64()
+                    .ok_or_else(|| self.fail("expects the id of a Tag"))?;
+                // Names are all the cache holds: the id is looked up among
+                // the Tag records, and with none stored no record has it.
+                let Some(tag_names) = self
+                    .compiler
+                    .layout
+                    .table("Tag")
+                    .filter(|t| t.field("name").is_some_and(|f| f.storage == Storage::Text))
+                else {
+                    return Ok(Compiled {
+                        sql: Fragment::text("1 = 0"),
+                        matches_null: false,
+                    });
+                };
+                let g = self.compiler.alias();
+                let mut f = Fragment::text(format!(
+                    "EXISTS (SELECT 1 FROM {} {g} WHERE {g}.\"id\" = ",
+                    tag_names.table()
+                ));
+                f.bind(SqlValue::Int(id));
+                f.push(&format!(" AND {g}.\"__retired\" = 0 AND "));
+                f.append(has_tag(Fragment::text(tag_equals(
+                    dialect,
+                    &element,
+                    &format!("{g}.\"name\""),
+                    "",
+                ))));
+                f.push(")");
+                Ok(Compiled {
+                    sql: f,
+                    matches_null: false,
+                })
+            }
             _ => Err(self.fail("is not supported on this field")),
         }
     }

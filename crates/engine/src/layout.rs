@@ -4,13 +4,24 @@
 //! Each entity type is one table named after the type, with `id` as primary
 //! key, a `__retired` flag and one typed column per field. An entity link is
 //! two columns, `<field>__type` and `<field>__id`. A multi_entity field (and
-//! tag_list and addressing, which are lists of links too) is a link table
+//! addressing, which is a list of links too) is a link table
 //! `<Type>__<field>` with one row per link, in order.
 //!
 //! A type that a kept link field can point at but that is not kept itself
 //! gets a *names-only* table: `id`, `__retired` and its display field. It
 //! gives links their names (and hides links to retired records) the way the
 //! site does; it is never the type a read is answered for.
+//!
+//! A tag_list field holds tag names, which is what a site takes and returns
+//! (`["hero", "fx"]`): one text column with the names as a JSON array, in
+//! their order, null for none. A record's tags then come with its row (no
+//! second query per page, as link tables need) and are written in its own
+//! upsert, and every tag_list filter stays in SQL on both stores as an
+//! `EXISTS` over the array's elements (`json_each` on SQLite,
+//! `json_array_elements_text` on PostgreSQL). No index serves those filters;
+//! a tag table `(src_id, pos, tag)` would let one serve `is`, at the price of
+//! a second table to write and read for every record, for a relation reads
+//! seldom use and mostly next to an indexed one (a project, a status).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -40,6 +51,8 @@ pub enum Storage {
     Entity,
     /// A link table `<Type>__<field>`.
     Links,
+    /// Tag names: a JSON array of strings as text, null when there are none.
+    Tags,
 }
 
 impl Storage {
@@ -52,7 +65,8 @@ impl Storage {
             Date => Storage::Date,
             DateTime => Storage::DateTime,
             Entity => Storage::Entity,
-            MultiEntity | TagList | Addressing => Storage::Links,
+            MultiEntity | Addressing => Storage::Links,
+            TagList => Storage::Tags,
             Text | List | StatusList | EntityType | Color | Uuid | Password | Footage
             | Calculated => Storage::Text,
             Url | Image | Serializable | Summary | PivotColumn | Unknown => Storage::Json,

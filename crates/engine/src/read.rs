@@ -147,6 +147,12 @@ impl<'a> Plan<'a> {
                 self.root.entity_type
             )));
         }
+        if resolved.field.storage == Storage::Tags {
+            return Err(bad_request(format!(
+                "API read() can't sort {} by {path}, a tag_list field",
+                self.root.entity_type
+            )));
+        }
         let alias = self.join_hops(path, &resolved.hops);
         let field = resolved.field;
         let dialect = self.compiler.dialect;

@@ -417,7 +417,7 @@ impl<'c, 'a> Plan<'c, 'a> {
             Checked | Unchecked => storage == Storage::Bool,
             StatusPercentage => field.data_type == DataType::StatusList,
             StatusList => matches!(field.data_type, DataType::StatusList | DataType::List),
-            CountDistinct => !matches!(storage, Storage::Links | Storage::Json),
+            CountDistinct => !matches!(storage, Storage::Links | Storage::Json | Storage::Tags),
         };
         if !applies {
             return Err(bad_request(format!(
@@ -563,7 +563,7 @@ impl<'c, 'a> Plan<'c, 'a> {
                         target.alias
                     )],
                 ),
-                Storage::Json | Storage::Links => return Err(refuse()),
+                Storage::Json | Storage::Links | Storage::Tags => return Err(refuse()),
                 storage => (KeyKind::Exact(storage), vec![col.clone()]),
             },
             FirstLetter => match storage {

@@ -80,7 +80,7 @@ impl ColumnKind {
             | Storage::Entity
             | Storage::Links => ColumnKind::Int,
             Storage::Real => ColumnKind::Real,
-            Storage::Text | Storage::Date | Storage::Json => ColumnKind::Text,
+            Storage::Text | Storage::Date | Storage::Json | Storage::Tags => ColumnKind::Text,
         }
     }
 }

@@ -36,17 +36,19 @@ fn production_at(backend: Backend, created: i64) -> TestEngine {
              "sg_status_list": "ip", "sg_sequence": {"type": "Sequence", "id": 1},
              "project": {"type": "Project", "id": 1},
              "assets": [{"type": "Asset", "id": 1}, {"type": "Asset", "id": 2}],
-             "users": [{"type": "HumanUser", "id": 1}]},
+             "users": [{"type": "HumanUser", "id": 1}], "tags": ["hero", "fx"]},
             {"id": 2, "code": "SH020", "sg_cut_in": 20, "sg_rate": 2.5, "sg_hero": false,
              "sg_due": "2024-02-01", "created_at": now, "sg_status_list": "wtg",
              "sg_sequence": {"type": "Sequence", "id": 2}, "project": {"type": "Project", "id": 1},
              "assets": [{"type": "Asset", "id": 3}],
-             "users": [{"type": "HumanUser", "id": 1}, {"type": "HumanUser", "id": 2}]},
+             "users": [{"type": "HumanUser", "id": 1}, {"type": "HumanUser", "id": 2}],
+             "tags": ["FX"]},
             {"id": 3, "code": "sh030", "description": "it's a \"test\" 100%", "sg_status_list": "fin",
              "project": {"type": "Project", "id": 2}},
             {"id": 4, "code": "sh040", "project": {"type": "Project", "id": 1}, "__retired": true},
             {"id": 5, "code": "Ünïcode", "sg_cut_in": 5, "sg_status_list": "ip",
-             "sg_sequence": {"type": "Sequence", "id": 3}, "project": {"type": "Project", "id": 1}}]
+             "sg_sequence": {"type": "Sequence", "id": 3}, "project": {"type": "Project", "id": 1},
+             "tags": ["ünïque", "Hero"]}]
     });
     e.load_dataset(&dataset).expect("dataset loads");
     e
@@ -932,7 +934,6 @@ fn sample(data_type: DataType, relation: Relation) -> Value {
         DataType::DateTime => json!("2024-01-01T00:00:00Z"),
         DataType::Entity => json!({"type": "Sequence", "id": 1}),
         DataType::MultiEntity | DataType::Addressing => json!({"type": "Asset", "id": 1}),
-        DataType::TagList => json!({"type": "Tag", "id": 1}),
         DataType::Image => Value::Null,
         _ => json!("x"),
     };
@@ -1050,11 +1051,19 @@ fn value_lists(data_type: DataType, relation: Relation) -> Vec<Value> {
             json!({"type": "Sequence", "id": 99}),
             Value::Null,
         ],
-        DataType::MultiEntity | DataType::Addressing | DataType::TagList => vec![
+        DataType::TagList => vec![
+            json!("hero"),
+            json!("HERO"),
+            json!("fx"),
+            json!("ünï"),
+            json!("ÜNÏ"),
+            json!("nothing"),
+            Value::Null,
+        ],
+        DataType::MultiEntity | DataType::Addressing => vec![
             json!({"type": "Asset", "id": 1}),
             json!({"type": "Asset", "id": 3}),
             json!({"type": "HumanUser", "id": 2}),
-            json!({"type": "Tag", "id": 1}),
             Value::Null,
         ],
         DataType::Image | DataType::Url | DataType::Serializable => vec![Value::Null],
@@ -1253,7 +1262,7 @@ fn json_text_is_the_value_path_json(backend: Backend) {
                 "sg_link": {"url": "http://x", "name": "x", "link_type": "web", "content_type": null},
                 "sg_data": {"z": [1, 2.5, {"b": null, "a": "x"}], "a": true},
                 "created_at": "1970-01-01T00:00:00Z", "sg_due": "2024-02-29", "sg_hero": true,
-                "tags": [{"type": "Tag", "id": 4}, {"type": "Tag", "id": 2}],
+                "tags": ["b \"q\" é", "a"],
                 "cc": [{"type": "HumanUser", "id": 2}, {"type": "HumanUser", "id": 1}],
                 "sg_sequence": {"type": "Sequence", "id": 3}, "project": {"type": "Project", "id": 2},
                 "assets": [{"type": "Asset", "id": 2}, {"type": "Asset", "id": 3}, {"type": "Asset", "id": 1}]}),

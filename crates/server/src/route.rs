@@ -7,7 +7,7 @@
 use sg_engine::layout::Storage;
 use sg_engine::path::resolve;
 use sg_engine::Layout;
-use sg_protocol::{DataType, FilterNode, ReadParams, Schema, SummarizeParams};
+use sg_protocol::{Condition, DataType, FilterNode, ReadParams, Relation, Schema, SummarizeParams};
 
 /// Who answers a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,12 +83,51 @@ fn exists_on_site(schema: &Schema, entity_type: &str, path: &str) -> bool {
     true
 }
 
+/// Whether a filter asks for tags by their Tag record's id (`name_id` on a
+/// tag_list) where the cache holds tag names only, no Tag records to look
+/// the id up in, and the site has Tags: then the site answers.
+fn needs_tag_records(
+    layout: &Layout,
+    schema: &Schema,
+    entity_type: &str,
+    node: &FilterNode,
+) -> bool {
+    let tags_cached = layout
+        .table("Tag")
+        .is_some_and(|t| t.field("name").is_some());
+    if tags_cached || schema.entity("Tag").is_none() {
+        return false;
+    }
+    let Some(root) = layout.table(entity_type) else {
+        return false;
+    };
+    let mut conditions = Vec::new();
+    conditions_of(node, &mut conditions);
+    conditions.iter().any(|c| {
+        c.relation == Relation::NameId
+            && resolve(layout, root, &c.path, "read")
+                .is_ok_and(|p| p.field.data_type == DataType::TagList)
+    })
+}
+
+fn conditions_of<'a>(node: &'a FilterNode, out: &mut Vec<&'a Condition>) {
+    match node {
+        FilterNode::Condition(c) => out.push(c),
+        FilterNode::Group { conditions, .. } => {
+            conditions.iter().for_each(|c| conditions_of(c, out))
+        }
+    }
+}
+
 pub fn route_read(layout: &Layout, schema: &Schema, params: &ReadParams) -> Route {
     if params
         .additional_filter_presets
         .as_ref()
         .is_some_and(|v| !v.is_null())
     {
+        return Route::Site;
+    }
+    if needs_tag_records(layout, schema, &params.entity_type, &params.filters) {
         return Route::Site;
     }
     let mut paths = params.return_fields.clone();
@@ -98,6 +137,9 @@ pub fn route_read(layout: &Layout, schema: &Schema, params: &ReadParams) -> Rout
 }
 
 pub fn route_summarize(layout: &Layout, schema: &Schema, params: &SummarizeParams) -> Route {
+    if needs_tag_records(layout, schema, &params.entity_type, &params.filters) {
+        return Route::Site;
+    }
     let mut paths: Vec<String> = params.summaries.iter().map(|s| s.field.clone()).collect();
     paths.extend(params.grouping.iter().map(|g| g.field.clone()));
     paths_of(&params.filters, &mut paths);
@@ -199,5 +241,49 @@ mod tests {
                 {"path": "crew.Group.sg_size", "relation": "is", "values": [3]}]}),
         );
         assert_eq!(route_read(&layout, &schema, &deep), Route::Site);
+    }
+
+    fn schema(with_tags: bool) -> Schema {
+        let f = |t: &str| json!({"data_type": {"value": t}, "properties": {}});
+        let mut fields =
+            json!({"Shot": {"id": f("number"), "code": f("text"), "tag_list": f("tag_list")}});
+        if with_tags {
+            fields["Tag"] = json!({"id": f("number"), "name": f("text")});
+        }
+        Schema::from_json(&fields, None).expect("schema")
+    }
+
+    fn tag_read(relation: &str, value: serde_json::Value) -> ReadParams {
+        let params = json!({"type": "Shot", "return_fields": ["code"],
+            "filters": {"logical_operator": "or", "conditions": [
+                {"path": "code", "relation": "is", "values": ["a"]},
+                {"path": "tag_list", "relation": relation, "values": [value]}]}});
+        ReadParams::from_json(params.as_object().expect("object")).expect("params")
+    }
+
+    /// `name_id` on a tag_list needs Tag records: without them cached, the
+    /// site answers (when it has Tags); every other tag filter is the cache's.
+    #[test]
+    fn tag_ids_go_to_the_site_unless_tags_are_cached() {
+        let site = schema(true);
+        let shots_only = Layout::from_schema(
+            &site,
+            Some(
+                &[(
+                    "Shot".to_string(),
+                    ["id", "code", "tag_list"].map(String::from).into(),
+                )]
+                .into(),
+            ),
+        );
+        let with_tags = Layout::from_schema(&site, None);
+        let by_id = tag_read("name_id", json!(3));
+        assert_eq!(route_read(&shots_only, &site, &by_id), Route::Site);
+        assert_eq!(route_read(&with_tags, &site, &by_id), Route::Cache);
+        let no_tags_anywhere = schema(false);
+        let layout = Layout::from_schema(&no_tags_anywhere, None);
+        assert_eq!(route_read(&layout, &no_tags_anywhere, &by_id), Route::Cache);
+        let by_name = tag_read("is", json!("hero"));
+        assert_eq!(route_read(&shots_only, &site, &by_name), Route::Cache);
     }
 }

@@ -1,8 +1,8 @@
 //! The site's own schema, used when no `--schema` is given: a typical
 //! production (Projects, Episodes, Sequences, Shots, Assets, Steps, Tasks,
 //! Versions, PublishedFiles, Playlists, Notes, Replies, people, groups, time
-//! logs, uploaded files (Attachments) and the event log) with the fields and
-//! links sites usually have.
+//! logs, uploaded files (Attachments), the Tags that tag_list fields name,
+//! and the event log) with the fields and links sites usually have.
 //!
 //! The definitions are in `builtin_schema.json` (the `schema_read` shape,
 //! every attribute a `{value, editable}` pair) and `builtin_entities.json`
@@ -38,7 +38,7 @@ mod tests {
     use crate::inverse::inverse_field;
     use sg_protocol::DataType;
 
-    const TYPES: [&str; 19] = [
+    const TYPES: [&str; 20] = [
         "ApiUser",
         "Asset",
         "Attachment",
@@ -55,6 +55,7 @@ mod tests {
         "Sequence",
         "Shot",
         "Step",
+        "Tag",
         "Task",
         "TimeLog",
         "Version",

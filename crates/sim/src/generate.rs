@@ -1,5 +1,5 @@
 //! Fills an empty site with a realistic, seeded production: people and
-//! groups, pipeline steps, projects with episodes, sequences, shots and
+//! groups, pipeline steps, tags, projects with episodes, sequences, shots and
 //! assets, their tasks, versions, published files, notes, replies, playlists
 //! and time logs.
 //!
@@ -201,6 +201,7 @@ const GLOBAL_ORDER: &[&str] = &[
     "Group",
     "Step",
     "PublishedFileType",
+    "Tag",
     "Project",
 ];
 const PROJECT_ORDER: &[&str] = &[
@@ -312,6 +313,7 @@ const ALL_TYPES: &[&str] = &[
     "Sequence",
     "Shot",
     "Step",
+    "Tag",
     "Task",
     "TimeLog",
     "Version",
@@ -818,6 +820,19 @@ const SHOT_STEPS: &[(usize, f64)] = &[
     (6, 1.0),
 ];
 
+/// The names that tag_list fields hold (each a Tag record where the
+/// schema has the type).
+const TAG_NAMES: &[&str] = &[
+    "hero",
+    "crowd",
+    "fx heavy",
+    "client favourite",
+    "reshoot",
+    "stereo",
+    "night",
+    "rain",
+];
+
 /// File types: code, short name, extension, whether it is an image sequence.
 const FILE_TYPES: &[(&str, &str, &str, bool)] = &[
     ("Maya Scene", "maya", "ma", false),
@@ -1090,6 +1105,16 @@ impl<'s, 'i> Builder<'s, 'i> {
         }
     }
 
+    /// The tag names of one record: none for most, else one or two.
+    fn some_tags(&mut self) -> Value {
+        let count = *self.weighted(&[(0usize, 6u32), (1, 3), (2, 1)], |c| c.1);
+        let names: Vec<&str> = TAG_NAMES
+            .choose_multiple(&mut self.rng, count.0)
+            .copied()
+            .collect();
+        json!(names)
+    }
+
     fn weighted<'a, T>(&mut self, items: &'a [T], weight: impl Fn(&T) -> u32) -> &'a T {
         let total: u32 = items.iter().map(&weight).sum();
         let mut roll = self.rng.gen_range(0..total.max(1));
@@ -1257,6 +1282,12 @@ impl<'s, 'i> Builder<'s, 'i> {
             );
             r.audit(at, &by, at, &by);
             world.steps.push(self.add(r));
+        }
+        for name in TAG_NAMES {
+            let mut r = self.rec("Tag");
+            r.set("name", *name);
+            r.audit(at, &by, at, &by);
+            self.add(r);
         }
         for (code, short, ext, _) in FILE_TYPES {
             let mut r = self.rec("PublishedFileType");
@@ -1448,6 +1479,8 @@ impl<'s, 'i> Builder<'s, 'i> {
             let mut r = self.rec("Asset");
             r.set("code", code.as_str())
                 .set("project", link("Project", p.id));
+            let tags = self.some_tags();
+            r.set("tag_list", tags);
             r.pick(&mut self.rng, "sg_asset_type", &[(kind.kind, 1)]);
             r.set("description", format!("{} {}", kind.kind, name));
             let by = ctx.coordinator(&mut self.rng);
@@ -1620,6 +1653,8 @@ impl<'s, 'i> Builder<'s, 'i> {
                 r.set("code", shot_code.as_str())
                     .set("project", link("Project", p.id))
                     .set("sg_sequence", link("Sequence", seq_id));
+                let tags = self.some_tags();
+                r.set("tag_list", tags);
                 let framing = FRAMINGS.choose(&mut self.rng).unwrap_or(&"Wide shot");
                 let subject = SUBJECTS.choose(&mut self.rng).unwrap_or(&"the hero");
                 let action = ACTIONS.choose(&mut self.rng).unwrap_or(&"turns");

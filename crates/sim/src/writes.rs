@@ -30,7 +30,8 @@ pub struct Caller {
     pub session_uuid: Option<String>,
 }
 
-/// How a multi_entity value in an update combines with the current list.
+/// How a multi_entity or tag_list value in an update combines with the
+/// current list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpdateMode {
     Set,
@@ -66,6 +67,53 @@ fn links_of(value: &Value) -> Vec<EntityLink> {
 
 fn bare(link: &EntityLink) -> Value {
     json!({"type": link.entity_type, "id": link.id})
+}
+
+/// The names of a stored tag_list value.
+fn names_of(value: &Value) -> Vec<String> {
+    sg_engine::codec::tag_names(value).unwrap_or_default()
+}
+
+/// A list after an update of `given` in `mode`: `given` itself, or the
+/// current list with those added (at the end, each once) or removed.
+fn combine<T: Clone + PartialEq>(current: &[T], given: &[T], mode: UpdateMode) -> Vec<T> {
+    match mode {
+        UpdateMode::Set => given.to_vec(),
+        UpdateMode::Add => {
+            let mut list = current.to_vec();
+            for item in given {
+                if !list.contains(item) {
+                    list.push(item.clone());
+                }
+            }
+            list
+        }
+        UpdateMode::Remove => current
+            .iter()
+            .filter(|item| !given.contains(item))
+            .cloned()
+            .collect(),
+    }
+}
+
+/// What one field of an update logs.
+enum Change {
+    /// The old and new values; an entity field's new and old links are
+    /// `added` and `removed`, for the inverse side.
+    Value {
+        added: Vec<EntityLink>,
+        removed: Vec<EntityLink>,
+    },
+    /// The links a multi-entity list gained and lost.
+    Links {
+        added: Vec<EntityLink>,
+        removed: Vec<EntityLink>,
+    },
+    /// The names a tag_list gained and lost.
+    Tags {
+        added: Vec<String>,
+        removed: Vec<String>,
+    },
 }
 
 /// One transaction's worth of writes.
@@ -233,6 +281,14 @@ impl<'a> WriteTx<'a> {
                 }
                 Ok(Value::Array(links))
             }
+            Storage::Tags => {
+                let names = sg_engine::codec::tag_names(value)
+                    .ok_or_else(|| bad("expected a list of tag names"))?;
+                if names.iter().any(|n| n.trim().is_empty()) {
+                    return Err(bad("a tag name can't be empty"));
+                }
+                Ok(json!(names))
+            }
             _ => {
                 let checked = match (schema_field.data_type, value) {
                     (_, Value::Null) => Value::Null,
@@ -288,6 +344,48 @@ impl<'a> WriteTx<'a> {
                 Ok(checked)
             }
         }
+    }
+
+    /// Tag names as the site keeps them: each the name of a Tag record,
+    /// spelled as that record spells it, the record made (when `make`) for a
+    /// name no Tag has yet. A site without a Tag type keeps the names as given.
+    fn tag_records(&mut self, names: &[String], make: bool) -> Result<Vec<String>, EngineError> {
+        let tags = self.catalog.layout.table("Tag");
+        if tags.and_then(|t| t.field("name")).is_none() {
+            return Ok(names.to_vec());
+        }
+        let mut kept: Vec<String> = Vec::with_capacity(names.len());
+        for name in names {
+            let spelled = match self.tag_named(name)? {
+                Some(existing) => existing,
+                None => {
+                    if make {
+                        self.create("Tag", &[("name".to_string(), json!(name))], &[])?;
+                    }
+                    name.clone()
+                }
+            };
+            if !kept.contains(&spelled) {
+                kept.push(spelled);
+            }
+        }
+        Ok(kept)
+    }
+
+    /// The name of the live Tag named `name` (compared as text is), if any.
+    fn tag_named(&mut self, name: &str) -> Result<Option<String>, EngineError> {
+        let mut params = sg_protocol::ReadParams::new("Tag", &["name"]);
+        params.filters = sg_protocol::FilterNode::Condition(sg_protocol::Condition {
+            path: "name".into(),
+            relation: sg_protocol::Relation::Is,
+            values: vec![json!(name)],
+        });
+        let found = sg_engine::read::read(self.conn, &self.catalog.layout, &params)?;
+        Ok(found["entities"]
+            .as_array()
+            .and_then(|e| e.first())
+            .and_then(|t| t["name"].as_str())
+            .map(str::to_string))
     }
 
     fn project_of(record: &Map<String, Value>) -> Option<Value> {
@@ -392,7 +490,10 @@ impl<'a> WriteTx<'a> {
         let mut record = Map::new();
         let mut given = BTreeMap::new();
         for (field, value) in fields {
-            let stored = self.validate(entity_type, field, value)?;
+            let mut stored = self.validate(entity_type, field, value)?;
+            if table.field(field).map(|f| f.storage) == Some(Storage::Tags) {
+                stored = json!(self.tag_records(&names_of(&stored), true)?);
+            }
             given.insert(field.clone(), stored);
         }
         // Custom event rows take their ids from the log's own sequence.
@@ -449,9 +550,8 @@ impl<'a> WriteTx<'a> {
                 let dt = self.data_type(entity_type, field);
                 let new_value = stored.get(field).cloned().unwrap_or(Value::Null);
                 let mut change = Map::new();
-                let is_multi = table
-                    .field(field)
-                    .is_some_and(|f| f.storage == Storage::Links);
+                let storage = table.field(field).map(|f| f.storage);
+                let is_multi = storage == Some(Storage::Links);
                 let added_links = if is_multi {
                     links_of(&new_value)
                 } else {
@@ -462,6 +562,9 @@ impl<'a> WriteTx<'a> {
                         "added".into(),
                         Value::Array(self.event_items(&added_links)?),
                     );
+                    change.insert("removed".into(), json!([]));
+                } else if storage == Some(Storage::Tags) {
+                    change.insert("added".into(), json!(names_of(&new_value)));
                     change.insert("removed".into(), json!([]));
                 } else {
                     change.insert("old_value".into(), Value::Null);
@@ -506,7 +609,7 @@ impl<'a> WriteTx<'a> {
         }
         let mut record = Map::new();
         record.insert("id".into(), json!(id));
-        let mut changes: Vec<(String, Vec<EntityLink>, Vec<EntityLink>, bool)> = Vec::new();
+        let mut changes: Vec<(String, Change)> = Vec::new();
         for w in writes {
             let stored = self.validate(entity_type, &w.field, &w.value)?;
             let storage = table.field(&w.field).map(|f| f.storage);
@@ -515,23 +618,7 @@ impl<'a> WriteTx<'a> {
                 Some(Storage::Links) => {
                     let current = links_of(&old);
                     let given = links_of(&stored);
-                    let next: Vec<EntityLink> = match w.mode {
-                        UpdateMode::Set => given.clone(),
-                        UpdateMode::Add => {
-                            let mut list = current.clone();
-                            for l in &given {
-                                if !list.contains(l) {
-                                    list.push(l.clone());
-                                }
-                            }
-                            list
-                        }
-                        UpdateMode::Remove => current
-                            .iter()
-                            .filter(|l| !given.contains(l))
-                            .cloned()
-                            .collect(),
-                    };
+                    let next = combine(&current, &given, w.mode);
                     let added: Vec<EntityLink> = next
                         .iter()
                         .filter(|l| !current.contains(l))
@@ -547,7 +634,24 @@ impl<'a> WriteTx<'a> {
                             w.field.clone(),
                             Value::Array(next.iter().map(bare).collect()),
                         );
-                        changes.push((w.field.clone(), added, removed, true));
+                        changes.push((w.field.clone(), Change::Links { added, removed }));
+                    }
+                }
+                Some(Storage::Tags) => {
+                    let current = names_of(&old);
+                    // Removing a name no Tag has makes none.
+                    let make = w.mode != UpdateMode::Remove;
+                    let given = self.tag_records(&names_of(&stored), make)?;
+                    let next = combine(&current, &given, w.mode);
+                    if next != current {
+                        let added = next.iter().filter(|n| !current.contains(n)).cloned();
+                        let removed = current.iter().filter(|n| !next.contains(n)).cloned();
+                        let change = Change::Tags {
+                            added: added.collect(),
+                            removed: removed.collect(),
+                        };
+                        record.insert(w.field.clone(), json!(next));
+                        changes.push((w.field.clone(), change));
                     }
                 }
                 Some(Storage::Entity) => {
@@ -557,9 +661,10 @@ impl<'a> WriteTx<'a> {
                         record.insert(w.field.clone(), stored.clone());
                         changes.push((
                             w.field.clone(),
-                            new_link.into_iter().collect(),
-                            old_link.into_iter().collect(),
-                            false,
+                            Change::Value {
+                                added: new_link.into_iter().collect(),
+                                removed: old_link.into_iter().collect(),
+                            },
                         ));
                     }
                 }
@@ -570,7 +675,11 @@ impl<'a> WriteTx<'a> {
                     };
                     if !same {
                         record.insert(w.field.clone(), stored.clone());
-                        changes.push((w.field.clone(), Vec::new(), Vec::new(), false));
+                        let unlinked = Change::Value {
+                            added: Vec::new(),
+                            removed: Vec::new(),
+                        };
+                        changes.push((w.field.clone(), unlinked));
                     }
                 }
             }
@@ -585,22 +694,34 @@ impl<'a> WriteTx<'a> {
             ))
         })?;
         let project = Self::project_of(&after);
-        for (field, added, removed, is_multi) in &changes {
+        for (field, logged) in &changes {
             let dt = self.data_type(entity_type, field);
             let mut change = Map::new();
-            if *is_multi {
-                change.insert("added".into(), Value::Array(self.event_items(added)?));
-                change.insert("removed".into(), Value::Array(self.event_items(removed)?));
-            } else {
-                change.insert(
-                    "old_value".into(),
-                    before.get(field).cloned().unwrap_or(Value::Null),
-                );
-                change.insert(
-                    "new_value".into(),
-                    after.get(field).cloned().unwrap_or(Value::Null),
-                );
-            }
+            let (added, removed) = match logged {
+                Change::Links { added, removed } => {
+                    change.insert("added".into(), Value::Array(self.event_items(added)?));
+                    change.insert("removed".into(), Value::Array(self.event_items(removed)?));
+                    (added.as_slice(), removed.as_slice())
+                }
+                Change::Tags { added, removed } => {
+                    // No real site's row for a tag_list change has been seen:
+                    // this is the multi-entity shape, with the names as items.
+                    change.insert("added".into(), json!(added));
+                    change.insert("removed".into(), json!(removed));
+                    (&[][..], &[][..])
+                }
+                Change::Value { added, removed } => {
+                    change.insert(
+                        "old_value".into(),
+                        before.get(field).cloned().unwrap_or(Value::Null),
+                    );
+                    change.insert(
+                        "new_value".into(),
+                        after.get(field).cloned().unwrap_or(Value::Null),
+                    );
+                    (added.as_slice(), removed.as_slice())
+                }
+            };
             let row = self.change_row(entity_type, id, field, dt, change, project.clone());
             let forward = self.log(row);
             self.mirror(entity_type, id, field, added, removed, forward, false)?;

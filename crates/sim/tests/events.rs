@@ -491,6 +491,82 @@ async fn multi_entity_changes_log_added_and_removed() {
 /// Moving a Task between Shots logs the Task.entity row, then a back-reference
 /// on each Shot (added on the new one, removed on the old one), both pointing
 /// at the forward row and describing the Task side.
+/// tag_list changes log the names gained and lost as `added`/`removed`
+/// (the multi-entity shape with names as items: no real site's row for a
+/// tag_list has been seen), in create and update alike; a name no Tag has
+/// yet makes a Tag first, with its own New row; an update that changes
+/// nothing logs nothing.
+#[tokio::test]
+async fn tag_list_changes_log_the_names_added_and_removed() {
+    let site = start().await;
+    let c = site.client();
+    let last = last_event_id(&c).await;
+    let shot = create(&c, "Shot", json!({"code": "s", "tag_list": ["hero", "fx"]})).await;
+    let rows = events_after(&c, last).await;
+    assert_consecutive(&rows);
+    let tag_rows: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["event_type"] == json!("Shotgun_Tag_New"))
+        .collect();
+    assert_eq!(
+        tag_rows.len(),
+        2,
+        "a Tag for each new name:\n{}",
+        describe(&rows)
+    );
+    let in_create = rows
+        .iter()
+        .find(|r| r["attribute_name"] == json!("tag_list"))
+        .unwrap_or_else(|| panic!("an in_create row for tag_list:\n{}", describe(&rows)));
+    assert_change(
+        in_create,
+        link("Shot", shot, "s"),
+        "tag_list",
+        &change_meta(
+            "Shot",
+            shot,
+            "tag_list",
+            "tag_list",
+            json!({"added": ["hero", "fx"], "removed": [], "in_create": true}),
+        ),
+    );
+
+    for (mode, value, added, removed) in [
+        ("add", json!(["rain", "HERO"]), json!(["rain"]), json!([])),
+        ("remove", json!(["fx"]), json!([]), json!(["fx"])),
+        (
+            "set",
+            json!(["night"]),
+            json!(["night"]),
+            json!(["hero", "rain"]),
+        ),
+    ] {
+        let last = last_event_id(&c).await;
+        update_mode(&c, "Shot", shot, "tag_list", value, mode).await;
+        let rows = events_after(&c, last).await;
+        let changes: Vec<&Value> = rows
+            .iter()
+            .filter(|r| r["event_type"] == json!("Shotgun_Shot_Change"))
+            .collect();
+        assert_eq!(changes.len(), 1, "{mode}:\n{}", describe(&rows));
+        assert_change(
+            changes[0],
+            link("Shot", shot, "s"),
+            "tag_list",
+            &change_meta(
+                "Shot",
+                shot,
+                "tag_list",
+                "tag_list",
+                json!({"added": added, "removed": removed}),
+            ),
+        );
+    }
+    let last = last_event_id(&c).await;
+    update(&c, "Shot", shot, json!({"tag_list": ["night"]})).await;
+    assert!(events_after(&c, last).await.is_empty(), "no change, no row");
+}
+
 #[tokio::test]
 async fn moving_a_task_logs_back_references_on_both_shots() {
     let site = start().await;

@@ -124,6 +124,7 @@ fn small_makes_about_five_thousand_records_and_reports_progress() {
         "ApiUser",
         "Group",
         "TimeLog",
+        "Tag",
     ] {
         assert!(!data[t].is_empty(), "some {t} records");
     }
@@ -137,6 +138,23 @@ fn small_makes_about_five_thousand_records_and_reports_progress() {
     assert!(data["Sequence"]
         .values()
         .all(|s| s["code"].as_str().is_some_and(|c| c.starts_with("SEQ_"))));
+    // Some shots and assets carry tags, each the name of a Tag record.
+    let tags: BTreeSet<&str> = data["Tag"]
+        .values()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    let mut tagged = 0;
+    for record in data["Shot"].values().chain(data["Asset"].values()) {
+        let names = record["tag_list"].as_array().expect("a list of names");
+        tagged += usize::from(!names.is_empty());
+        for name in names {
+            assert!(
+                tags.contains(name.as_str().unwrap_or("")),
+                "{name} is a Tag"
+            );
+        }
+    }
+    assert!(tagged > 10, "{tagged} tagged shots and assets");
 }
 
 /// Checks that every link the site keeps in step is stored on both sides;
@@ -370,7 +388,7 @@ fn generated_records_pass_the_sites_validation() {
     }
     // Every built-in type, Attachment (which only uploads fill) included.
     let types: BTreeSet<&String> = data.keys().collect();
-    assert_eq!(types.len(), 19);
+    assert_eq!(types.len(), 20);
     assert!(data["Attachment"].is_empty());
 }
 

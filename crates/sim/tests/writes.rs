@@ -64,6 +64,11 @@ fn data_type_cases(seq1: i64, seq2: i64, a1: i64, a2: i64) -> Vec<(&'static str,
             json!([{"type": "Asset", "id": a1, "name": "tree"}]),
             json!([{"type": "Asset", "id": a1, "name": "tree"}, {"type": "Asset", "id": a2, "name": "rock"}]),
         ),
+        (
+            "tag_list",
+            json!(["hero", "fx"]),
+            json!(["night shoot", "hero"]),
+        ),
     ]
 }
 
@@ -168,7 +173,7 @@ async fn every_data_type_round_trips() {
     for field in names.iter().filter(|f| **f != "code") {
         let want = match *field {
             "sg_hero" => json!(false),
-            "assets" => json!([]),
+            "assets" | "tag_list" => json!([]),
             _ => Value::Null,
         };
         assert_eq!(cleared[*field], want, "{field} after writing null");
@@ -234,6 +239,91 @@ async fn multi_entity_set_add_and_remove() {
     let r = update_mode(&c, "Shot", shot, "assets", json!([]), "set").await;
     assert_eq!(r["assets"], json!([]));
     let f = fault(&c, "update", json!({"type": "Shot", "id": shot, "fields": [{"field_name": "assets", "value": [link(0)], "multi_entity_update_mode": "toggle"}]})).await;
+    assert_eq!(f.code.as_i64(), 103);
+}
+
+/// A tag_list takes and returns tag names: set, add and remove work on it
+/// as on a multi-entity list; each name is a Tag record (made for a new
+/// name, reused for one a Tag has, whatever the letters' case, and then
+/// spelled as the Tag spells it); filters see the names.
+#[tokio::test]
+async fn tag_lists_take_and_return_names() {
+    let site = start().await;
+    let c = site.client();
+    let shot = create(&c, "Shot", json!({"code": "s", "tag_list": ["hero", "fx"]})).await;
+    assert_eq!(
+        get(&c, "Shot", shot, "tag_list").await,
+        json!(["hero", "fx"])
+    );
+    let tag_names = |tags: Vec<Value>| -> Vec<String> {
+        tags.iter()
+            .filter_map(|t| t["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    let tags = read(&c, "Tag", &["name"], json!([]), "active").await;
+    assert_eq!(tag_names(tags.clone()), ["hero", "fx"]);
+
+    let r = update_mode(&c, "Shot", shot, "tag_list", json!(["HERO", "rain"]), "add").await;
+    assert_eq!(
+        r["tag_list"],
+        json!(["hero", "fx", "rain"]),
+        "add appends new names, spelled as their Tag: {r}"
+    );
+    let r = update_mode(&c, "Shot", shot, "tag_list", json!(["fx", "x"]), "remove").await;
+    assert_eq!(r["tag_list"], json!(["hero", "rain"]));
+    let r = update(&c, "Shot", shot, json!({"tag_list": ["rain", "hero"]})).await;
+    assert_eq!(
+        r["tag_list"],
+        json!(["rain", "hero"]),
+        "set keeps the order"
+    );
+    assert_eq!(
+        get(&c, "Shot", shot, "tag_list").await,
+        json!(["rain", "hero"])
+    );
+    let tags = read(&c, "Tag", &["name"], json!([]), "active").await;
+    assert_eq!(
+        tag_names(tags.clone()),
+        ["hero", "fx", "rain"],
+        "removing a name no Tag has makes no Tag"
+    );
+
+    let other = create(&c, "Shot", json!({"code": "o", "tag_list": ["Fx"]})).await;
+    let bare = create(&c, "Shot", json!({"code": "b"})).await;
+    let matching = |relation: &str, value: Value| {
+        let c = c.clone();
+        let relation = relation.to_string();
+        async move {
+            read(
+                &c,
+                "Shot",
+                &["id"],
+                json!([{"path": "tag_list", "relation": relation, "values": [value]}]),
+                "active",
+            )
+            .await
+            .iter()
+            .filter_map(|r| r["id"].as_i64())
+            .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(get(&c, "Shot", other, "tag_list").await, json!(["fx"]));
+    assert_eq!(matching("is", json!("Hero")).await, vec![shot]);
+    assert_eq!(matching("is_not", json!("hero")).await, vec![other, bare]);
+    assert_eq!(matching("name_contains", json!("X")).await, vec![other]);
+    assert_eq!(
+        matching("name_not_contains", json!("r")).await,
+        vec![other, bare]
+    );
+    let fx = tags[1]["id"].as_i64().expect("Tag id");
+    assert_eq!(matching("name_id", json!(fx)).await, vec![other]);
+    let f = fault(
+        &c,
+        "read",
+        json!({"type": "Shot", "filters": {"logical_operator": "and",
+        "conditions": [{"path": "tag_list", "relation": "in", "values": ["hero"]}]}}),
+    )
+    .await;
     assert_eq!(f.code.as_i64(), 103);
 }
 
@@ -417,6 +507,10 @@ async fn invalid_writes_get_faults_and_change_nothing() {
             json!([{"type": "Asset", "id": asset}, {"type": "Asset", "id": 9999}]),
         ),
         ("assets", json!({"type": "Asset", "id": asset})),
+        ("tag_list", json!("hero")),
+        ("tag_list", json!([5])),
+        ("tag_list", json!([{"type": "Tag", "id": 1}])),
+        ("tag_list", json!(["hero", ""])),
         ("sg_no_such_field", json!("x")),
     ];
     let last = last_event_id(&c).await;

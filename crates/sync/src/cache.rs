@@ -251,10 +251,13 @@ impl<S: Store> Cache<S> {
             let dialect = store.dialect();
             let held = store.with_reader(&mut |conn| held_configs(conn, &chosen, dialect))?;
             chosen.entities.extend(held.clone());
+            let tag_lists = crate::upgrade::tag_list_fields(&schema);
             // Types whose config changed keep serving what their tables hold
             // until their reimport is swapped in.
             let engine = Engine::with_selection_from(store, schema, |conn| {
-                served_selection(conn, &chosen, dialect).map(Some)
+                let mut selection = served_selection(conn, &chosen, dialect)?;
+                crate::upgrade::retire_tag_link_tables(conn, &tag_lists, &mut selection, dialect)?;
+                Ok(Some(selection))
             })?;
             Ok((engine, held))
         })

@@ -198,6 +198,20 @@ fn change(
             None => return EventAction::Skip,
         }
     };
+    if is_tag_list_change(meta) {
+        // No real site's row for a tag_list has been seen. A whole value (a
+        // list of names) is set; names added and removed can't say where
+        // they stand in the list, nor what the cache missed: read the record.
+        return match meta.get("new_value") {
+            Some(value) if sg_engine::codec::tag_names(value).is_some() => EventAction::Set {
+                entity_type,
+                id,
+                field,
+                value: value.clone(),
+            },
+            _ => EventAction::Refresh { entity_type, id },
+        };
+    }
     if meta.get("added").is_some() || meta.get("removed").is_some() {
         match (links(meta.get("added")), links(meta.get("removed"))) {
             (Some(added), Some(removed)) => EventAction::Links {
@@ -219,6 +233,19 @@ fn change(
     } else {
         EventAction::Refresh { entity_type, id }
     }
+}
+
+/// Whether a Change row's meta is about a tag_list: its data type says so,
+/// or its `added`/`removed` hold names rather than links.
+fn is_tag_list_change(meta: &Value) -> bool {
+    let names = |key: &str| {
+        meta.get(key)
+            .and_then(Value::as_array)
+            .is_some_and(|items| items.iter().any(Value::is_string))
+    };
+    meta.get("field_data_type").and_then(Value::as_str) == Some("tag_list")
+        || names("added")
+        || names("removed")
 }
 
 #[cfg(test)]
@@ -329,6 +356,60 @@ mod tests {
                 entity_type: "Shot".into(),
                 id: 7
             }
+        );
+    }
+
+    #[test]
+    fn tag_list_rows_set_a_whole_value_or_read_the_record() {
+        let shot = |id: i64, meta: Value| {
+            classify_action(json!({"id": id, "event_type": "Shotgun_Shot_Change",
+                "attribute_name": "tag_list", "entity": {"type": "Shot", "id": 7}, "meta": meta}))
+        };
+        let refresh = EventAction::Refresh {
+            entity_type: "Shot".into(),
+            id: 7,
+        };
+        assert_eq!(
+            shot(
+                1,
+                json!({"type": "attribute_change", "entity_type": "Shot", "entity_id": 7,
+                "field_data_type": "tag_list", "added": ["hero"], "removed": []})
+            ),
+            refresh
+        );
+        assert_eq!(
+            shot(2, json!({"entity_id": 7, "added": [], "removed": ["fx"]})),
+            refresh,
+            "names, without a data type"
+        );
+        assert_eq!(
+            shot(
+                3,
+                json!({"entity_id": 7, "field_data_type": "tag_list",
+                "added": [{"type": "Tag", "id": 4, "name": "hero"}], "removed": []})
+            ),
+            refresh,
+            "Tag links"
+        );
+        assert_eq!(
+            shot(
+                4,
+                json!({"entity_id": 7, "field_data_type": "tag_list",
+                "old_value": ["a"], "new_value": ["b", "a"]})
+            ),
+            EventAction::Set {
+                entity_type: "Shot".into(),
+                id: 7,
+                field: "tag_list".into(),
+                value: json!(["b", "a"])
+            }
+        );
+        assert_eq!(
+            shot(
+                5,
+                json!({"entity_id": 7, "field_data_type": "tag_list", "new_value": "hero, fx"})
+            ),
+            refresh
         );
     }
 

@@ -10,6 +10,7 @@
 //! - [`marks`]: records the store could not hold, read from the site meanwhile;
 //! - `careful`: a batch the store refused whole, written again record by record;
 //! - [`health`]: whether the cache is fit to serve (`/readyz`, `status`).
+//! - `upgrade`: a store made by an earlier version brought to this one's forms.
 //!
 //! The cache never trusts an event it can't apply exactly: a row about a
 //! record it does not hold, an older row arriving after a newer one was
@@ -30,6 +31,7 @@ pub mod marks;
 mod reimport;
 pub mod state;
 pub mod status;
+mod upgrade;
 pub mod validate;
 
 pub use cache::{Cache, LogProgress, Progress};

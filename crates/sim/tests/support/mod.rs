@@ -79,7 +79,7 @@ fn with_audit(mut fields: Value) -> Value {
 }
 
 /// The small schema: Project, Sequence, Shot (a field of every writable data
-/// type), Asset, Task, HumanUser, ApiUser and EventLogEntry, with the inverse
+/// type), Tag, Asset, Task, HumanUser, ApiUser and EventLogEntry, with the inverse
 /// pairs Shot.assets/Asset.shots, Task.entity/Shot.tasks (and Asset.tasks)
 /// and Shot.sg_sequence/Sequence.shots.
 pub fn schema_json() -> Value {
@@ -112,8 +112,10 @@ pub fn schema_json() -> Value {
             "sg_sequence": rw_with("entity", json!({"valid_types": ["Sequence"]})),
             "project": rw_with("entity", json!({"valid_types": ["Project"]})),
             "assets": rw_with("multi_entity", json!({"valid_types": ["Asset"]})),
-            "tasks": rw_with("multi_entity", json!({"valid_types": ["Task"]}))
+            "tasks": rw_with("multi_entity", json!({"valid_types": ["Task"]})),
+            "tag_list": rw_with("tag_list", json!({"valid_types": ["Tag"]}))
         })),
+        "Tag": with_audit(json!({"name": rw("text")})),
         "Asset": with_audit(json!({
             "code": rw("text"),
             "sg_asset_type": rw_with("list", json!({"valid_values": ["Character", "Prop"]})),
