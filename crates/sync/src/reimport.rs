@@ -317,6 +317,23 @@ impl<S: Store> Cache<S> {
                 let Some(table) = layout.table(&t) else {
                     return Ok(false);
                 };
+                // A link field the type gains may point at a type no table
+                // names yet: its names-only table is made first, on its own
+                // (empty until the next step imports it), so that the
+                // catalog swapped in names no missing table.
+                let missing: Vec<&TableLayout> = layout
+                    .tables
+                    .values()
+                    .filter(|n| n.names_only && before.layout.table(&n.entity_type).is_none())
+                    .collect();
+                if !missing.is_empty() {
+                    e.store().with_transaction(&mut |c| {
+                        for names in &missing {
+                            ddl::ensure_columns(c, names, dialect)?;
+                        }
+                        Ok(())
+                    })?;
+                }
                 let result = e.store().with_transaction(&mut |c| {
                     if state::reimport(c, &t)?.is_none_or(|r| r.digest != d) {
                         return Ok(false);
