@@ -573,17 +573,6 @@ fn source_ids(rows: &[Vec<SqlValue>], column: usize) -> Vec<i64> {
     ids
 }
 
-fn in_list(f: &mut Fragment, ids: &[i64]) {
-    f.push("(");
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            f.push(", ");
-        }
-        f.bind(SqlValue::Int(*id));
-    }
-    f.push(")");
-}
-
 /// The links of a multi_entity field for each source record, in their order.
 fn fetch_links(
     conn: &mut dyn Connection,
@@ -596,7 +585,7 @@ fn fetch_links(
         let mut f = Fragment::text(format!(
             "SELECT \"src_id\", \"dst_type\", \"dst_id\" FROM {link_table} WHERE \"src_id\" IN "
         ));
-        in_list(&mut f, chunk);
+        f.in_ids(chunk);
         f.push(" ORDER BY \"src_id\", \"pos\"");
         let (text, values) = f.finish(conn.dialect());
         for r in conn.query(&text, &values)? {
@@ -630,7 +619,7 @@ fn fetch_through_links(
         ));
         f.bind(SqlValue::Text(hop.to.entity_type.clone()));
         f.push(" AND l.\"src_id\" IN ");
-        in_list(&mut f, chunk);
+        f.in_ids(chunk);
         f.push(" ORDER BY l.\"src_id\", l.\"pos\"");
         let (text, values) = f.finish(conn.dialect());
         for mut r in conn.query(&text, &values)? {
@@ -723,7 +712,7 @@ impl Names {
                     "SELECT \"id\", {display} FROM {} WHERE \"__retired\" = 0 AND \"id\" IN ",
                     table.table()
                 ));
-                in_list(&mut f, chunk);
+                f.in_ids(chunk);
                 let (text, values) = f.finish(conn.dialect());
                 for mut r in conn.query(&text, &values)? {
                     if let Some(id) = r[0].as_i64() {

@@ -480,14 +480,8 @@ pub fn replace_links(
         return replace_links_row_by_row(conn, &link_table, &latest);
     }
     for chunk in latest.chunks(MAX_PARAMS) {
-        let mut delete = Fragment::text(format!("DELETE FROM {link_table} WHERE \"src_id\" IN ("));
-        for (i, (id, _)) in chunk.iter().enumerate() {
-            if i > 0 {
-                delete.push(", ");
-            }
-            delete.bind(SqlValue::Int(*id));
-        }
-        delete.push(")");
+        let mut delete = Fragment::text(format!("DELETE FROM {link_table} WHERE \"src_id\" IN "));
+        delete.in_list(chunk.iter().map(|(id, _)| SqlValue::Int(*id)));
         let (text, params) = delete.finish(conn.dialect());
         conn.execute(&text, &params)?;
     }
