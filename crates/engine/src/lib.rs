@@ -13,8 +13,9 @@
 //! - [`path`] resolves (deep) field paths, [`filter`] compiles filter trees,
 //!   [`read`] and [`summarize`] plan, run and render the two query methods
 //!   ([`render`] takes a read's result to a `Value` or straight to JSON text);
-//! - [`codec`] converts wire values to stored values and back, and [`write`]
-//!   is the one place records are written;
+//! - [`codec`] converts wire values to stored values and back, [`write`]
+//!   is the one place records are written, and [`lookup`] the one place
+//!   stored records are looked up by id or by link;
 //! - [`limits`] bounds what one query may ask for: the budgeted calls
 //!   ([`Engine::read_json_budgeted`], [`Engine::summarize_budgeted`]) run
 //!   within those limits and a time budget, for a caller (the proxy) that
@@ -33,6 +34,7 @@ pub mod filter;
 pub mod frag;
 pub mod layout;
 pub mod limits;
+pub mod lookup;
 pub mod path;
 pub mod postgres;
 pub mod read;

@@ -1,0 +1,83 @@
+//! Lookups of stored records by id or by link, for the callers that keep
+//! the tables (the cache's sync, the simulated site's writes, the proxy):
+//! which ids a table holds, what a record's links are, who links to whom.
+//! Like [`crate::write`], the one place such SQL about the entity tables is
+//! written, from the layout's table and column names.
+
+use serde_json::{Map, Value};
+
+use sg_protocol::value::EntityLink;
+
+use crate::error::EngineError;
+use crate::frag::Fragment;
+use crate::layout::{Layout, Storage, TableLayout, ID_COLUMN, RETIRED_COLUMN};
+use crate::sql::SqlValue;
+use crate::store::Connection;
+
+/// A record in wire form and whether it is retired.
+pub type FetchedRecord = (Map<String, Value>, bool);
+
+/// One record as stored, with every field of its table in wire form and link
+/// names resolved, and whether it is retired. `None` if there is no such id.
+pub fn fetch_record(
+    conn: &mut dyn Connection,
+    layout: &Layout,
+    table: &TableLayout,
+    id: i64,
+) -> Result<Option<FetchedRecord>, EngineError> {
+    let fields: Vec<String> = table.fields.keys().cloned().collect();
+    for (return_only, retired) in [
+        (sg_protocol::ReturnOnly::Active, false),
+        (sg_protocol::ReturnOnly::Retired, true),
+    ] {
+        let mut params = sg_protocol::ReadParams::new(&table.entity_type, &[]);
+        params.return_fields = fields.clone();
+        params.return_only = return_only;
+        params.filters = sg_protocol::FilterNode::Condition(sg_protocol::Condition {
+            path: "id".into(),
+            relation: sg_protocol::Relation::Is,
+            values: vec![Value::from(id)],
+        });
+        let result = crate::read::read(conn, layout, &params)?;
+        if let Some(Value::Object(record)) = result["entities"]
+            .as_array()
+            .and_then(|e| e.first())
+            .cloned()
+        {
+            return Ok(Some((record, retired)));
+        }
+    }
+    Ok(None)
+}
+
+/// Ids of the records of `table` whose entity field `field` points at
+/// `target`, active or retired as asked, whatever the target's own state.
+/// (Filters hide links to retired records; cascades must still find them.)
+pub fn ids_linking_to(
+    conn: &mut dyn Connection,
+    table: &TableLayout,
+    field: &str,
+    target: &EntityLink,
+    retired: bool,
+) -> Result<Vec<i64>, EngineError> {
+    let Some(link) = table.field(field).filter(|f| f.storage == Storage::Entity) else {
+        return Ok(Vec::new());
+    };
+    let mut sql = Fragment::text(format!(
+        "SELECT {ID_COLUMN} FROM {} WHERE {} = ",
+        table.table(),
+        link.type_column_name()
+    ));
+    sql.bind(SqlValue::Text(target.entity_type.clone()));
+    sql.push(&format!(" AND {} = ", link.column_name()))
+        .bind(SqlValue::Int(target.id));
+    sql.push(&format!(" AND {RETIRED_COLUMN} = "))
+        .bind(SqlValue::Int(retired as i64));
+    sql.push(&format!(" ORDER BY {ID_COLUMN}"));
+    let (text, params) = sql.finish(conn.dialect());
+    Ok(conn
+        .query(&text, &params)?
+        .iter()
+        .filter_map(|r| r[0].as_i64())
+        .collect())
+}

@@ -1,0 +1,127 @@
+//! Lookups of stored records (`sg_engine::lookup`) on both stores: records
+//! by id, ids a table holds, stored links, and the records linking to others,
+//! whatever the state of either end.
+
+#[macro_use]
+mod common;
+
+use serde_json::json;
+
+use common::{engine, obj, Backend, TestEngine};
+use sg_engine::lookup;
+use sg_engine::{Connection, EngineError, Store};
+use sg_protocol::value::EntityLink;
+
+engine_tests!(
+    records_are_fetched_whole_active_or_retired,
+    records_linking_to_a_target_are_found_whatever_its_state,
+);
+
+/// Runs `f` on a reader of `e`'s store with its layout.
+fn look<T>(
+    e: &TestEngine,
+    f: impl Fn(&mut dyn Connection, &sg_engine::Layout) -> Result<T, EngineError>,
+) -> T {
+    let catalog = e.catalog();
+    e.store()
+        .with_reader(&mut |c| f(c, &catalog.layout))
+        .expect("the lookup runs")
+}
+
+fn link(entity_type: &str, id: i64) -> EntityLink {
+    EntityLink {
+        entity_type: entity_type.into(),
+        id,
+    }
+}
+
+/// Sequences 5 and 6, assets 7 and 8, and shots: 1 and 3 active, 2 retired;
+/// 1 and 2 in sequence 5, 3 in sequence 6; 1 holds both assets, 3 asset 8.
+fn shots_in_sequences(backend: Backend) -> TestEngine {
+    let e = engine(backend);
+    e.upsert_records(
+        "Sequence",
+        &[
+            obj(json!({"id": 5, "code": "sq05"})),
+            obj(json!({"id": 6, "code": "sq06"})),
+        ],
+    )
+    .expect("sequences are written");
+    e.upsert_records(
+        "Asset",
+        &[
+            obj(json!({"id": 7, "code": "rock"})),
+            obj(json!({"id": 8, "code": "tree"})),
+        ],
+    )
+    .expect("assets are written");
+    let seq = |id: i64| json!({"type": "Sequence", "id": id});
+    let asset = |id: i64| json!({"type": "Asset", "id": id});
+    e.upsert_records(
+        "Shot",
+        &[
+            obj(json!({"id": 1, "code": "sh010", "sg_sequence": seq(5), "assets": [asset(8), asset(7)]})),
+            obj(json!({"id": 2, "code": "sh020", "sg_sequence": seq(5), "__retired": true})),
+            obj(json!({"id": 3, "code": "sh030", "sg_sequence": seq(6), "assets": [asset(8)]})),
+        ],
+    )
+    .expect("shots are written");
+    e
+}
+
+fn records_are_fetched_whole_active_or_retired(backend: Backend) {
+    let e = shots_in_sequences(backend);
+    let fetch = |id: i64| {
+        look(&e, |c, layout| {
+            let shots = layout.table("Shot").expect("Shot is laid out");
+            lookup::fetch_record(c, layout, shots, id)
+        })
+    };
+    let (active, retired) = fetch(1).expect("shot 1 is stored");
+    assert!(!retired);
+    assert_eq!(active["code"], json!("sh010"));
+    assert_eq!(
+        active["sg_sequence"],
+        json!({"type": "Sequence", "id": 5, "name": "sq05"})
+    );
+    assert_eq!(
+        active["assets"],
+        json!([{"type": "Asset", "id": 8, "name": "tree"}, {"type": "Asset", "id": 7, "name": "rock"}])
+    );
+    let shot_fields = e.catalog().layout.table("Shot").map(|t| t.fields.len());
+    assert_eq!(
+        Some(active.len() - 1),
+        shot_fields,
+        "every field, and the type"
+    );
+    let (gone, retired) = fetch(2).expect("shot 2 is stored");
+    assert!(retired);
+    assert_eq!(gone["code"], json!("sh020"));
+    assert!(fetch(4).is_none(), "no such shot");
+}
+
+fn records_linking_to_a_target_are_found_whatever_its_state(backend: Backend) {
+    let e = shots_in_sequences(backend);
+    let linking = |field: &str, target: EntityLink, retired: bool| {
+        look(&e, |c, layout| {
+            let shots = layout.table("Shot").expect("Shot is laid out");
+            lookup::ids_linking_to(c, shots, field, &target, retired)
+        })
+    };
+    assert_eq!(linking("sg_sequence", link("Sequence", 5), false), vec![1]);
+    assert_eq!(linking("sg_sequence", link("Sequence", 5), true), vec![2]);
+    assert_eq!(linking("sg_sequence", link("Sequence", 6), false), vec![3]);
+    assert!(linking("sg_sequence", link("Project", 5), false).is_empty());
+    e.upsert_records("Sequence", &[obj(json!({"id": 5, "__retired": true}))])
+        .expect("sequence 5 is retired");
+    assert_eq!(
+        linking("sg_sequence", link("Sequence", 5), false),
+        vec![1],
+        "a retired target is still linked to"
+    );
+    assert!(
+        linking("assets", link("Asset", 8), false).is_empty(),
+        "only entity fields are followed"
+    );
+    assert!(linking("code", link("Sequence", 5), false).is_empty());
+}
