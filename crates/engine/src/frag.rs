@@ -4,6 +4,10 @@
 
 use crate::sql::{Dialect, SqlValue};
 
+/// IN lists longer than this are split by their callers, to stay under the
+/// stores' limits on bound parameters.
+pub const IN_LIST_MAX: usize = 500;
+
 /// Terms joined flat by [`Fragment::join_balanced`]; more are split in halves.
 const FLAT_JOIN_MAX: usize = 64;
 

@@ -4,12 +4,14 @@
 //! Like [`crate::write`], the one place such SQL about the entity tables is
 //! written, from the layout's table and column names.
 
+use std::collections::BTreeSet;
+
 use serde_json::{Map, Value};
 
 use sg_protocol::value::EntityLink;
 
 use crate::error::EngineError;
-use crate::frag::Fragment;
+use crate::frag::{Fragment, IN_LIST_MAX};
 use crate::layout::{Layout, Storage, TableLayout, ID_COLUMN, RETIRED_COLUMN};
 use crate::sql::SqlValue;
 use crate::store::Connection;
@@ -80,4 +82,47 @@ pub fn ids_linking_to(
         .iter()
         .filter_map(|r| r[0].as_i64())
         .collect())
+}
+
+/// Which of `ids` the table holds (active or retired).
+pub fn existing_ids(
+    conn: &mut dyn Connection,
+    table: &TableLayout,
+    ids: &[i64],
+) -> Result<BTreeSet<i64>, EngineError> {
+    ids_where(conn, table, ids, "")
+}
+
+/// Which of `ids` the table holds as retired.
+pub fn retired_ids(
+    conn: &mut dyn Connection,
+    table: &TableLayout,
+    ids: &[i64],
+) -> Result<BTreeSet<i64>, EngineError> {
+    ids_where(conn, table, ids, &format!("{RETIRED_COLUMN} = 1 AND "))
+}
+
+/// Which of `ids` the table holds, of the rows `condition` (SQL text of the
+/// table's columns, ending in `AND `, or empty) lets through.
+fn ids_where(
+    conn: &mut dyn Connection,
+    table: &TableLayout,
+    ids: &[i64],
+    condition: &str,
+) -> Result<BTreeSet<i64>, EngineError> {
+    let mut out = BTreeSet::new();
+    for chunk in ids.chunks(IN_LIST_MAX) {
+        let mut f = Fragment::text(format!(
+            "SELECT {ID_COLUMN} FROM {} WHERE {condition}{ID_COLUMN} IN ",
+            table.table()
+        ));
+        f.in_ids(chunk);
+        let (sql, params) = f.finish(conn.dialect());
+        out.extend(
+            conn.query(&sql, &params)?
+                .iter()
+                .filter_map(|r| r[0].as_i64()),
+        );
+    }
+    Ok(out)
 }

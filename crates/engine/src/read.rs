@@ -11,15 +11,12 @@ use sg_protocol::{FilterNode, ReadParams, ReturnOnly, SortDirection};
 
 use crate::error::{bad_request, EngineError};
 use crate::filter::FilterCompiler;
-use crate::frag::Fragment;
+use crate::frag::{Fragment, IN_LIST_MAX};
 use crate::layout::{FieldLayout, Layout, Storage, TableLayout};
 use crate::path::{resolve, Hop, ResolvedPath};
 use crate::render::{JsonBytes, Sink, ValueTree};
 use crate::sql::SqlValue;
 use crate::store::{Connection, Rows};
-
-/// IN lists longer than this are split, to stay under bound-parameter limits.
-const IN_CHUNK: usize = 500;
 
 /// How one returned field gets its value from the row and the follow-up queries.
 enum Getter<'a> {
@@ -581,7 +578,7 @@ fn fetch_links(
     column: usize,
 ) -> Result<HashMap<i64, Vec<Item>>, EngineError> {
     let mut out: HashMap<i64, Vec<Item>> = HashMap::new();
-    for chunk in source_ids(rows, column).chunks(IN_CHUNK) {
+    for chunk in source_ids(rows, column).chunks(IN_LIST_MAX) {
         let mut f = Fragment::text(format!(
             "SELECT \"src_id\", \"dst_type\", \"dst_id\" FROM {link_table} WHERE \"src_id\" IN "
         ));
@@ -610,7 +607,7 @@ fn fetch_through_links(
         Storage::Entity => format!("x.{}, x.{}", leaf.type_column(), leaf.column()),
         _ => format!("x.{}", leaf.column()),
     };
-    for chunk in source_ids(rows, column).chunks(IN_CHUNK) {
+    for chunk in source_ids(rows, column).chunks(IN_LIST_MAX) {
         let mut f = Fragment::text(format!(
             "SELECT l.\"src_id\", {leaf_columns} FROM {} l JOIN {} x ON x.\"id\" = l.\"dst_id\" \
              AND x.\"__retired\" = 0 WHERE l.\"dst_type\" = ",
@@ -707,7 +704,7 @@ impl Names {
                 .map(|d| format!("\"{d}\""))
                 .unwrap_or_else(|| "NULL".into());
             let mut by_id = Vec::with_capacity(ids.len());
-            for chunk in ids.chunks(IN_CHUNK) {
+            for chunk in ids.chunks(IN_LIST_MAX) {
                 let mut f = Fragment::text(format!(
                     "SELECT \"id\", {display} FROM {} WHERE \"__retired\" = 0 AND \"id\" IN ",
                     table.table()

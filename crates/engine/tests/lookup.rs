@@ -5,6 +5,8 @@
 #[macro_use]
 mod common;
 
+use std::collections::BTreeSet;
+
 use serde_json::json;
 
 use common::{engine, obj, Backend, TestEngine};
@@ -15,6 +17,7 @@ use sg_protocol::value::EntityLink;
 engine_tests!(
     records_are_fetched_whole_active_or_retired,
     records_linking_to_a_target_are_found_whatever_its_state,
+    ids_held_are_told_apart_from_ids_missing_and_retired,
 );
 
 /// Runs `f` on a reader of `e`'s store with its layout.
@@ -124,4 +127,25 @@ fn records_linking_to_a_target_are_found_whatever_its_state(backend: Backend) {
         "only entity fields are followed"
     );
     assert!(linking("code", link("Sequence", 5), false).is_empty());
+}
+
+fn ids_held_are_told_apart_from_ids_missing_and_retired(backend: Backend) {
+    let e = shots_in_sequences(backend);
+    // More ids than one IN list holds, so the lookups run in several.
+    let mut asked: Vec<i64> = (4..1500).collect();
+    asked.extend([3, 2, 1]);
+    let (existing, retired) = look(&e, |c, layout| {
+        let shots = layout.table("Shot").expect("Shot is laid out");
+        Ok((
+            lookup::existing_ids(c, shots, &asked)?,
+            lookup::retired_ids(c, shots, &asked)?,
+        ))
+    });
+    assert_eq!(existing, BTreeSet::from([1, 2, 3]));
+    assert_eq!(retired, BTreeSet::from([2]));
+    let none = look(&e, |c, layout| {
+        let shots = layout.table("Shot").expect("Shot is laid out");
+        lookup::existing_ids(c, shots, &[])
+    });
+    assert!(none.is_empty());
 }

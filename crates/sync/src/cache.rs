@@ -645,7 +645,7 @@ impl<S: Store> Cache<S> {
                             continue;
                         };
                         let ids: Vec<i64> = ids.iter().copied().collect();
-                        present.insert(t.clone(), existing_ids(c, table, &ids)?);
+                        present.insert(t.clone(), sg_engine::lookup::existing_ids(c, table, &ids)?);
                         guards.insert(t.clone(), state::guards(c, t, &ids)?);
                     }
                     Ok((present, guards))
@@ -1278,7 +1278,9 @@ impl<S: Store> Cache<S> {
                                 let Some(table) = catalog.layout.table(&t) else {
                                     return Ok(BTreeSet::new());
                                 };
-                                e.store().with_reader(&mut |c| retired_ids(c, table, &ids))
+                                e.store().with_reader(&mut |c| {
+                                    sg_engine::lookup::retired_ids(c, table, &ids)
+                                })
                             })
                             .await?;
                         revived
@@ -1798,55 +1800,6 @@ fn records_holding_links(
         }
     }
     out.retain(|_, ids| !ids.is_empty());
-    Ok(out)
-}
-
-/// Which of `ids` the table holds (active or retired).
-fn existing_ids(
-    conn: &mut dyn sg_engine::Connection,
-    table: &sg_engine::layout::TableLayout,
-    ids: &[i64],
-) -> Result<BTreeSet<i64>, sg_engine::EngineError> {
-    ids_where(conn, table, ids, "")
-}
-
-/// Which of `ids` the table holds as retired.
-fn retired_ids(
-    conn: &mut dyn sg_engine::Connection,
-    table: &sg_engine::layout::TableLayout,
-    ids: &[i64],
-) -> Result<BTreeSet<i64>, sg_engine::EngineError> {
-    ids_where(conn, table, ids, "\"__retired\" = 1 AND ")
-}
-
-/// Which of `ids` the table holds, of the rows `condition` (SQL text, ending
-/// in `AND `, or empty) lets through.
-fn ids_where(
-    conn: &mut dyn sg_engine::Connection,
-    table: &sg_engine::layout::TableLayout,
-    ids: &[i64],
-    condition: &str,
-) -> Result<BTreeSet<i64>, sg_engine::EngineError> {
-    let mut out = BTreeSet::new();
-    for chunk in ids.chunks(500) {
-        let mut f = sg_engine::frag::Fragment::text(format!(
-            "SELECT \"id\" FROM {} WHERE {condition}\"id\" IN (",
-            table.table()
-        ));
-        for (i, id) in chunk.iter().enumerate() {
-            if i > 0 {
-                f.push(", ");
-            }
-            f.bind(sg_engine::sql::SqlValue::Int(*id));
-        }
-        f.push(")");
-        let (sql, params) = f.finish(conn.dialect());
-        out.extend(
-            conn.query(&sql, &params)?
-                .iter()
-                .filter_map(|r| r[0].as_i64()),
-        );
-    }
     Ok(out)
 }
 

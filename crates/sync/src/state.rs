@@ -188,7 +188,7 @@ pub fn guards(
     ids: &[i64],
 ) -> Result<BTreeMap<i64, i64>, EngineError> {
     let mut out = BTreeMap::new();
-    for chunk in ids.chunks(500) {
+    for chunk in ids.chunks(sg_engine::frag::IN_LIST_MAX) {
         let mut f = Fragment::text(
             "SELECT \"id\", \"event_id\" FROM \"__sync_guard\" WHERE \"entity_type\" = ",
         );
