@@ -12,7 +12,10 @@ use sg_protocol::value::EntityLink;
 
 use crate::error::EngineError;
 use crate::frag::{Fragment, IN_LIST_MAX};
-use crate::layout::{Layout, Storage, TableLayout, ID_COLUMN, RETIRED_COLUMN};
+use crate::layout::{
+    FieldLayout, Layout, Storage, TableLayout, ID_COLUMN, LINK_POSITION_COLUMN, LINK_SOURCE_COLUMN,
+    LINK_TARGET_ID_COLUMN, LINK_TARGET_TYPE_COLUMN, RETIRED_COLUMN,
+};
 use crate::sql::SqlValue;
 use crate::store::Connection;
 
@@ -125,4 +128,54 @@ fn ids_where(
         );
     }
     Ok(out)
+}
+
+/// The stored link of one entity field (`None` for none, or no such record).
+pub fn current_link(
+    conn: &mut dyn Connection,
+    table: &TableLayout,
+    field: &FieldLayout,
+    id: i64,
+) -> Result<Option<EntityLink>, EngineError> {
+    let mut f = Fragment::text(format!(
+        "SELECT {}, {} FROM {} WHERE {ID_COLUMN} = ",
+        field.type_column_name(),
+        field.column_name(),
+        table.table()
+    ));
+    f.bind(SqlValue::Int(id));
+    let (sql, params) = f.finish(conn.dialect());
+    Ok(conn
+        .query(&sql, &params)?
+        .first()
+        .and_then(|r| link_of(&r[0], &r[1])))
+}
+
+/// The stored links of one multi-entity field, in order (retired targets included).
+pub fn current_links(
+    conn: &mut dyn Connection,
+    table: &TableLayout,
+    field: &str,
+    id: i64,
+) -> Result<Vec<EntityLink>, EngineError> {
+    let mut f = Fragment::text(format!(
+        "SELECT {LINK_TARGET_TYPE_COLUMN}, {LINK_TARGET_ID_COLUMN} FROM {} WHERE {LINK_SOURCE_COLUMN} = ",
+        table.link_table(field)
+    ));
+    f.bind(SqlValue::Int(id))
+        .push(&format!(" ORDER BY {LINK_POSITION_COLUMN}"));
+    let (sql, params) = f.finish(conn.dialect());
+    Ok(conn
+        .query(&sql, &params)?
+        .iter()
+        .filter_map(|r| link_of(&r[0], &r[1]))
+        .collect())
+}
+
+/// The link in a type and an id column, unless either is null.
+fn link_of(entity_type: &SqlValue, id: &SqlValue) -> Option<EntityLink> {
+    Some(EntityLink {
+        entity_type: entity_type.as_str()?.to_string(),
+        id: id.as_i64()?,
+    })
 }

@@ -18,6 +18,7 @@ engine_tests!(
     records_are_fetched_whole_active_or_retired,
     records_linking_to_a_target_are_found_whatever_its_state,
     ids_held_are_told_apart_from_ids_missing_and_retired,
+    stored_links_are_read_as_held,
 );
 
 /// Runs `f` on a reader of `e`'s store with its layout.
@@ -148,4 +149,43 @@ fn ids_held_are_told_apart_from_ids_missing_and_retired(backend: Backend) {
         lookup::existing_ids(c, shots, &[])
     });
     assert!(none.is_empty());
+}
+
+fn stored_links_are_read_as_held(backend: Backend) {
+    let e = shots_in_sequences(backend);
+    // Retired targets are held and read like any other.
+    e.upsert_records("Asset", &[obj(json!({"id": 7, "__retired": true}))])
+        .expect("asset 7 is retired");
+    e.upsert_records("Shot", &[obj(json!({"id": 3, "sg_sequence": null}))])
+        .expect("shot 3 leaves its sequence");
+    let (sequence_of, assets_of) = look(&e, |c, layout| {
+        let shots = layout.table("Shot").expect("Shot is laid out");
+        let field = shots.field("sg_sequence").expect("sg_sequence is laid out");
+        let mut sequence_of = Vec::new();
+        let mut assets_of = Vec::new();
+        for id in 1..=4 {
+            sequence_of.push(lookup::current_link(c, shots, field, id)?);
+            assets_of.push(lookup::current_links(c, shots, "assets", id)?);
+        }
+        Ok((sequence_of, assets_of))
+    });
+    assert_eq!(
+        sequence_of,
+        vec![
+            Some(link("Sequence", 5)),
+            Some(link("Sequence", 5)),
+            None,
+            None
+        ]
+    );
+    assert_eq!(
+        assets_of,
+        vec![
+            vec![link("Asset", 8), link("Asset", 7)],
+            vec![],
+            vec![link("Asset", 8)],
+            vec![]
+        ],
+        "in their order, retired targets included"
+    );
 }

@@ -1872,7 +1872,7 @@ fn with_hidden_links(
         match field.storage {
             Storage::Links => {
                 let mut links: Vec<EntityLink> = links_of(site_value);
-                for held in current_links(conn, table, &field.name, id)? {
+                for held in sg_engine::lookup::current_links(conn, table, &field.name, id)? {
                     if !links.contains(&held) && is_hidden(&held) {
                         links.push(held);
                     }
@@ -1886,7 +1886,7 @@ fn with_hidden_links(
                 );
             }
             Storage::Entity if site_value.is_null() => {
-                if let Some(held) = current_link(conn, table, field, id)? {
+                if let Some(held) = sg_engine::lookup::current_link(conn, table, field, id)? {
                     if is_hidden(&held) {
                         merged.insert(
                             field.name.clone(),
@@ -1922,9 +1922,11 @@ fn unseen_links(
                 continue;
             };
             let held = match field.storage {
-                Storage::Links => current_links(conn, table, &field.name, id)?,
+                Storage::Links => sg_engine::lookup::current_links(conn, table, &field.name, id)?,
                 Storage::Entity if site_value.is_null() => {
-                    current_link(conn, table, field, id)?.into_iter().collect()
+                    sg_engine::lookup::current_link(conn, table, field, id)?
+                        .into_iter()
+                        .collect()
                 }
                 _ => continue,
             };
@@ -1944,53 +1946,4 @@ fn links_of(value: &Value) -> Vec<EntityLink> {
         .as_array()
         .map(|items| items.iter().filter_map(EntityLink::from_json).collect())
         .unwrap_or_default()
-}
-
-/// The stored link of one entity field.
-fn current_link(
-    conn: &mut dyn sg_engine::Connection,
-    table: &sg_engine::layout::TableLayout,
-    field: &sg_engine::layout::FieldLayout,
-    id: i64,
-) -> Result<Option<EntityLink>, sg_engine::EngineError> {
-    let mut f = sg_engine::frag::Fragment::text(format!(
-        "SELECT {}, {} FROM {} WHERE \"id\" = ",
-        field.type_column(),
-        field.column(),
-        table.table()
-    ));
-    f.bind(sg_engine::sql::SqlValue::Int(id));
-    let (sql, params) = f.finish(conn.dialect());
-    Ok(conn.query(&sql, &params)?.first().and_then(|r| {
-        Some(EntityLink {
-            entity_type: r[0].as_str()?.to_string(),
-            id: r[1].as_i64()?,
-        })
-    }))
-}
-
-/// The stored links of one multi-entity field, in order (retired targets included).
-pub(crate) fn current_links(
-    conn: &mut dyn sg_engine::Connection,
-    table: &sg_engine::layout::TableLayout,
-    field: &str,
-    id: i64,
-) -> Result<Vec<EntityLink>, sg_engine::EngineError> {
-    let mut f = sg_engine::frag::Fragment::text(format!(
-        "SELECT \"dst_type\", \"dst_id\" FROM {} WHERE \"src_id\" = ",
-        table.link_table(field)
-    ));
-    f.bind(sg_engine::sql::SqlValue::Int(id))
-        .push(" ORDER BY \"pos\"");
-    let (sql, params) = f.finish(conn.dialect());
-    Ok(conn
-        .query(&sql, &params)?
-        .iter()
-        .filter_map(|r| {
-            Some(EntityLink {
-                entity_type: r[0].as_str()?.to_string(),
-                id: r[1].as_i64()?,
-            })
-        })
-        .collect())
 }
