@@ -4,11 +4,12 @@
 //! Like [`crate::write`], the one place such SQL about the entity tables is
 //! written, from the layout's table and column names.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
 use sg_protocol::value::EntityLink;
+use sg_protocol::DataType;
 
 use crate::error::EngineError;
 use crate::frag::{Fragment, IN_LIST_MAX};
@@ -178,4 +179,56 @@ fn link_of(entity_type: &SqlValue, id: &SqlValue) -> Option<EntityLink> {
         entity_type: entity_type.as_str()?.to_string(),
         id: id.as_i64()?,
     })
+}
+
+/// The records holding a link (in an entity or multi-entity field) to one of
+/// `targets` (`(type, id)`), by type, whatever the state of either end.
+pub fn records_holding_links(
+    conn: &mut dyn Connection,
+    layout: &Layout,
+    targets: &BTreeSet<(String, i64)>,
+) -> Result<BTreeMap<String, BTreeSet<i64>>, EngineError> {
+    let mut out: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+    let mut by_type: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for (t, id) in targets {
+        by_type.entry(t.as_str()).or_default().push(*id);
+    }
+    for (holder, table) in &layout.tables {
+        for field in table.fields.values() {
+            for (target, ids) in &by_type {
+                if !field.valid_types.is_empty() && !field.valid_types.iter().any(|v| v == target) {
+                    continue;
+                }
+                let (select, type_col, id_col) = match (field.data_type, field.storage) {
+                    (DataType::Entity, Storage::Entity) => (
+                        format!("SELECT {ID_COLUMN} FROM {}", table.table()),
+                        field.type_column_name(),
+                        field.column_name(),
+                    ),
+                    (DataType::MultiEntity, Storage::Links) => (
+                        format!(
+                            "SELECT {LINK_SOURCE_COLUMN} FROM {}",
+                            table.link_table(&field.name)
+                        ),
+                        LINK_TARGET_TYPE_COLUMN,
+                        LINK_TARGET_ID_COLUMN,
+                    ),
+                    _ => continue,
+                };
+                for chunk in ids.chunks(IN_LIST_MAX) {
+                    let mut f = Fragment::text(format!("{select} WHERE {type_col} = "));
+                    f.bind(SqlValue::Text(target.to_string()));
+                    f.push(&format!(" AND {id_col} IN ")).in_ids(chunk);
+                    let (sql, params) = f.finish(conn.dialect());
+                    out.entry(holder.clone()).or_default().extend(
+                        conn.query(&sql, &params)?
+                            .iter()
+                            .filter_map(|r| r[0].as_i64()),
+                    );
+                }
+            }
+        }
+    }
+    out.retain(|_, ids| !ids.is_empty());
+    Ok(out)
 }

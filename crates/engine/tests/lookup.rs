@@ -5,7 +5,7 @@
 #[macro_use]
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
@@ -19,6 +19,7 @@ engine_tests!(
     records_linking_to_a_target_are_found_whatever_its_state,
     ids_held_are_told_apart_from_ids_missing_and_retired,
     stored_links_are_read_as_held,
+    records_holding_links_to_targets_are_found_in_both_kinds_of_field,
 );
 
 /// Runs `f` on a reader of `e`'s store with its layout.
@@ -188,4 +189,45 @@ fn stored_links_are_read_as_held(backend: Backend) {
         ],
         "in their order, retired targets included"
     );
+}
+
+fn records_holding_links_to_targets_are_found_in_both_kinds_of_field(backend: Backend) {
+    let e = shots_in_sequences(backend);
+    e.upsert_records(
+        "Sequence",
+        &[obj(
+            json!({"id": 6, "__retired": true, "project": {"type": "Project", "id": 2}}),
+        )],
+    )
+    .expect("sequence 6 is retired, in project 2");
+    let holding = |targets: &[(&str, i64)]| {
+        let targets: BTreeSet<(String, i64)> =
+            targets.iter().map(|(t, id)| (t.to_string(), *id)).collect();
+        look(&e, |c, layout| {
+            lookup::records_holding_links(c, layout, &targets)
+        })
+    };
+    let holders = |pairs: &[(&str, &[i64])]| -> BTreeMap<String, BTreeSet<i64>> {
+        pairs
+            .iter()
+            .map(|(t, ids)| (t.to_string(), ids.iter().copied().collect()))
+            .collect()
+    };
+    assert_eq!(
+        holding(&[("Sequence", 5)]),
+        holders(&[("Shot", &[1, 2])]),
+        "a retired holder too"
+    );
+    assert_eq!(holding(&[("Asset", 7)]), holders(&[("Shot", &[1])]));
+    assert_eq!(
+        holding(&[("Sequence", 6), ("Asset", 8), ("Project", 2)]),
+        holders(&[("Sequence", &[6]), ("Shot", &[1, 3])])
+    );
+    // More ids of one type than an IN list holds.
+    let many: Vec<(&str, i64)> = (9..1200)
+        .map(|id| ("Asset", id))
+        .chain([("Asset", 8)])
+        .collect();
+    assert_eq!(holding(&many), holders(&[("Shot", &[1, 3])]));
+    assert!(holding(&[("Asset", 99), ("Shot", 1)]).is_empty());
 }

@@ -569,8 +569,9 @@ impl<S: Store> Cache<S> {
             let holders = self
                 .db(move |e| {
                     let catalog = e.catalog();
-                    e.store()
-                        .with_reader(&mut |c| records_holding_links(c, &catalog.layout, &targets))
+                    e.store().with_reader(&mut |c| {
+                        sg_engine::lookup::records_holding_links(c, &catalog.layout, &targets)
+                    })
                 })
                 .await?;
             for (t, ids) in holders {
@@ -1743,64 +1744,6 @@ pub fn advance(
             .retain(|_, first_missed| *first_missed + timeout > now);
     }
     next
-}
-
-/// The cached records holding a link (in an entity or multi-entity field)
-/// to one of `targets`.
-fn records_holding_links(
-    conn: &mut dyn sg_engine::Connection,
-    layout: &sg_engine::Layout,
-    targets: &BTreeSet<(String, i64)>,
-) -> Result<BTreeMap<String, BTreeSet<i64>>, sg_engine::EngineError> {
-    use sg_engine::frag::Fragment;
-    use sg_engine::sql::SqlValue;
-    let mut out: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
-    let mut by_type: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
-    for (t, id) in targets {
-        by_type.entry(t.as_str()).or_default().push(*id);
-    }
-    for (holder, table) in &layout.tables {
-        for field in table.fields.values() {
-            for (target, ids) in &by_type {
-                if !field.valid_types.is_empty() && !field.valid_types.iter().any(|v| v == target) {
-                    continue;
-                }
-                let (select, type_col, id_col) = match (field.data_type, field.storage) {
-                    (DataType::Entity, Storage::Entity) => (
-                        format!("SELECT \"id\" FROM {}", table.table()),
-                        format!("\"{}__type\"", field.name),
-                        format!("\"{}__id\"", field.name),
-                    ),
-                    (DataType::MultiEntity, Storage::Links) => (
-                        format!("SELECT \"src_id\" FROM {}", table.link_table(&field.name)),
-                        "\"dst_type\"".to_string(),
-                        "\"dst_id\"".to_string(),
-                    ),
-                    _ => continue,
-                };
-                for chunk in ids.chunks(500) {
-                    let mut f = Fragment::text(format!("{select} WHERE {type_col} = "));
-                    f.bind(SqlValue::Text(target.to_string()));
-                    f.push(&format!(" AND {id_col} IN ("));
-                    for (i, id) in chunk.iter().enumerate() {
-                        if i > 0 {
-                            f.push(", ");
-                        }
-                        f.bind(SqlValue::Int(*id));
-                    }
-                    f.push(")");
-                    let (sql, params) = f.finish(conn.dialect());
-                    out.entry(holder.clone()).or_default().extend(
-                        conn.query(&sql, &params)?
-                            .iter()
-                            .filter_map(|r| r[0].as_i64()),
-                    );
-                }
-            }
-        }
-    }
-    out.retain(|_, ids| !ids.is_empty());
-    Ok(out)
 }
 
 /// Stores a record read from the site. A site's reads hide links to retired
