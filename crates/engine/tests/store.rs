@@ -422,7 +422,53 @@ engine_tests!(
     transactions_commit_or_roll_back,
     schema_changes_add_fields,
     schema_changes_remove_fields,
+    statistics_of_one_type_are_refreshed,
 );
+
+/// The tables the store has statistics of, of those `names`.
+fn analyzed(store: &impl Store, names: &[&str]) -> Vec<String> {
+    let sql = match store.dialect() {
+        sg_engine::sql::Dialect::Sqlite => "SELECT DISTINCT \"tbl\" FROM \"sqlite_stat1\" ORDER BY 1",
+        // Never analyzed (nor vacuumed) is -1.
+        sg_engine::sql::Dialect::Postgres => {
+            "SELECT relname::text FROM pg_class WHERE relnamespace = current_schema()::regnamespace \
+             AND relkind = 'r' AND reltuples >= 0 ORDER BY 1"
+        }
+    };
+    let rows = store
+        .with_reader(&mut |conn| query(conn, Fragment::text(sql)))
+        .unwrap_or_default();
+    rows.iter()
+        .filter_map(|r| r[0].as_str().map(str::to_string))
+        .filter(|t| names.contains(&t.as_str()))
+        .collect()
+}
+
+/// A type's table and its link tables get statistics, and only they.
+fn statistics_of_one_type_are_refreshed(backend: Backend) {
+    let e = engine(backend);
+    e.upsert_records("Asset", &[obj(json!({"id": 7, "code": "rock"}))])
+        .expect("an asset is written");
+    e.upsert_records(
+        "Shot",
+        &[obj(
+            json!({"id": 1, "code": "sh010", "assets": [{"type": "Asset", "id": 7}]}),
+        )],
+    )
+    .expect("a shot is written");
+    let names = ["Asset", "Shot", "Shot__assets", "Shot__users"];
+    assert!(analyzed(e.store(), &names).is_empty(), "none yet");
+    let dialect = e.store().dialect();
+    e.store()
+        .with_transaction(&mut |c| sg_engine::ddl::analyze_tables_of(c, "Shot", dialect))
+        .expect("the shot tables are analyzed");
+    let mut expected = vec!["Shot", "Shot__assets"];
+    if dialect == sg_engine::sql::Dialect::Postgres {
+        // An empty table has statistics too.
+        expected.push("Shot__users");
+    }
+    assert_eq!(analyzed(e.store(), &names), expected);
+}
 
 fn postgres() -> PostgresStore {
     let url = postgres_url();
