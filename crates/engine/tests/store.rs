@@ -423,6 +423,7 @@ engine_tests!(
     schema_changes_add_fields,
     schema_changes_remove_fields,
     statistics_of_one_type_are_refreshed,
+    a_session_lock_is_held_by_one_store_at_a_time,
 );
 
 /// The tables the store has statistics of, of those `names`.
@@ -468,6 +469,34 @@ fn statistics_of_one_type_are_refreshed(backend: Backend) {
         expected.push("Shot__users");
     }
     assert_eq!(analyzed(e.store(), &names), expected);
+}
+
+/// On PostgreSQL one store holds a named session lock at a time, until it
+/// is dropped; a SQLite store, which no other process shares, always holds it.
+fn a_session_lock_is_held_by_one_store_at_a_time(backend: Backend) {
+    let name = format!(
+        "sg-engine test lock {} {:?}",
+        std::process::id(),
+        std::time::Instant::now()
+    );
+    let (first, second) = (store(backend), store(backend));
+    let hold = |s: &sg_engine::AnyStore| s.hold_session_lock(&name).expect("the lock is asked for");
+    assert!(hold(&first));
+    assert!(hold(&first), "still held");
+    if backend == Backend::Sqlite {
+        assert!(hold(&second));
+        return;
+    }
+    assert!(!hold(&second), "held by the first");
+    assert!(hold(&first));
+    drop(first);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut taken = hold(&second);
+    while !taken && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        taken = hold(&second);
+    }
+    assert!(taken, "free once its holder is gone");
 }
 
 fn postgres() -> PostgresStore {
