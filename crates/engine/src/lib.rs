@@ -7,16 +7,16 @@
 //!
 //! Layout of the crate:
 //! - [`layout`] maps a schema to tables and columns, [`ddl`] creates them;
-//! - [`store`] is the seam to a database, with [`sqlite`] and [`postgres`]
-//!   behind it ([`AnyStore`] picks one at run time); [`sql::Dialect`] holds
-//!   what differs between their SQL;
-//! - [`path`] resolves (deep) field paths, [`filter`] compiles filter trees,
+//! - [`store`] is the seam to a database, with SQLite ([`SqliteStore`]) and
+//!   [`postgres`] behind it ([`AnyStore`] picks one at run time);
+//!   [`sql::Dialect`] holds what differs between their SQL;
+//! - [`path`] resolves (deep) field paths, `filter` compiles filter trees,
 //!   [`read`] and [`summarize`] plan, run and render the two query methods
-//!   ([`render`] takes a read's result to a `Value` or straight to JSON text);
-//! - [`codec`] converts wire values to stored values and back, [`write`]
-//!   is the one place records are written, and [`lookup`] the one place
-//!   stored records are looked up by id or by link;
-//! - [`limits`] bounds what one query may ask for: the budgeted calls
+//!   (`render` takes a read's result to a `Value` or straight to JSON text);
+//! - [`codec`] converts wire values to stored values and back,
+//!   [`write`](mod@write) is the one place records are written, and
+//!   [`lookup`] the one place stored records are looked up by id or by link;
+//! - [`QueryLimits`] bound what one query may ask for: the budgeted calls
 //!   ([`Engine::read_json_budgeted`], [`Engine::summarize_budgeted`]) run
 //!   within those limits and a time budget, for a caller (the proxy) that
 //!   sends what is over them to the site rather than be held up.
@@ -29,18 +29,18 @@
 pub mod codec;
 pub mod ddl;
 pub mod decode;
-pub mod error;
-pub mod filter;
+mod error;
+mod filter;
 pub mod frag;
 pub mod layout;
-pub mod limits;
+mod limits;
 pub mod lookup;
 pub mod path;
 pub mod postgres;
 pub mod read;
-pub mod render;
+mod render;
 pub mod sql;
-pub mod sqlite;
+mod sqlite;
 pub mod store;
 pub mod summarize;
 pub mod write;

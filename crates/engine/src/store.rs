@@ -1,6 +1,6 @@
 //! The seam between the query logic and a database: a [`Store`] hands out
 //! connections that run SQL text with bound [`SqlValue`]s. The SQLite backend
-//! lives in [`crate::sqlite`], the PostgreSQL one in [`crate::postgres`].
+//! is [`crate::SqliteStore`], the PostgreSQL one [`crate::PostgresStore`].
 
 use crate::error::EngineError;
 use crate::sql::{Dialect, SqlArray, SqlValue};
