@@ -32,6 +32,7 @@ pub mod decode;
 mod error;
 mod filter;
 pub mod frag;
+mod joins;
 pub mod layout;
 mod limits;
 pub mod lookup;

@@ -12,6 +12,7 @@ use sg_protocol::{FilterNode, ReadParams, ReturnOnly, SortDirection};
 use crate::error::{bad_request, EngineError};
 use crate::filter::FilterCompiler;
 use crate::frag::{Fragment, IN_LIST_MAX};
+use crate::joins::HopJoins;
 use crate::layout::{FieldLayout, Layout, Storage, TableLayout};
 use crate::path::{resolve, Hop, ResolvedPath};
 use crate::render::{JsonBytes, Sink, ValueTree};
@@ -49,9 +50,7 @@ enum Getter<'a> {
 struct Plan<'a> {
     compiler: FilterCompiler<'a>,
     columns: Vec<String>,
-    joins: Fragment,
-    /// Join alias of each entity-hop prefix, e.g. `sg_sequence.Sequence`.
-    join_aliases: HashMap<String, String>,
+    joins: HopJoins,
     root: &'a TableLayout,
 }
 
@@ -64,34 +63,6 @@ impl<'a> Plan<'a> {
         self.columns.len() - 1
     }
 
-    /// Joins the entity hops of a path (all of them must be entity hops) and
-    /// returns the alias of the last table.
-    fn join_hops(&mut self, path: &str, hops: &[Hop<'a>]) -> String {
-        let parts: Vec<&str> = path.split('.').collect();
-        let mut alias = "t0".to_string();
-        for (i, hop) in hops.iter().enumerate() {
-            let prefix = parts[..(i + 1) * 2].join(".");
-            if let Some(existing) = self.join_aliases.get(&prefix) {
-                alias = existing.clone();
-                continue;
-            }
-            let next = self.compiler.alias();
-            self.joins.push(&format!(
-                " LEFT JOIN {} {next} ON {alias}.{} = ",
-                hop.to.table(),
-                hop.field.type_column()
-            ));
-            self.joins.bind(SqlValue::Text(hop.to.entity_type.clone()));
-            self.joins.push(&format!(
-                " AND {next}.\"id\" = {alias}.{} AND {next}.\"__retired\" = 0",
-                hop.field.column()
-            ));
-            self.join_aliases.insert(prefix, next.clone());
-            alias = next;
-        }
-        alias
-    }
-
     fn getter(&mut self, path: &str) -> Result<Getter<'a>, EngineError> {
         let resolved: ResolvedPath<'a> = resolve(self.compiler.layout, self.root, path, "read")?;
         let multi_at = resolved.hops.iter().position(Hop::is_multi);
@@ -102,7 +73,7 @@ impl<'a> Plan<'a> {
                     self.root.entity_type
                 )));
             }
-            let alias = self.join_hops(path, &resolved.hops[..at]);
+            let alias = self.joins.join(&self.compiler, path, &resolved.hops[..at]);
             let source_column = self.column(format!("{alias}.\"id\""));
             let hop = resolved.hops[at].clone();
             return Ok(Getter::ThroughLinks {
@@ -111,7 +82,7 @@ impl<'a> Plan<'a> {
                 leaf: resolved.field,
             });
         }
-        let alias = self.join_hops(path, &resolved.hops);
+        let alias = self.joins.join(&self.compiler, path, &resolved.hops);
         let field = resolved.field;
         Ok(match field.storage {
             Storage::Entity => Getter::Entity {
@@ -144,7 +115,7 @@ impl<'a> Plan<'a> {
                 self.root.entity_type
             )));
         }
-        let alias = self.join_hops(path, &resolved.hops);
+        let alias = self.joins.join(&self.compiler, path, &resolved.hops);
         let field = resolved.field;
         let dialect = self.compiler.dialect;
         let column = format!("{alias}.{}", field.column());
@@ -205,8 +176,7 @@ pub fn query_within(
     let mut plan = Plan {
         compiler,
         columns: vec!["t0.\"id\"".to_string()],
-        joins: Fragment::new(),
-        join_aliases: HashMap::new(),
+        joins: HopJoins::default(),
         root,
     };
 
@@ -262,7 +232,7 @@ pub fn query_within(
         plan.columns.join(", "),
         root.table()
     ));
-    sql.append(plan.joins.clone());
+    sql.append(plan.joins.sql.clone());
     sql.push(" WHERE ").append(where_clause.clone());
     sql.push(" ORDER BY ").append(Fragment::join(order, ", "));
     sql.push(" LIMIT ").bind(SqlValue::Int(
