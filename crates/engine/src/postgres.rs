@@ -707,28 +707,6 @@ impl PostgresStore {
             return result;
         }
     }
-
-    /// Runs `f` as [`Store::with_reader`] does, but each of its statements
-    /// runs with the server's `statement_timeout` set to what is left of
-    /// `budget`, and a statement stopped by it fails with
-    /// [`EngineError::OverBudget`]. The timeout is reset before the
-    /// connection's next statement outside a budgeted read, so it serves
-    /// other reads as before.
-    fn budgeted_reader<T>(
-        &self,
-        budget: Duration,
-        f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
-    ) -> Result<T, EngineError> {
-        let Some(deadline) = Instant::now().checked_add(budget) else {
-            return self.with_reader(f);
-        };
-        self.with_pooled_reader(&mut |conn| {
-            conn.budget = Some((deadline, budget));
-            let result = f(conn);
-            conn.budget = None;
-            result
-        })
-    }
 }
 
 impl Store for PostgresStore {
@@ -744,12 +722,26 @@ impl Store for PostgresStore {
         self.with_pooled_reader(&mut |conn| f(conn))
     }
 
+    /// Runs `f` as [`Store::with_reader`] does, but each of its statements
+    /// runs with the server's `statement_timeout` set to what is left of
+    /// `budget`, and a statement stopped by it fails with
+    /// [`EngineError::OverBudget`]. The timeout is reset before the
+    /// connection's next statement outside a budgeted read, so it serves
+    /// other reads as before.
     fn with_reader_budgeted<T>(
         &self,
         budget: Duration,
         f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
-        self.budgeted_reader(budget, f)
+        let Some(deadline) = Instant::now().checked_add(budget) else {
+            return self.with_reader(f);
+        };
+        self.with_pooled_reader(&mut |conn| {
+            conn.budget = Some((deadline, budget));
+            let result = f(conn);
+            conn.budget = None;
+            result
+        })
     }
 
     fn with_transaction<T>(
