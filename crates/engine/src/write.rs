@@ -485,20 +485,7 @@ pub fn replace_links(
         let (text, params) = delete.finish(conn.dialect());
         conn.execute(&text, &params)?;
     }
-    let mut rows: Vec<[SqlValue; 4]> = Vec::new();
-    for (id, list) in &latest {
-        let mut seen = std::collections::HashSet::new();
-        for (pos, link) in list.iter().enumerate() {
-            if seen.insert((link.entity_type.as_str(), link.id)) {
-                rows.push([
-                    SqlValue::Int(*id),
-                    SqlValue::Int(pos as i64),
-                    SqlValue::Text(link.entity_type.clone()),
-                    SqlValue::Int(link.id),
-                ]);
-            }
-        }
-    }
+    let rows = link_value_rows(&latest);
     for chunk in rows.chunks(MAX_PARAMS / 4) {
         let mut insert = Fragment::text(format!(
             "INSERT INTO {link_table} (\"src_id\", \"pos\", \"dst_type\", \"dst_id\") VALUES "
@@ -519,6 +506,35 @@ pub fn replace_links(
     Ok(())
 }
 
+/// The rows of the link tables for each record's list: `(record id,
+/// position in its list, link)`, a link the list names twice stored once
+/// (at its first position).
+fn distinct_links<'a>(
+    latest: &'a [(i64, &'a Vec<EntityLink>)],
+) -> impl Iterator<Item = (i64, i64, &'a EntityLink)> + 'a {
+    latest.iter().flat_map(|(id, list)| {
+        let mut seen = std::collections::HashSet::new();
+        list.iter()
+            .enumerate()
+            .filter(move |(_, link)| seen.insert((link.entity_type.as_str(), link.id)))
+            .map(move |(pos, link)| (*id, pos as i64, link))
+    })
+}
+
+/// [`distinct_links`] as bound values, in the link table's column order.
+fn link_value_rows(latest: &[(i64, &Vec<EntityLink>)]) -> Vec<[SqlValue; 4]> {
+    distinct_links(latest)
+        .map(|(id, pos, link)| {
+            [
+                SqlValue::Int(id),
+                SqlValue::Int(pos),
+                SqlValue::Text(link.entity_type.clone()),
+                SqlValue::Int(link.id),
+            ]
+        })
+        .collect()
+}
+
 /// [`replace_links`] on SQLite: two prepared statements, one `DELETE` run per
 /// record and one `INSERT` per link, as [`upsert_run_row_by_row`] does for
 /// rows. A statement of thousands of values would have to be parsed anew for
@@ -536,20 +552,7 @@ fn replace_links_row_by_row(
     // `latest` once), so each statement is looked up once.
     let ids: Vec<[SqlValue; 1]> = latest.iter().map(|(id, _)| [SqlValue::Int(*id)]).collect();
     conn.execute_each(&delete, &mut ids.iter().map(|p| p.as_slice()))?;
-    let mut rows: Vec<[SqlValue; 4]> = Vec::new();
-    for (id, list) in latest {
-        let mut seen = std::collections::HashSet::new();
-        for (pos, link) in list.iter().enumerate() {
-            if seen.insert((link.entity_type.as_str(), link.id)) {
-                rows.push([
-                    SqlValue::Int(*id),
-                    SqlValue::Int(pos as i64),
-                    SqlValue::Text(link.entity_type.clone()),
-                    SqlValue::Int(link.id),
-                ]);
-            }
-        }
-    }
+    let rows = link_value_rows(latest);
     conn.execute_each(&insert, &mut rows.iter().map(|p| p.as_slice()))?;
     Ok(())
 }
@@ -568,16 +571,11 @@ fn replace_links_as_arrays(
     )?;
     let (mut src, mut pos, mut dst_type, mut dst_id) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (id, list) in latest {
-        let mut seen = std::collections::HashSet::new();
-        for (i, link) in list.iter().enumerate() {
-            if seen.insert((link.entity_type.as_str(), link.id)) {
-                src.push(Some(*id));
-                pos.push(Some(i as i64));
-                dst_type.push(Some(link.entity_type.clone()));
-                dst_id.push(Some(link.id));
-            }
-        }
+    for (id, at, link) in distinct_links(latest) {
+        src.push(Some(id));
+        pos.push(Some(at));
+        dst_type.push(Some(link.entity_type.clone()));
+        dst_id.push(Some(link.id));
     }
     if src.is_empty() {
         return Ok(());

@@ -424,6 +424,7 @@ engine_tests!(
     schema_changes_remove_fields,
     statistics_of_one_type_are_refreshed,
     a_session_lock_is_held_by_one_store_at_a_time,
+    a_link_listed_twice_is_stored_once,
 );
 
 /// The tables the store has statistics of, of those `names`.
@@ -497,6 +498,38 @@ fn a_session_lock_is_held_by_one_store_at_a_time(backend: Backend) {
         taken = hold(&second);
     }
     assert!(taken, "free once its holder is gone");
+}
+
+/// A list naming one record twice keeps it once, where it first stands:
+/// written alone, in a short batch and in a long one (each store writes
+/// link lists in a different way for each).
+fn a_link_listed_twice_is_stored_once(backend: Backend) {
+    let e = engine(backend);
+    e.upsert_records(
+        "Asset",
+        &[
+            obj(json!({"id": 7, "code": "rock"})),
+            obj(json!({"id": 8, "code": "tree"})),
+        ],
+    )
+    .expect("assets are written");
+    let twice =
+        json!([{"type": "Asset", "id": 8}, {"type": "Asset", "id": 7}, {"type": "Asset", "id": 8}]);
+    let shot = |id: i64| obj(json!({"id": id, "code": format!("sh{id}"), "assets": twice}));
+    e.upsert_records("Shot", &[shot(1)]).expect("one shot");
+    e.upsert_records("Shot", &(2..5).map(shot).collect::<Vec<_>>())
+        .expect("a few shots");
+    e.upsert_records("Shot", &(5..40).map(shot).collect::<Vec<_>>())
+        .expect("many shots");
+    let shots = entities(&e, json!({"type": "Shot", "return_fields": ["assets"]}));
+    assert_eq!(shots.len(), 39);
+    for s in shots {
+        assert_eq!(
+            s["assets"],
+            json!([{"type": "Asset", "id": 8, "name": "tree"}, {"type": "Asset", "id": 7, "name": "rock"}]),
+            "{s}"
+        );
+    }
 }
 
 fn postgres() -> PostgresStore {
