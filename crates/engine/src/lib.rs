@@ -94,21 +94,7 @@ impl<S: Store> Engine<S> {
         schema: Schema,
         selection: Option<BTreeMap<String, BTreeSet<String>>>,
     ) -> Result<Engine<S>, EngineError> {
-        let layout = Layout::from_schema(&schema, selection.as_ref());
-        let dialect = store.dialect();
-        store.with_transaction(&mut |conn| {
-            for table in layout.tables.values() {
-                // An existing table may lack fields chosen since it was made.
-                ddl::ensure_columns(conn, table, dialect)?;
-            }
-            Ok(())
-        })?;
-        Ok(Engine {
-            store,
-            catalog: RwLock::new(Arc::new(Catalog { schema, layout })),
-            selection: RwLock::new(selection),
-            limits: RwLock::new(QueryLimits::default()),
-        })
+        Engine::with_selection_from(store, schema, |_| Ok(selection.clone()))
     }
 
     /// An engine over the types and fields `choose` picks, inside the same
@@ -127,6 +113,7 @@ impl<S: Store> Engine<S> {
             let selection = choose(conn)?;
             let layout = Layout::from_schema(&schema, selection.as_ref());
             for table in layout.tables.values() {
+                // An existing table may lack fields chosen since it was made.
                 ddl::ensure_columns(conn, table, dialect)?;
             }
             Ok((selection, layout))
@@ -225,25 +212,37 @@ impl<S: Store> Engine<S> {
         &self.store
     }
 
+    /// The rows of a `read`, to be rendered.
+    fn read_rows(&self, params: &ReadParams) -> Result<read::ReadRows, EngineError> {
+        let catalog = self.catalog();
+        self.store
+            .with_reader(&mut |conn| read::query(conn, &catalog.layout, params))
+    }
+
+    /// The rows of a `read`, bounded as [`Engine::read_budgeted`] says.
+    fn read_rows_budgeted(
+        &self,
+        params: &ReadParams,
+        budget: Duration,
+    ) -> Result<read::ReadRows, EngineError> {
+        let catalog = self.catalog();
+        let limits = self.limits();
+        self.store.with_reader_budgeted(budget, &mut |conn| {
+            read::query_within(conn, &catalog.layout, params, &limits)
+        })
+    }
+
     /// Answers a `read`: the `results` value, `{entities, paging_info}`.
     pub fn read(&self, params: &ReadParams) -> Result<Value, EngineError> {
-        let catalog = self.catalog();
-        let found = self
-            .store
-            .with_reader(&mut |conn| read::query(conn, &catalog.layout, params))?;
-        Ok(found.to_value())
+        Ok(self.read_rows(params)?.to_value())
     }
 
     /// Answers a `read` as JSON text: `out` with the `results` value,
     /// `{"entities": [...], "paging_info": {...}}`, appended (the same JSON
     /// [`Engine::read`] gives, without building it as a `Value`).
     pub fn read_json(&self, params: &ReadParams, out: Vec<u8>) -> Result<Vec<u8>, EngineError> {
-        let catalog = self.catalog();
-        let found = self
-            .store
-            .with_reader(&mut |conn| read::query(conn, &catalog.layout, params))?;
         // Rendered after the connection has gone back to the pool.
-        Ok(found.write_json(out))
+        Ok(self.read_rows(params)?.write_json(out))
     }
 
     /// Answers a `summarize`: the `results` value, `{summaries, groups}`.
@@ -265,12 +264,7 @@ impl<S: Store> Engine<S> {
         params: &ReadParams,
         budget: Duration,
     ) -> Result<Value, EngineError> {
-        let catalog = self.catalog();
-        let limits = self.limits();
-        let found = self.store.with_reader_budgeted(budget, &mut |conn| {
-            read::query_within(conn, &catalog.layout, params, &limits)
-        })?;
-        Ok(found.to_value())
+        Ok(self.read_rows_budgeted(params, budget)?.to_value())
     }
 
     /// Answers a `read` as JSON text as [`Engine::read_json`] does, bounded
@@ -281,12 +275,7 @@ impl<S: Store> Engine<S> {
         out: Vec<u8>,
         budget: Duration,
     ) -> Result<Vec<u8>, EngineError> {
-        let catalog = self.catalog();
-        let limits = self.limits();
-        let found = self.store.with_reader_budgeted(budget, &mut |conn| {
-            read::query_within(conn, &catalog.layout, params, &limits)
-        })?;
-        Ok(found.write_json(out))
+        Ok(self.read_rows_budgeted(params, budget)?.write_json(out))
     }
 
     /// Answers a `summarize` as [`Engine::summarize`] does, but bounded: a
