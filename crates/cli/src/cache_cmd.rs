@@ -428,13 +428,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let leadership = match (args.serve_only, config.database()) {
-        (true, _) => Leadership::never(),
-        (false, Database::Postgres(url)) => {
-            Leadership::compete(&url, "public", Duration::from_secs(2))
-        }
-        (false, Database::Sqlite(_)) => Leadership::sole(),
-    };
+    let database = config.database();
     let progress: Arc<dyn Progress> = match Bars::on_terminal() {
         Some(bars) => Arc::new(bars),
         None => Arc::new(LogProgress),
@@ -461,6 +455,13 @@ pub fn run(args: RunArgs) -> Result<()> {
     let runtime = runtime()?;
     let outcome = runtime.block_on(async move {
         let cache = open_cache(config, progress).await?;
+        let leadership = match (args.serve_only, database) {
+            (true, _) => Leadership::never(),
+            (false, Database::Postgres(_)) => {
+                Leadership::compete(&cache.engine, "public", Duration::from_secs(2)).await
+            }
+            (false, Database::Sqlite(_)) => Leadership::sole(),
+        };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             shutdown_signal().await;

@@ -234,6 +234,25 @@ pub fn tables_of(
         .collect())
 }
 
+/// Refreshes the planner's statistics of a type's table and link tables
+/// (after a bulk load). On SQLite from a sample of each index: the planner
+/// needs their shape, not exact counts, and a full analysis reads every
+/// index of the type again.
+pub fn analyze_tables_of(
+    conn: &mut dyn crate::store::Connection,
+    table_name: &str,
+    dialect: Dialect,
+) -> Result<(), crate::error::EngineError> {
+    let names = tables_of(conn, table_name, dialect)?;
+    if dialect == Dialect::Sqlite {
+        conn.execute_batch("PRAGMA analysis_limit = 1000")?;
+    }
+    for name in &names {
+        conn.execute_batch(&format!("ANALYZE \"{name}\""))?;
+    }
+    Ok(())
+}
+
 /// Drops a type's table and link tables.
 pub fn drop_tables_of(
     conn: &mut dyn crate::store::Connection,

@@ -53,6 +53,22 @@ struct Compiled {
     matches_null: bool,
 }
 
+impl Compiled {
+    /// Matches where any of `parts` does (nowhere when there are none).
+    fn any_of(parts: Vec<Fragment>, matches_null: bool) -> Compiled {
+        if parts.is_empty() {
+            return Compiled {
+                sql: Fragment::text("1 = 0"),
+                matches_null: false,
+            };
+        }
+        Compiled {
+            sql: parenthesize(Fragment::join_balanced(parts, " OR ")),
+            matches_null,
+        }
+    }
+}
+
 impl<'a> FilterCompiler<'a> {
     pub fn new(layout: &'a Layout, dialect: Dialect, method: &'static str) -> FilterCompiler<'a> {
         FilterCompiler {
@@ -777,6 +793,57 @@ impl LeafContext<'_, '_> {
         })
     }
 
+    /// The values of `is` (its one value) or of `in`.
+    fn listed(&self, relation: Relation) -> Result<Vec<&Value>, EngineError> {
+        if relation == Relation::Is {
+            Ok(vec![self.one()?])
+        } else {
+            Ok(self.values.iter().collect())
+        }
+    }
+
+    /// The link in `type_col`/`id_col` is `link`, to a live record.
+    /// `guard` (conditions ending in `AND `, or nothing) comes first.
+    fn is_live_link(
+        &self,
+        guard: &str,
+        type_col: &str,
+        id_col: &str,
+        link: EntityLink,
+    ) -> Fragment {
+        let live = self.compiler.record_is_live(&link);
+        let mut f = Fragment::text(format!("({guard}{id_col} = "));
+        f.bind(SqlValue::Int(link.id))
+            .push(&format!(" AND {type_col} = "))
+            .bind(SqlValue::Text(link.entity_type))
+            .push(" AND ")
+            .append(live)
+            .push(")");
+        f
+    }
+
+    /// [`Self::is_live_link`] for a long list of links: one condition per
+    /// type, the link being to a live one of that type's listed records.
+    fn among_live_links(
+        &self,
+        guard: &str,
+        type_col: &str,
+        id_col: &str,
+        links: Vec<EntityLink>,
+    ) -> Vec<Fragment> {
+        by_type(links)
+            .into_iter()
+            .map(|(entity_type, ids)| {
+                let mut f = Fragment::text(format!("({guard}{type_col} = "));
+                f.bind(SqlValue::Text(entity_type.clone()))
+                    .push(&format!(" AND {id_col} IN ("))
+                    .append(self.compiler.live_ids(&entity_type, &ids))
+                    .push("))");
+                f
+            })
+            .collect()
+    }
+
     fn link(&self, v: &Value) -> Result<EntityLink, EngineError> {
         EntityLink::from_json(v).ok_or_else(|| {
             self.fail(&format!(
@@ -825,25 +892,12 @@ impl LeafContext<'_, '_> {
         use Relation::*;
         let type_col = format!("{}.{}", self.alias, self.field.type_column());
         let id_col = self.column();
-        let pair = |f: &mut Fragment, link: EntityLink| {
-            f.push(&format!(
-                "({id_col} IS NOT NULL AND {type_col} IS NOT NULL AND {id_col} = "
-            ));
-            let live = self.compiler.record_is_live(&link);
-            f.bind(SqlValue::Int(link.id))
-                .push(&format!(" AND {type_col} = "))
-                .bind(SqlValue::Text(link.entity_type))
-                .push(" AND ")
-                .append(live)
-                .push(")");
-        };
+        // A null link makes the condition false, not unknown, so that its
+        // negation (`is_not`, `not_in`) matches it.
+        let not_null = format!("{id_col} IS NOT NULL AND {type_col} IS NOT NULL AND ");
         match relation {
             Is | In => {
-                let values: Vec<&Value> = if relation == Is {
-                    vec![self.one()?]
-                } else {
-                    self.values.iter().collect()
-                };
+                let values = self.listed(relation)?;
                 let mut parts = Vec::new();
                 let mut with_null = false;
                 let long = values.len() > LONG_LIST;
@@ -866,31 +920,11 @@ impl LeafContext<'_, '_> {
                     } else if long {
                         links.push(self.link(v)?);
                     } else {
-                        let mut f = Fragment::new();
-                        pair(&mut f, self.link(v)?);
-                        parts.push(f);
+                        parts.push(self.is_live_link(&not_null, &type_col, &id_col, self.link(v)?));
                     }
                 }
-                for (entity_type, ids) in by_type(links) {
-                    let mut f = Fragment::text(format!(
-                        "({id_col} IS NOT NULL AND {type_col} IS NOT NULL AND {type_col} = "
-                    ));
-                    f.bind(SqlValue::Text(entity_type.clone()))
-                        .push(&format!(" AND {id_col} IN ("))
-                        .append(self.compiler.live_ids(&entity_type, &ids))
-                        .push("))");
-                    parts.push(f);
-                }
-                if parts.is_empty() {
-                    return Ok(Compiled {
-                        sql: Fragment::text("1 = 0"),
-                        matches_null: false,
-                    });
-                }
-                Ok(Compiled {
-                    sql: parenthesize(Fragment::join_balanced(parts, " OR ")),
-                    matches_null: with_null,
-                })
+                parts.extend(self.among_live_links(&not_null, &type_col, &id_col, links));
+                Ok(Compiled::any_of(parts, with_null))
             }
             TypeIs => {
                 let v = self.one()?;
@@ -1026,11 +1060,7 @@ impl LeafContext<'_, '_> {
         let (type_col, id_col) = (format!("{l}.\"dst_type\""), format!("{l}.\"dst_id\""));
         match relation {
             Is | In => {
-                let values: Vec<&Value> = if relation == Is {
-                    vec![self.one()?]
-                } else {
-                    self.values.iter().collect()
-                };
+                let values = self.listed(relation)?;
                 let mut with_null = false;
                 let mut pairs = Vec::new();
                 let long = values.len() > LONG_LIST;
@@ -1045,24 +1075,9 @@ impl LeafContext<'_, '_> {
                         links.push(link);
                         continue;
                     }
-                    let live = self.compiler.record_is_live(&link);
-                    let mut f = Fragment::text(format!("({id_col} = "));
-                    f.bind(SqlValue::Int(link.id))
-                        .push(&format!(" AND {type_col} = "))
-                        .bind(SqlValue::Text(link.entity_type))
-                        .push(" AND ")
-                        .append(live)
-                        .push(")");
-                    pairs.push(f);
+                    pairs.push(self.is_live_link("", &type_col, &id_col, link));
                 }
-                for (entity_type, ids) in by_type(links) {
-                    let mut f = Fragment::text(format!("({type_col} = "));
-                    f.bind(SqlValue::Text(entity_type.clone()))
-                        .push(&format!(" AND {id_col} IN ("))
-                        .append(self.compiler.live_ids(&entity_type, &ids))
-                        .push("))");
-                    pairs.push(f);
-                }
+                pairs.extend(self.among_live_links("", &type_col, &id_col, links));
                 let mut parts = Vec::new();
                 if with_null {
                     // `is None` on a list of links means it shows no link:
@@ -1078,16 +1093,7 @@ impl LeafContext<'_, '_> {
                 if !pairs.is_empty() {
                     parts.push(exists(parenthesize(Fragment::join_balanced(pairs, " OR "))));
                 }
-                if parts.is_empty() {
-                    return Ok(Compiled {
-                        sql: Fragment::text("1 = 0"),
-                        matches_null: false,
-                    });
-                }
-                Ok(Compiled {
-                    sql: parenthesize(Fragment::join(parts, " OR ")),
-                    matches_null: with_null,
-                })
+                Ok(Compiled::any_of(parts, with_null))
             }
             TypeIs => {
                 let t = self

@@ -4,6 +4,10 @@
 
 use crate::sql::{Dialect, SqlValue};
 
+/// IN lists longer than this are split by their callers, to stay under the
+/// stores' limits on bound parameters.
+pub const IN_LIST_MAX: usize = 500;
+
 /// Terms joined flat by [`Fragment::join_balanced`]; more are split in halves.
 const FLAT_JOIN_MAX: usize = 64;
 
@@ -36,6 +40,25 @@ impl Fragment {
         self.sql.push('?');
         self.params.push(value);
         self
+    }
+
+    /// Appends `(?, ?, ...)` with a placeholder bound to each value: the
+    /// list of an `IN`. The values must not be empty (`()` is not SQL).
+    pub fn in_list(&mut self, values: impl IntoIterator<Item = SqlValue>) -> &mut Self {
+        self.sql.push('(');
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.sql.push_str(", ");
+            }
+            self.bind(value);
+        }
+        self.sql.push(')');
+        self
+    }
+
+    /// [`Fragment::in_list`] of ids.
+    pub fn in_ids(&mut self, ids: &[i64]) -> &mut Self {
+        self.in_list(ids.iter().map(|id| SqlValue::Int(*id)))
     }
 
     pub fn append(&mut self, other: Fragment) -> &mut Self {
@@ -154,6 +177,23 @@ mod tests {
         assert_eq!(
             joined.params,
             (0..1000).map(SqlValue::Int).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn in_lists_bind_each_value_in_order() {
+        let mut f = Fragment::text("x IN ");
+        f.in_list([SqlValue::Int(3), SqlValue::Text("a".into())])
+            .push(" AND y IN ")
+            .in_ids(&[4]);
+        assert_eq!(f.sql, "x IN (?, ?) AND y IN (?)");
+        assert_eq!(
+            f.params,
+            vec![
+                SqlValue::Int(3),
+                SqlValue::Text("a".into()),
+                SqlValue::Int(4)
+            ]
         );
     }
 

@@ -30,6 +30,20 @@ use sg_protocol::{DataType, EntitySchema, Schema};
 
 use crate::sql::is_plain_ident;
 
+/// The quoted id column of every table, its primary key.
+pub const ID_COLUMN: &str = "\"id\"";
+
+/// The quoted column of every table that flags a record retired (1) or active (0).
+pub const RETIRED_COLUMN: &str = "\"__retired\"";
+
+/// The quoted columns of a link table (see [`TableLayout::link_table`]): the
+/// id of the record holding the list, a link's place in it, and the type and
+/// id of the record it points at.
+pub const LINK_SOURCE_COLUMN: &str = "\"src_id\"";
+pub const LINK_POSITION_COLUMN: &str = "\"pos\"";
+pub const LINK_TARGET_TYPE_COLUMN: &str = "\"dst_type\"";
+pub const LINK_TARGET_ID_COLUMN: &str = "\"dst_id\"";
+
 /// How one field's values sit in the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Storage {

@@ -7,15 +7,16 @@
 //!
 //! Layout of the crate:
 //! - [`layout`] maps a schema to tables and columns, [`ddl`] creates them;
-//! - [`store`] is the seam to a database, with [`sqlite`] and [`postgres`]
-//!   behind it ([`AnyStore`] picks one at run time); [`sql::Dialect`] holds
-//!   what differs between their SQL;
-//! - [`path`] resolves (deep) field paths, [`filter`] compiles filter trees,
+//! - [`store`] is the seam to a database, with SQLite ([`SqliteStore`]) and
+//!   [`postgres`] behind it ([`AnyStore`] picks one at run time);
+//!   [`sql::Dialect`] holds what differs between their SQL;
+//! - [`path`] resolves (deep) field paths, `filter` compiles filter trees,
 //!   [`read`] and [`summarize`] plan, run and render the two query methods
-//!   ([`render`] takes a read's result to a `Value` or straight to JSON text);
-//! - [`codec`] converts wire values to stored values and back, and [`write`]
-//!   is the one place records are written;
-//! - [`limits`] bounds what one query may ask for: the budgeted calls
+//!   (`render` takes a read's result to a `Value` or straight to JSON text);
+//! - [`codec`] converts wire values to stored values and back,
+//!   [`write`](mod@write) is the one place records are written, and
+//!   [`lookup`] the one place stored records are looked up by id or by link;
+//! - [`QueryLimits`] bound what one query may ask for: the budgeted calls
 //!   ([`Engine::read_json_budgeted`], [`Engine::summarize_budgeted`]) run
 //!   within those limits and a time budget, for a caller (the proxy) that
 //!   sends what is over them to the site rather than be held up.
@@ -28,17 +29,19 @@
 pub mod codec;
 pub mod ddl;
 pub mod decode;
-pub mod error;
-pub mod filter;
+mod error;
+mod filter;
 pub mod frag;
+mod joins;
 pub mod layout;
-pub mod limits;
+mod limits;
+pub mod lookup;
 pub mod path;
 pub mod postgres;
 pub mod read;
-pub mod render;
+mod render;
 pub mod sql;
-pub mod sqlite;
+mod sqlite;
 pub mod store;
 pub mod summarize;
 pub mod write;
@@ -91,21 +94,7 @@ impl<S: Store> Engine<S> {
         schema: Schema,
         selection: Option<BTreeMap<String, BTreeSet<String>>>,
     ) -> Result<Engine<S>, EngineError> {
-        let layout = Layout::from_schema(&schema, selection.as_ref());
-        let dialect = store.dialect();
-        store.with_transaction(&mut |conn| {
-            for table in layout.tables.values() {
-                // An existing table may lack fields chosen since it was made.
-                ddl::ensure_columns(conn, table, dialect)?;
-            }
-            Ok(())
-        })?;
-        Ok(Engine {
-            store,
-            catalog: RwLock::new(Arc::new(Catalog { schema, layout })),
-            selection: RwLock::new(selection),
-            limits: RwLock::new(QueryLimits::default()),
-        })
+        Engine::with_selection_from(store, schema, |_| Ok(selection.clone()))
     }
 
     /// An engine over the types and fields `choose` picks, inside the same
@@ -124,6 +113,7 @@ impl<S: Store> Engine<S> {
             let selection = choose(conn)?;
             let layout = Layout::from_schema(&schema, selection.as_ref());
             for table in layout.tables.values() {
+                // An existing table may lack fields chosen since it was made.
                 ddl::ensure_columns(conn, table, dialect)?;
             }
             Ok((selection, layout))
@@ -222,25 +212,37 @@ impl<S: Store> Engine<S> {
         &self.store
     }
 
+    /// The rows of a `read`, to be rendered.
+    fn read_rows(&self, params: &ReadParams) -> Result<read::ReadRows, EngineError> {
+        let catalog = self.catalog();
+        self.store
+            .with_reader(&mut |conn| read::query(conn, &catalog.layout, params))
+    }
+
+    /// The rows of a `read`, bounded as [`Engine::read_budgeted`] says.
+    fn read_rows_budgeted(
+        &self,
+        params: &ReadParams,
+        budget: Duration,
+    ) -> Result<read::ReadRows, EngineError> {
+        let catalog = self.catalog();
+        let limits = self.limits();
+        self.store.with_reader_budgeted(budget, &mut |conn| {
+            read::query_within(conn, &catalog.layout, params, &limits)
+        })
+    }
+
     /// Answers a `read`: the `results` value, `{entities, paging_info}`.
     pub fn read(&self, params: &ReadParams) -> Result<Value, EngineError> {
-        let catalog = self.catalog();
-        let found = self
-            .store
-            .with_reader(&mut |conn| read::query(conn, &catalog.layout, params))?;
-        Ok(found.to_value())
+        Ok(self.read_rows(params)?.to_value())
     }
 
     /// Answers a `read` as JSON text: `out` with the `results` value,
     /// `{"entities": [...], "paging_info": {...}}`, appended (the same JSON
     /// [`Engine::read`] gives, without building it as a `Value`).
     pub fn read_json(&self, params: &ReadParams, out: Vec<u8>) -> Result<Vec<u8>, EngineError> {
-        let catalog = self.catalog();
-        let found = self
-            .store
-            .with_reader(&mut |conn| read::query(conn, &catalog.layout, params))?;
         // Rendered after the connection has gone back to the pool.
-        Ok(found.write_json(out))
+        Ok(self.read_rows(params)?.write_json(out))
     }
 
     /// Answers a `summarize`: the `results` value, `{summaries, groups}`.
@@ -262,12 +264,7 @@ impl<S: Store> Engine<S> {
         params: &ReadParams,
         budget: Duration,
     ) -> Result<Value, EngineError> {
-        let catalog = self.catalog();
-        let limits = self.limits();
-        let found = self.store.with_reader_budgeted(budget, &mut |conn| {
-            read::query_within(conn, &catalog.layout, params, &limits)
-        })?;
-        Ok(found.to_value())
+        Ok(self.read_rows_budgeted(params, budget)?.to_value())
     }
 
     /// Answers a `read` as JSON text as [`Engine::read_json`] does, bounded
@@ -278,12 +275,7 @@ impl<S: Store> Engine<S> {
         out: Vec<u8>,
         budget: Duration,
     ) -> Result<Vec<u8>, EngineError> {
-        let catalog = self.catalog();
-        let limits = self.limits();
-        let found = self.store.with_reader_budgeted(budget, &mut |conn| {
-            read::query_within(conn, &catalog.layout, params, &limits)
-        })?;
-        Ok(found.write_json(out))
+        Ok(self.read_rows_budgeted(params, budget)?.write_json(out))
     }
 
     /// Answers a `summarize` as [`Engine::summarize`] does, but bounded: a

@@ -15,6 +15,10 @@
 //! the engine's writers read before they write (the next free id, say), and
 //! that is only safe when no other writer runs in between.
 //!
+//! [`Store::hold_session_lock`] holds a session-level advisory lock on a
+//! connection of its own, one per lock name, kept open while the lock is
+//! wanted: the server releases the lock when that connection closes.
+//!
 //! # Schema
 //!
 //! [`PostgresStore::connect`] takes an optional schema: it is created if
@@ -130,6 +134,9 @@ pub struct PostgresStore {
     lock_key: i64,
     writer: Mutex<Option<PgConnection>>,
     readers: Mutex<Vec<PgConnection>>,
+    /// The connections of the session locks taken (see
+    /// [`Store::hold_session_lock`]), by lock name.
+    session_locks: Mutex<HashMap<String, SessionLock>>,
     /// Drop the schema when the store is dropped (a throwaway store).
     drop_schema: bool,
 }
@@ -177,11 +184,15 @@ impl PostgresStore {
                 .map_err(pg_error)?;
         }
         let store = PostgresStore {
-            lock_key: lock_key(schema.as_deref().unwrap_or("")),
+            lock_key: lock_key(&format!(
+                "sg-engine writer:{}",
+                schema.as_deref().unwrap_or("")
+            )),
             config,
             schema,
             writer: Mutex::new(None),
             readers: Mutex::new(Vec::new()),
+            session_locks: Mutex::new(HashMap::new()),
             drop_schema: false,
         };
         let writer = store.prepare_client(client)?;
@@ -276,14 +287,31 @@ impl Drop for PostgresStore {
     }
 }
 
-/// A stable 64-bit key (FNV-1a) for the advisory lock of a schema's writers.
-fn lock_key(schema: &str) -> i64 {
+/// The stable 64-bit key (FNV-1a, the same in every build) of the advisory
+/// lock named `name`: processes of different builds sharing a database must
+/// agree on it.
+fn lock_key(name: &str) -> i64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in "sg-engine writer:".bytes().chain(schema.bytes()) {
+    for b in name.bytes() {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     hash as i64
+}
+
+/// A session-level advisory lock wanted by this store, and the connection
+/// that holds it (or is to take it).
+struct SessionLock {
+    client: Client,
+    held: bool,
+}
+
+/// Tries to take the session-level advisory lock `key` on `client`.
+fn try_advisory_lock(client: &mut Client, key: i64) -> Result<bool, EngineError> {
+    let row = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+        .map_err(pg_error)?;
+    row.try_get(0).map_err(pg_error)
 }
 
 fn no_writer() -> EngineError {
@@ -679,28 +707,6 @@ impl PostgresStore {
             return result;
         }
     }
-
-    /// Runs `f` as [`Store::with_reader`] does, but each of its statements
-    /// runs with the server's `statement_timeout` set to what is left of
-    /// `budget`, and a statement stopped by it fails with
-    /// [`EngineError::OverBudget`]. The timeout is reset before the
-    /// connection's next statement outside a budgeted read, so it serves
-    /// other reads as before.
-    fn budgeted_reader<T>(
-        &self,
-        budget: Duration,
-        f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
-    ) -> Result<T, EngineError> {
-        let Some(deadline) = Instant::now().checked_add(budget) else {
-            return self.with_reader(f);
-        };
-        self.with_pooled_reader(&mut |conn| {
-            conn.budget = Some((deadline, budget));
-            let result = f(conn);
-            conn.budget = None;
-            result
-        })
-    }
 }
 
 impl Store for PostgresStore {
@@ -716,12 +722,26 @@ impl Store for PostgresStore {
         self.with_pooled_reader(&mut |conn| f(conn))
     }
 
+    /// Runs `f` as [`Store::with_reader`] does, but each of its statements
+    /// runs with the server's `statement_timeout` set to what is left of
+    /// `budget`, and a statement stopped by it fails with
+    /// [`EngineError::OverBudget`]. The timeout is reset before the
+    /// connection's next statement outside a budgeted read, so it serves
+    /// other reads as before.
     fn with_reader_budgeted<T>(
         &self,
         budget: Duration,
         f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
-        self.budgeted_reader(budget, f)
+        let Some(deadline) = Instant::now().checked_add(budget) else {
+            return self.with_reader(f);
+        };
+        self.with_pooled_reader(&mut |conn| {
+            conn.budget = Some((deadline, budget));
+            let result = f(conn);
+            conn.budget = None;
+            result
+        })
     }
 
     fn with_transaction<T>(
@@ -758,6 +778,40 @@ impl Store for PostgresStore {
                 Err(e)
             }
         }
+    }
+
+    fn hold_session_lock(&self, name: &str) -> Result<bool, EngineError> {
+        let key = lock_key(name);
+        let mut locks = self
+            .session_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(lock) = locks.get_mut(name) {
+            let checked = if lock.held {
+                // Still connected means still holding it.
+                lock.client
+                    .simple_query("SELECT 1")
+                    .map(|_| true)
+                    .map_err(pg_error)
+            } else {
+                try_advisory_lock(&mut lock.client, key)
+            };
+            match checked {
+                Ok(held) => {
+                    lock.held = held;
+                    return Ok(held);
+                }
+                // The connection is gone, and the lock with it if it was
+                // held: on to a new connection.
+                Err(_) => {
+                    locks.remove(name);
+                }
+            }
+        }
+        let mut client = self.config.connect(NoTls).map_err(pg_error)?;
+        let held = try_advisory_lock(&mut client, key)?;
+        locks.insert(name.to_string(), SessionLock { client, held });
+        Ok(held)
     }
 }
 
@@ -925,10 +979,75 @@ mod tests {
         assert!(Cell::from_sql(&Type::NUMERIC, &[0, 1]).is_err());
     }
 
+    /// What earlier builds computed for these names (see [`lock_key`]).
+    const LEADER_KEY_OF_EARLIER_BUILDS: i64 = -6713204180410446054;
+    const WRITER_KEY_OF_EARLIER_BUILDS: i64 = -5629034641980586749;
+
+    /// The backends holding the session-level advisory lock `key`.
+    fn lock_holders(store: &PostgresStore, key: i64) -> Vec<i64> {
+        let sql = "SELECT pid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                   AND objsubid = 1 AND classid::bigint = $1 AND objid::bigint = $2";
+        let (high, low) = ((key >> 32) & 0xffff_ffff, key & 0xffff_ffff);
+        store
+            .with_reader(&mut |c| c.query(sql, &[SqlValue::Int(high), SqlValue::Int(low)]))
+            .expect("pg_locks reads")
+            .iter()
+            .filter_map(|r| r[0].as_i64())
+            .collect()
+    }
+
+    /// A lock whose connection the server closed is lost, and taken again
+    /// on a new connection the next time it is asked for.
+    #[test]
+    fn a_session_lock_lost_with_its_connection_is_taken_again() {
+        let store = PostgresStore::open_temporary(DEFAULT_TEST_URL).expect("the test server");
+        let name = format!(
+            "sg-engine test lock {} {:?}",
+            std::process::id(),
+            Instant::now()
+        );
+        let key = lock_key(&name);
+        assert!(store
+            .hold_session_lock(&name)
+            .expect("the lock is asked for"));
+        assert!(store.hold_session_lock(&name).expect("the lock is checked"));
+        let first = lock_holders(&store, key);
+        assert_eq!(first.len(), 1, "one backend holds it");
+        store
+            .with_reader(&mut |c| {
+                c.query(
+                    "SELECT pg_terminate_backend($1::int)",
+                    &[SqlValue::Int(first[0])],
+                )
+            })
+            .expect("the holder's backend is ended");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !lock_holders(&store, key).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            lock_holders(&store, key).is_empty(),
+            "the server released it"
+        );
+        assert!(store
+            .hold_session_lock(&name)
+            .expect("the lock is asked for again"));
+        let second = lock_holders(&store, key);
+        assert_eq!(second.len(), 1);
+        assert_ne!(second, first, "held on a new connection");
+    }
+
     #[test]
     fn schema_names_must_be_plain() {
         let err = PostgresStore::connect(DEFAULT_TEST_URL, Some("x; DROP SCHEMA public"));
         assert!(matches!(err, Err(EngineError::BadIdentifier(_))));
         assert_ne!(lock_key("a"), lock_key("b"));
+        // The keys of earlier builds, which processes sharing a database
+        // with this one take: the sync's lock and a writer's of no schema.
+        assert_eq!(
+            lock_key("shotgun-cache sync public"),
+            LEADER_KEY_OF_EARLIER_BUILDS
+        );
+        assert_eq!(lock_key("sg-engine writer:"), WRITER_KEY_OF_EARLIER_BUILDS);
     }
 }

@@ -11,15 +11,13 @@ use sg_protocol::{FilterNode, ReadParams, ReturnOnly, SortDirection};
 
 use crate::error::{bad_request, EngineError};
 use crate::filter::FilterCompiler;
-use crate::frag::Fragment;
+use crate::frag::{Fragment, IN_LIST_MAX};
+use crate::joins::HopJoins;
 use crate::layout::{FieldLayout, Layout, Storage, TableLayout};
 use crate::path::{resolve, Hop, ResolvedPath};
 use crate::render::{JsonBytes, Sink, ValueTree};
 use crate::sql::SqlValue;
 use crate::store::{Connection, Rows};
-
-/// IN lists longer than this are split, to stay under bound-parameter limits.
-const IN_CHUNK: usize = 500;
 
 /// How one returned field gets its value from the row and the follow-up queries.
 enum Getter<'a> {
@@ -52,9 +50,7 @@ enum Getter<'a> {
 struct Plan<'a> {
     compiler: FilterCompiler<'a>,
     columns: Vec<String>,
-    joins: Fragment,
-    /// Join alias of each entity-hop prefix, e.g. `sg_sequence.Sequence`.
-    join_aliases: HashMap<String, String>,
+    joins: HopJoins,
     root: &'a TableLayout,
 }
 
@@ -67,34 +63,6 @@ impl<'a> Plan<'a> {
         self.columns.len() - 1
     }
 
-    /// Joins the entity hops of a path (all of them must be entity hops) and
-    /// returns the alias of the last table.
-    fn join_hops(&mut self, path: &str, hops: &[Hop<'a>]) -> String {
-        let parts: Vec<&str> = path.split('.').collect();
-        let mut alias = "t0".to_string();
-        for (i, hop) in hops.iter().enumerate() {
-            let prefix = parts[..(i + 1) * 2].join(".");
-            if let Some(existing) = self.join_aliases.get(&prefix) {
-                alias = existing.clone();
-                continue;
-            }
-            let next = self.compiler.alias();
-            self.joins.push(&format!(
-                " LEFT JOIN {} {next} ON {alias}.{} = ",
-                hop.to.table(),
-                hop.field.type_column()
-            ));
-            self.joins.bind(SqlValue::Text(hop.to.entity_type.clone()));
-            self.joins.push(&format!(
-                " AND {next}.\"id\" = {alias}.{} AND {next}.\"__retired\" = 0",
-                hop.field.column()
-            ));
-            self.join_aliases.insert(prefix, next.clone());
-            alias = next;
-        }
-        alias
-    }
-
     fn getter(&mut self, path: &str) -> Result<Getter<'a>, EngineError> {
         let resolved: ResolvedPath<'a> = resolve(self.compiler.layout, self.root, path, "read")?;
         let multi_at = resolved.hops.iter().position(Hop::is_multi);
@@ -105,7 +73,7 @@ impl<'a> Plan<'a> {
                     self.root.entity_type
                 )));
             }
-            let alias = self.join_hops(path, &resolved.hops[..at]);
+            let alias = self.joins.join(&self.compiler, path, &resolved.hops[..at]);
             let source_column = self.column(format!("{alias}.\"id\""));
             let hop = resolved.hops[at].clone();
             return Ok(Getter::ThroughLinks {
@@ -114,7 +82,7 @@ impl<'a> Plan<'a> {
                 leaf: resolved.field,
             });
         }
-        let alias = self.join_hops(path, &resolved.hops);
+        let alias = self.joins.join(&self.compiler, path, &resolved.hops);
         let field = resolved.field;
         Ok(match field.storage {
             Storage::Entity => Getter::Entity {
@@ -153,7 +121,7 @@ impl<'a> Plan<'a> {
                 self.root.entity_type
             )));
         }
-        let alias = self.join_hops(path, &resolved.hops);
+        let alias = self.joins.join(&self.compiler, path, &resolved.hops);
         let field = resolved.field;
         let dialect = self.compiler.dialect;
         let column = format!("{alias}.{}", field.column());
@@ -214,8 +182,7 @@ pub fn query_within(
     let mut plan = Plan {
         compiler,
         columns: vec!["t0.\"id\"".to_string()],
-        joins: Fragment::new(),
-        join_aliases: HashMap::new(),
+        joins: HopJoins::default(),
         root,
     };
 
@@ -271,7 +238,7 @@ pub fn query_within(
         plan.columns.join(", "),
         root.table()
     ));
-    sql.append(plan.joins.clone());
+    sql.append(plan.joins.sql.clone());
     sql.push(" WHERE ").append(where_clause.clone());
     sql.push(" ORDER BY ").append(Fragment::join(order, ", "));
     sql.push(" LIMIT ").bind(SqlValue::Int(
@@ -579,17 +546,6 @@ fn source_ids(rows: &[Vec<SqlValue>], column: usize) -> Vec<i64> {
     ids
 }
 
-fn in_list(f: &mut Fragment, ids: &[i64]) {
-    f.push("(");
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            f.push(", ");
-        }
-        f.bind(SqlValue::Int(*id));
-    }
-    f.push(")");
-}
-
 /// The links of a multi_entity field for each source record, in their order.
 fn fetch_links(
     conn: &mut dyn Connection,
@@ -598,11 +554,11 @@ fn fetch_links(
     column: usize,
 ) -> Result<HashMap<i64, Vec<Item>>, EngineError> {
     let mut out: HashMap<i64, Vec<Item>> = HashMap::new();
-    for chunk in source_ids(rows, column).chunks(IN_CHUNK) {
+    for chunk in source_ids(rows, column).chunks(IN_LIST_MAX) {
         let mut f = Fragment::text(format!(
             "SELECT \"src_id\", \"dst_type\", \"dst_id\" FROM {link_table} WHERE \"src_id\" IN "
         ));
-        in_list(&mut f, chunk);
+        f.in_ids(chunk);
         f.push(" ORDER BY \"src_id\", \"pos\"");
         let (text, values) = f.finish(conn.dialect());
         for r in conn.query(&text, &values)? {
@@ -627,7 +583,7 @@ fn fetch_through_links(
         Storage::Entity => format!("x.{}, x.{}", leaf.type_column(), leaf.column()),
         _ => format!("x.{}", leaf.column()),
     };
-    for chunk in source_ids(rows, column).chunks(IN_CHUNK) {
+    for chunk in source_ids(rows, column).chunks(IN_LIST_MAX) {
         let mut f = Fragment::text(format!(
             "SELECT l.\"src_id\", {leaf_columns} FROM {} l JOIN {} x ON x.\"id\" = l.\"dst_id\" \
              AND x.\"__retired\" = 0 WHERE l.\"dst_type\" = ",
@@ -636,7 +592,7 @@ fn fetch_through_links(
         ));
         f.bind(SqlValue::Text(hop.to.entity_type.clone()));
         f.push(" AND l.\"src_id\" IN ");
-        in_list(&mut f, chunk);
+        f.in_ids(chunk);
         f.push(" ORDER BY l.\"src_id\", l.\"pos\"");
         let (text, values) = f.finish(conn.dialect());
         for mut r in conn.query(&text, &values)? {
@@ -724,12 +680,12 @@ impl Names {
                 .map(|d| format!("\"{d}\""))
                 .unwrap_or_else(|| "NULL".into());
             let mut by_id = Vec::with_capacity(ids.len());
-            for chunk in ids.chunks(IN_CHUNK) {
+            for chunk in ids.chunks(IN_LIST_MAX) {
                 let mut f = Fragment::text(format!(
                     "SELECT \"id\", {display} FROM {} WHERE \"__retired\" = 0 AND \"id\" IN ",
                     table.table()
                 ));
-                in_list(&mut f, chunk);
+                f.in_ids(chunk);
                 let (text, values) = f.finish(conn.dialect());
                 for mut r in conn.query(&text, &values)? {
                     if let Some(id) = r[0].as_i64() {

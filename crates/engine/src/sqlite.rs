@@ -167,49 +167,11 @@ impl SqliteStore {
         budget: Duration,
         f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
     ) -> Result<Option<T>, EngineError> {
-        match self.budgeted_reader(budget, f) {
+        match self.with_reader_budgeted(budget, f) {
             Ok(value) => Ok(Some(value)),
             Err(EngineError::OverBudget(_)) => Ok(None),
             Err(e) => Err(e),
         }
-    }
-
-    /// Runs `f` as [`Store::with_reader`] does, but stops its SQL once it has
-    /// run for `budget` and then fails with [`EngineError::OverBudget`]. The
-    /// reader's transaction is rolled back and its clock removed, so the
-    /// pooled connection serves the next read as before.
-    fn budgeted_reader<T>(
-        &self,
-        budget: Duration,
-        f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
-    ) -> Result<T, EngineError> {
-        let deadline = Instant::now().checked_add(budget);
-        let stopped = Arc::new(AtomicBool::new(false));
-        let flag = stopped.clone();
-        self.with_pooled_reader(&mut |conn| {
-            let flag = flag.clone();
-            // Called every few thousand VM steps: cheap beside the steps themselves.
-            conn.progress_handler(
-                PROGRESS_STEPS,
-                Some(move || {
-                    let over = deadline.is_some_and(|d| Instant::now() >= d);
-                    if over {
-                        flag.store(true, Ordering::Relaxed);
-                    }
-                    over
-                }),
-            );
-            let result = read_in_one_transaction(conn, f);
-            conn.progress_handler(0, None::<fn() -> bool>);
-            result
-        })
-        .map_err(|e| {
-            if stopped.load(Ordering::Relaxed) {
-                EngineError::OverBudget(budget)
-            } else {
-                e
-            }
-        })
     }
 }
 
@@ -320,12 +282,42 @@ impl Store for SqliteStore {
         self.with_pooled_reader(&mut |conn| read_in_one_transaction(conn, f))
     }
 
+    /// Runs `f` as [`Store::with_reader`] does, but stops its SQL once it has
+    /// run for `budget` and then fails with [`EngineError::OverBudget`]. The
+    /// reader's transaction is rolled back and its clock removed, so the
+    /// pooled connection serves the next read as before.
     fn with_reader_budgeted<T>(
         &self,
         budget: Duration,
         f: &mut dyn FnMut(&mut dyn Connection) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
-        self.budgeted_reader(budget, f)
+        let deadline = Instant::now().checked_add(budget);
+        let stopped = Arc::new(AtomicBool::new(false));
+        let flag = stopped.clone();
+        self.with_pooled_reader(&mut |conn| {
+            let flag = flag.clone();
+            // Called every few thousand VM steps: cheap beside the steps themselves.
+            conn.progress_handler(
+                PROGRESS_STEPS,
+                Some(move || {
+                    let over = deadline.is_some_and(|d| Instant::now() >= d);
+                    if over {
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                    over
+                }),
+            );
+            let result = read_in_one_transaction(conn, f);
+            conn.progress_handler(0, None::<fn() -> bool>);
+            result
+        })
+        .map_err(|e| {
+            if stopped.load(Ordering::Relaxed) {
+                EngineError::OverBudget(budget)
+            } else {
+                e
+            }
+        })
     }
 
     fn with_transaction<T>(

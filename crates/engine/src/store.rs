@@ -1,6 +1,6 @@
 //! The seam between the query logic and a database: a [`Store`] hands out
 //! connections that run SQL text with bound [`SqlValue`]s. The SQLite backend
-//! lives in [`crate::sqlite`], the PostgreSQL one in [`crate::postgres`].
+//! is [`crate::SqliteStore`], the PostgreSQL one [`crate::PostgresStore`].
 
 use crate::error::EngineError;
 use crate::sql::{Dialect, SqlArray, SqlValue};
@@ -79,6 +79,19 @@ pub trait Store: Send + Sync + 'static {
         let _ = loading;
         Ok(())
     }
+
+    /// Takes the session-level lock `name`, or checks that this store still
+    /// holds it, for choosing one process among several that share the
+    /// database: `Ok(true)` while this store holds it, `Ok(false)` while
+    /// another holds it, an error when the database can't be reached. The
+    /// lock is held on a connection kept for it alone, so it lasts until the
+    /// store is dropped or that connection is lost (the process died, the
+    /// server restarted): a lock found lost is taken again at once if it is
+    /// free. A store no other process shares (SQLite's) always holds it.
+    fn hold_session_lock(&self, name: &str) -> Result<bool, EngineError> {
+        let _ = name;
+        Ok(true)
+    }
 }
 
 /// A store chosen at run time: SQLite or PostgreSQL behind one type, for
@@ -144,6 +157,13 @@ impl Store for AnyStore {
         match self {
             AnyStore::Sqlite(s) => s.set_bulk_load(loading),
             AnyStore::Postgres(s) => s.set_bulk_load(loading),
+        }
+    }
+
+    fn hold_session_lock(&self, name: &str) -> Result<bool, EngineError> {
+        match self {
+            AnyStore::Sqlite(s) => s.hold_session_lock(name),
+            AnyStore::Postgres(s) => s.hold_session_lock(name),
         }
     }
 }

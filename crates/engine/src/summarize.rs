@@ -95,9 +95,10 @@ use crate::codec::decode_scalar;
 use crate::error::{bad_request, EngineError};
 use crate::filter::FilterCompiler;
 use crate::frag::Fragment;
+use crate::joins::HopJoins;
 use crate::layout::{FieldLayout, Layout, Storage, TableLayout};
 use crate::limits::QueryLimits;
-use crate::path::{resolve, Hop, ResolvedPath};
+use crate::path::{resolve, ResolvedPath};
 use crate::read::{where_clause, Names};
 use crate::sql::{Dialect, SqlValue};
 use crate::store::Connection;
@@ -143,8 +144,7 @@ pub fn summarize_within(
         compiler: &compiler,
         root,
         dialect,
-        joins: Fragment::new(),
-        join_aliases: HashMap::new(),
+        joins: HopJoins::default(),
         key_columns: Vec::new(),
         aggregates: vec![Fragment::text("COUNT(*)")],
         distributions: Vec::new(),
@@ -252,9 +252,7 @@ struct Plan<'c, 'a> {
     compiler: &'c FilterCompiler<'a>,
     root: &'a TableLayout,
     dialect: Dialect,
-    joins: Fragment,
-    /// Join alias of each entity-hop prefix, e.g. `sg_sequence.Sequence`.
-    join_aliases: HashMap<String, String>,
+    joins: HopJoins,
     /// The GROUP BY expressions, all levels in order.
     key_columns: Vec<Fragment>,
     /// The aggregate expressions of the main query; the first is `COUNT(*)`.
@@ -298,37 +296,8 @@ impl<'c, 'a> Plan<'c, 'a> {
                 self.root.entity_type
             )));
         }
-        let alias = self.join_hops(path, &resolved.hops);
+        let alias = self.joins.join(self.compiler, path, &resolved.hops);
         Ok(Target { resolved, alias })
-    }
-
-    /// LEFT JOINs the entity hops of a path; returns the alias of the last table.
-    /// A hop whose link is null, of another type or to a retired record joins
-    /// nothing, so the path's value is null, as `read` shows it.
-    fn join_hops(&mut self, path: &str, hops: &[Hop<'a>]) -> String {
-        let parts: Vec<&str> = path.split('.').collect();
-        let mut alias = "t0".to_string();
-        for (i, hop) in hops.iter().enumerate() {
-            let prefix = parts.get(..(i + 1) * 2).unwrap_or(&parts).join(".");
-            if let Some(existing) = self.join_aliases.get(&prefix) {
-                alias = existing.clone();
-                continue;
-            }
-            let next = self.compiler.alias();
-            self.joins.push(&format!(
-                " LEFT JOIN {} {next} ON {alias}.{} = ",
-                hop.to.table(),
-                hop.field.type_column()
-            ));
-            self.joins.bind(SqlValue::Text(hop.to.entity_type.clone()));
-            self.joins.push(&format!(
-                " AND {next}.\"id\" = {alias}.{} AND {next}.\"__retired\" = 0",
-                hop.field.column()
-            ));
-            self.join_aliases.insert(prefix, next.clone());
-            alias = next;
-        }
-        alias
     }
 
     fn aggregate(&mut self, expr: Fragment) -> usize {
@@ -617,7 +586,7 @@ impl<'c, 'a> Plan<'c, 'a> {
         let mut sql = Fragment::text("SELECT ");
         sql.append(Fragment::join(select, ", "));
         sql.push(&format!(" FROM {} t0", self.root.table()));
-        sql.append(self.joins.clone());
+        sql.append(self.joins.sql.clone());
         sql.push(" WHERE ").append(filter.clone());
         if group_by > 0 {
             let ordinals: Vec<String> = (1..=group_by).map(|i| i.to_string()).collect();

@@ -480,31 +480,12 @@ pub fn replace_links(
         return replace_links_row_by_row(conn, &link_table, &latest);
     }
     for chunk in latest.chunks(MAX_PARAMS) {
-        let mut delete = Fragment::text(format!("DELETE FROM {link_table} WHERE \"src_id\" IN ("));
-        for (i, (id, _)) in chunk.iter().enumerate() {
-            if i > 0 {
-                delete.push(", ");
-            }
-            delete.bind(SqlValue::Int(*id));
-        }
-        delete.push(")");
+        let mut delete = Fragment::text(format!("DELETE FROM {link_table} WHERE \"src_id\" IN "));
+        delete.in_list(chunk.iter().map(|(id, _)| SqlValue::Int(*id)));
         let (text, params) = delete.finish(conn.dialect());
         conn.execute(&text, &params)?;
     }
-    let mut rows: Vec<[SqlValue; 4]> = Vec::new();
-    for (id, list) in &latest {
-        let mut seen = std::collections::HashSet::new();
-        for (pos, link) in list.iter().enumerate() {
-            if seen.insert((link.entity_type.as_str(), link.id)) {
-                rows.push([
-                    SqlValue::Int(*id),
-                    SqlValue::Int(pos as i64),
-                    SqlValue::Text(link.entity_type.clone()),
-                    SqlValue::Int(link.id),
-                ]);
-            }
-        }
-    }
+    let rows = link_value_rows(&latest);
     for chunk in rows.chunks(MAX_PARAMS / 4) {
         let mut insert = Fragment::text(format!(
             "INSERT INTO {link_table} (\"src_id\", \"pos\", \"dst_type\", \"dst_id\") VALUES "
@@ -525,6 +506,35 @@ pub fn replace_links(
     Ok(())
 }
 
+/// The rows of the link tables for each record's list: `(record id,
+/// position in its list, link)`, a link the list names twice stored once
+/// (at its first position).
+fn distinct_links<'a>(
+    latest: &'a [(i64, &'a Vec<EntityLink>)],
+) -> impl Iterator<Item = (i64, i64, &'a EntityLink)> + 'a {
+    latest.iter().flat_map(|(id, list)| {
+        let mut seen = std::collections::HashSet::new();
+        list.iter()
+            .enumerate()
+            .filter(move |(_, link)| seen.insert((link.entity_type.as_str(), link.id)))
+            .map(move |(pos, link)| (*id, pos as i64, link))
+    })
+}
+
+/// [`distinct_links`] as bound values, in the link table's column order.
+fn link_value_rows(latest: &[(i64, &Vec<EntityLink>)]) -> Vec<[SqlValue; 4]> {
+    distinct_links(latest)
+        .map(|(id, pos, link)| {
+            [
+                SqlValue::Int(id),
+                SqlValue::Int(pos),
+                SqlValue::Text(link.entity_type.clone()),
+                SqlValue::Int(link.id),
+            ]
+        })
+        .collect()
+}
+
 /// [`replace_links`] on SQLite: two prepared statements, one `DELETE` run per
 /// record and one `INSERT` per link, as [`upsert_run_row_by_row`] does for
 /// rows. A statement of thousands of values would have to be parsed anew for
@@ -542,20 +552,7 @@ fn replace_links_row_by_row(
     // `latest` once), so each statement is looked up once.
     let ids: Vec<[SqlValue; 1]> = latest.iter().map(|(id, _)| [SqlValue::Int(*id)]).collect();
     conn.execute_each(&delete, &mut ids.iter().map(|p| p.as_slice()))?;
-    let mut rows: Vec<[SqlValue; 4]> = Vec::new();
-    for (id, list) in latest {
-        let mut seen = std::collections::HashSet::new();
-        for (pos, link) in list.iter().enumerate() {
-            if seen.insert((link.entity_type.as_str(), link.id)) {
-                rows.push([
-                    SqlValue::Int(*id),
-                    SqlValue::Int(pos as i64),
-                    SqlValue::Text(link.entity_type.clone()),
-                    SqlValue::Int(link.id),
-                ]);
-            }
-        }
-    }
+    let rows = link_value_rows(latest);
     conn.execute_each(&insert, &mut rows.iter().map(|p| p.as_slice()))?;
     Ok(())
 }
@@ -574,16 +571,11 @@ fn replace_links_as_arrays(
     )?;
     let (mut src, mut pos, mut dst_type, mut dst_id) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (id, list) in latest {
-        let mut seen = std::collections::HashSet::new();
-        for (i, link) in list.iter().enumerate() {
-            if seen.insert((link.entity_type.as_str(), link.id)) {
-                src.push(Some(*id));
-                pos.push(Some(i as i64));
-                dst_type.push(Some(link.entity_type.clone()));
-                dst_id.push(Some(link.id));
-            }
-        }
+    for (id, at, link) in distinct_links(latest) {
+        src.push(Some(id));
+        pos.push(Some(at));
+        dst_type.push(Some(link.entity_type.clone()));
+        dst_id.push(Some(link.id));
     }
     if src.is_empty() {
         return Ok(());
@@ -626,72 +618,4 @@ pub fn set_retired(
         .bind(SqlValue::Int(!retired as i64));
     let (text, params) = sql.finish(conn.dialect());
     Ok(conn.execute(&text, &params)? > 0)
-}
-
-/// A record in wire form and whether it is retired.
-pub type FetchedRecord = (Map<String, Value>, bool);
-
-/// One record as stored, with every field of its table in wire form and link
-/// names resolved, and whether it is retired. `None` if there is no such id.
-pub fn fetch_record(
-    conn: &mut dyn Connection,
-    layout: &crate::layout::Layout,
-    table: &TableLayout,
-    id: i64,
-) -> Result<Option<FetchedRecord>, EngineError> {
-    let fields: Vec<String> = table.fields.keys().cloned().collect();
-    for (return_only, retired) in [
-        (sg_protocol::ReturnOnly::Active, false),
-        (sg_protocol::ReturnOnly::Retired, true),
-    ] {
-        let mut params = sg_protocol::ReadParams::new(&table.entity_type, &[]);
-        params.return_fields = fields.clone();
-        params.return_only = return_only;
-        params.filters = sg_protocol::FilterNode::Condition(sg_protocol::Condition {
-            path: "id".into(),
-            relation: sg_protocol::Relation::Is,
-            values: vec![Value::from(id)],
-        });
-        let result = crate::read::read(conn, layout, &params)?;
-        if let Some(Value::Object(record)) = result["entities"]
-            .as_array()
-            .and_then(|e| e.first())
-            .cloned()
-        {
-            return Ok(Some((record, retired)));
-        }
-    }
-    Ok(None)
-}
-
-/// Ids of the records of `table` whose entity field `field` points at
-/// `target`, active or retired as asked, whatever the target's own state.
-/// (Filters hide links to retired records; cascades must still find them.)
-pub fn ids_linking_to(
-    conn: &mut dyn Connection,
-    table: &TableLayout,
-    field: &str,
-    target: &EntityLink,
-    retired: bool,
-) -> Result<Vec<i64>, EngineError> {
-    let Some(link) = table.field(field).filter(|f| f.storage == Storage::Entity) else {
-        return Ok(Vec::new());
-    };
-    let mut sql = Fragment::text(format!(
-        "SELECT \"id\" FROM {} WHERE {} = ",
-        table.table(),
-        link.type_column()
-    ));
-    sql.bind(SqlValue::Text(target.entity_type.clone()));
-    sql.push(&format!(" AND {} = ", link.column()))
-        .bind(SqlValue::Int(target.id));
-    sql.push(" AND \"__retired\" = ")
-        .bind(SqlValue::Int(retired as i64));
-    sql.push(" ORDER BY \"id\"");
-    let (text, params) = sql.finish(conn.dialect());
-    Ok(conn
-        .query(&text, &params)?
-        .iter()
-        .filter_map(|r| r[0].as_i64())
-        .collect())
 }

@@ -422,7 +422,115 @@ engine_tests!(
     transactions_commit_or_roll_back,
     schema_changes_add_fields,
     schema_changes_remove_fields,
+    statistics_of_one_type_are_refreshed,
+    a_session_lock_is_held_by_one_store_at_a_time,
+    a_link_listed_twice_is_stored_once,
 );
+
+/// The tables the store has statistics of, of those `names`.
+fn analyzed(store: &impl Store, names: &[&str]) -> Vec<String> {
+    let sql = match store.dialect() {
+        sg_engine::sql::Dialect::Sqlite => "SELECT DISTINCT \"tbl\" FROM \"sqlite_stat1\" ORDER BY 1",
+        // Never analyzed (nor vacuumed) is -1.
+        sg_engine::sql::Dialect::Postgres => {
+            "SELECT relname::text FROM pg_class WHERE relnamespace = current_schema()::regnamespace \
+             AND relkind = 'r' AND reltuples >= 0 ORDER BY 1"
+        }
+    };
+    let rows = store
+        .with_reader(&mut |conn| query(conn, Fragment::text(sql)))
+        .unwrap_or_default();
+    rows.iter()
+        .filter_map(|r| r[0].as_str().map(str::to_string))
+        .filter(|t| names.contains(&t.as_str()))
+        .collect()
+}
+
+/// A type's table and its link tables get statistics, and only they.
+fn statistics_of_one_type_are_refreshed(backend: Backend) {
+    let e = engine(backend);
+    e.upsert_records("Asset", &[obj(json!({"id": 7, "code": "rock"}))])
+        .expect("an asset is written");
+    e.upsert_records(
+        "Shot",
+        &[obj(
+            json!({"id": 1, "code": "sh010", "assets": [{"type": "Asset", "id": 7}]}),
+        )],
+    )
+    .expect("a shot is written");
+    let names = ["Asset", "Shot", "Shot__assets", "Shot__users"];
+    assert!(analyzed(e.store(), &names).is_empty(), "none yet");
+    let dialect = e.store().dialect();
+    e.store()
+        .with_transaction(&mut |c| sg_engine::ddl::analyze_tables_of(c, "Shot", dialect))
+        .expect("the shot tables are analyzed");
+    let mut expected = vec!["Shot", "Shot__assets"];
+    if dialect == sg_engine::sql::Dialect::Postgres {
+        // An empty table has statistics too.
+        expected.push("Shot__users");
+    }
+    assert_eq!(analyzed(e.store(), &names), expected);
+}
+
+/// On PostgreSQL one store holds a named session lock at a time, until it
+/// is dropped; a SQLite store, which no other process shares, always holds it.
+fn a_session_lock_is_held_by_one_store_at_a_time(backend: Backend) {
+    let name = format!(
+        "sg-engine test lock {} {:?}",
+        std::process::id(),
+        std::time::Instant::now()
+    );
+    let (first, second) = (store(backend), store(backend));
+    let hold = |s: &sg_engine::AnyStore| s.hold_session_lock(&name).expect("the lock is asked for");
+    assert!(hold(&first));
+    assert!(hold(&first), "still held");
+    if backend == Backend::Sqlite {
+        assert!(hold(&second));
+        return;
+    }
+    assert!(!hold(&second), "held by the first");
+    assert!(hold(&first));
+    drop(first);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut taken = hold(&second);
+    while !taken && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        taken = hold(&second);
+    }
+    assert!(taken, "free once its holder is gone");
+}
+
+/// A list naming one record twice keeps it once, where it first stands:
+/// written alone, in a short batch and in a long one (each store writes
+/// link lists in a different way for each).
+fn a_link_listed_twice_is_stored_once(backend: Backend) {
+    let e = engine(backend);
+    e.upsert_records(
+        "Asset",
+        &[
+            obj(json!({"id": 7, "code": "rock"})),
+            obj(json!({"id": 8, "code": "tree"})),
+        ],
+    )
+    .expect("assets are written");
+    let twice =
+        json!([{"type": "Asset", "id": 8}, {"type": "Asset", "id": 7}, {"type": "Asset", "id": 8}]);
+    let shot = |id: i64| obj(json!({"id": id, "code": format!("sh{id}"), "assets": twice}));
+    e.upsert_records("Shot", &[shot(1)]).expect("one shot");
+    e.upsert_records("Shot", &(2..5).map(shot).collect::<Vec<_>>())
+        .expect("a few shots");
+    e.upsert_records("Shot", &(5..40).map(shot).collect::<Vec<_>>())
+        .expect("many shots");
+    let shots = entities(&e, json!({"type": "Shot", "return_fields": ["assets"]}));
+    assert_eq!(shots.len(), 39);
+    for s in shots {
+        assert_eq!(
+            s["assets"],
+            json!([{"type": "Asset", "id": 8, "name": "tree"}, {"type": "Asset", "id": 7, "name": "rock"}]),
+            "{s}"
+        );
+    }
+}
 
 fn postgres() -> PostgresStore {
     let url = postgres_url();

@@ -478,7 +478,7 @@ impl Proxy {
                     continue;
                 };
                 let fetched = engine.store().with_reader(&mut |c| {
-                    sg_engine::write::fetch_record(c, &catalog.layout, table, id)
+                    sg_engine::lookup::fetch_record(c, &catalog.layout, table, id)
                 });
                 if let Ok(Some((record, _))) = fetched {
                     found.push(Value::Object(record));

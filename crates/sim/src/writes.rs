@@ -143,9 +143,9 @@ impl<'a> WriteTx<'a> {
         &mut self,
         entity_type: &str,
         id: i64,
-    ) -> Result<Option<sg_engine::write::FetchedRecord>, EngineError> {
+    ) -> Result<Option<sg_engine::lookup::FetchedRecord>, EngineError> {
         let table = self.table(entity_type)?;
-        sg_engine::write::fetch_record(self.conn, &self.catalog.layout, table, id)
+        sg_engine::lookup::fetch_record(self.conn, &self.catalog.layout, table, id)
     }
 
     /// An active record's stored fields; None when it is missing or retired.
@@ -963,7 +963,7 @@ impl<'a> WriteTx<'a> {
             entity_type: entity_type.to_string(),
             id,
         };
-        let ids = sg_engine::write::ids_linking_to(self.conn, tasks, "entity", &parent, retired)?;
+        let ids = sg_engine::lookup::ids_linking_to(self.conn, tasks, "entity", &parent, retired)?;
         let mut out = Vec::with_capacity(ids.len());
         for task in ids {
             if let Some((record, _)) = self.fetch("Task", task)? {

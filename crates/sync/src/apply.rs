@@ -15,10 +15,10 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 
 use sg_engine::layout::{Storage, TableLayout};
+use sg_engine::lookup::current_links;
 use sg_engine::{Connection, EngineError, Layout};
 use sg_protocol::value::EntityLink;
 
-use crate::cache::current_links;
 use crate::event::{EventAction, EventRow};
 
 /// Per type and record, the id of the newest row applied before this poll.

@@ -595,8 +595,9 @@ impl<S: Store> Cache<S> {
             let holders = self
                 .db(move |e| {
                     let catalog = e.catalog();
-                    e.store()
-                        .with_reader(&mut |c| records_holding_links(c, &catalog.layout, &targets))
+                    e.store().with_reader(&mut |c| {
+                        sg_engine::lookup::records_holding_links(c, &catalog.layout, &targets)
+                    })
                 })
                 .await?;
             for (t, ids) in holders {
@@ -671,7 +672,7 @@ impl<S: Store> Cache<S> {
                             continue;
                         };
                         let ids: Vec<i64> = ids.iter().copied().collect();
-                        present.insert(t.clone(), existing_ids(c, table, &ids)?);
+                        present.insert(t.clone(), sg_engine::lookup::existing_ids(c, table, &ids)?);
                         guards.insert(t.clone(), state::guards(c, t, &ids)?);
                     }
                     Ok((present, guards))
@@ -1304,7 +1305,9 @@ impl<S: Store> Cache<S> {
                                 let Some(table) = catalog.layout.table(&t) else {
                                     return Ok(BTreeSet::new());
                                 };
-                                e.store().with_reader(&mut |c| retired_ids(c, table, &ids))
+                                e.store().with_reader(&mut |c| {
+                                    sg_engine::lookup::retired_ids(c, table, &ids)
+                                })
                             })
                             .await?;
                         revived
@@ -1769,113 +1772,6 @@ pub fn advance(
     next
 }
 
-/// The cached records holding a link (in an entity or multi-entity field)
-/// to one of `targets`.
-fn records_holding_links(
-    conn: &mut dyn sg_engine::Connection,
-    layout: &sg_engine::Layout,
-    targets: &BTreeSet<(String, i64)>,
-) -> Result<BTreeMap<String, BTreeSet<i64>>, sg_engine::EngineError> {
-    use sg_engine::frag::Fragment;
-    use sg_engine::sql::SqlValue;
-    let mut out: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
-    let mut by_type: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
-    for (t, id) in targets {
-        by_type.entry(t.as_str()).or_default().push(*id);
-    }
-    for (holder, table) in &layout.tables {
-        for field in table.fields.values() {
-            for (target, ids) in &by_type {
-                if !field.valid_types.is_empty() && !field.valid_types.iter().any(|v| v == target) {
-                    continue;
-                }
-                let (select, type_col, id_col) = match (field.data_type, field.storage) {
-                    (DataType::Entity, Storage::Entity) => (
-                        format!("SELECT \"id\" FROM {}", table.table()),
-                        format!("\"{}__type\"", field.name),
-                        format!("\"{}__id\"", field.name),
-                    ),
-                    (DataType::MultiEntity, Storage::Links) => (
-                        format!("SELECT \"src_id\" FROM {}", table.link_table(&field.name)),
-                        "\"dst_type\"".to_string(),
-                        "\"dst_id\"".to_string(),
-                    ),
-                    _ => continue,
-                };
-                for chunk in ids.chunks(500) {
-                    let mut f = Fragment::text(format!("{select} WHERE {type_col} = "));
-                    f.bind(SqlValue::Text(target.to_string()));
-                    f.push(&format!(" AND {id_col} IN ("));
-                    for (i, id) in chunk.iter().enumerate() {
-                        if i > 0 {
-                            f.push(", ");
-                        }
-                        f.bind(SqlValue::Int(*id));
-                    }
-                    f.push(")");
-                    let (sql, params) = f.finish(conn.dialect());
-                    out.entry(holder.clone()).or_default().extend(
-                        conn.query(&sql, &params)?
-                            .iter()
-                            .filter_map(|r| r[0].as_i64()),
-                    );
-                }
-            }
-        }
-    }
-    out.retain(|_, ids| !ids.is_empty());
-    Ok(out)
-}
-
-/// Which of `ids` the table holds (active or retired).
-fn existing_ids(
-    conn: &mut dyn sg_engine::Connection,
-    table: &sg_engine::layout::TableLayout,
-    ids: &[i64],
-) -> Result<BTreeSet<i64>, sg_engine::EngineError> {
-    ids_where(conn, table, ids, "")
-}
-
-/// Which of `ids` the table holds as retired.
-fn retired_ids(
-    conn: &mut dyn sg_engine::Connection,
-    table: &sg_engine::layout::TableLayout,
-    ids: &[i64],
-) -> Result<BTreeSet<i64>, sg_engine::EngineError> {
-    ids_where(conn, table, ids, "\"__retired\" = 1 AND ")
-}
-
-/// Which of `ids` the table holds, of the rows `condition` (SQL text, ending
-/// in `AND `, or empty) lets through.
-fn ids_where(
-    conn: &mut dyn sg_engine::Connection,
-    table: &sg_engine::layout::TableLayout,
-    ids: &[i64],
-    condition: &str,
-) -> Result<BTreeSet<i64>, sg_engine::EngineError> {
-    let mut out = BTreeSet::new();
-    for chunk in ids.chunks(500) {
-        let mut f = sg_engine::frag::Fragment::text(format!(
-            "SELECT \"id\" FROM {} WHERE {condition}\"id\" IN (",
-            table.table()
-        ));
-        for (i, id) in chunk.iter().enumerate() {
-            if i > 0 {
-                f.push(", ");
-            }
-            f.bind(sg_engine::sql::SqlValue::Int(*id));
-        }
-        f.push(")");
-        let (sql, params) = f.finish(conn.dialect());
-        out.extend(
-            conn.query(&sql, &params)?
-                .iter()
-                .filter_map(|r| r[0].as_i64()),
-        );
-    }
-    Ok(out)
-}
-
 /// Stores a record read from the site. A site's reads hide links to retired
 /// records, but the site keeps them and shows them again when the record is
 /// revived; so the links the cache holds to records in `hidden` (retired on
@@ -1945,7 +1841,7 @@ fn with_hidden_links(
         match field.storage {
             Storage::Links => {
                 let mut links: Vec<EntityLink> = links_of(site_value);
-                for held in current_links(conn, table, &field.name, id)? {
+                for held in sg_engine::lookup::current_links(conn, table, &field.name, id)? {
                     if !links.contains(&held) && is_hidden(&held) {
                         links.push(held);
                     }
@@ -1959,7 +1855,7 @@ fn with_hidden_links(
                 );
             }
             Storage::Entity if site_value.is_null() => {
-                if let Some(held) = current_link(conn, table, field, id)? {
+                if let Some(held) = sg_engine::lookup::current_link(conn, table, field, id)? {
                     if is_hidden(&held) {
                         merged.insert(
                             field.name.clone(),
@@ -1995,9 +1891,11 @@ fn unseen_links(
                 continue;
             };
             let held = match field.storage {
-                Storage::Links => current_links(conn, table, &field.name, id)?,
+                Storage::Links => sg_engine::lookup::current_links(conn, table, &field.name, id)?,
                 Storage::Entity if site_value.is_null() => {
-                    current_link(conn, table, field, id)?.into_iter().collect()
+                    sg_engine::lookup::current_link(conn, table, field, id)?
+                        .into_iter()
+                        .collect()
                 }
                 _ => continue,
             };
@@ -2017,53 +1915,4 @@ fn links_of(value: &Value) -> Vec<EntityLink> {
         .as_array()
         .map(|items| items.iter().filter_map(EntityLink::from_json).collect())
         .unwrap_or_default()
-}
-
-/// The stored link of one entity field.
-fn current_link(
-    conn: &mut dyn sg_engine::Connection,
-    table: &sg_engine::layout::TableLayout,
-    field: &sg_engine::layout::FieldLayout,
-    id: i64,
-) -> Result<Option<EntityLink>, sg_engine::EngineError> {
-    let mut f = sg_engine::frag::Fragment::text(format!(
-        "SELECT {}, {} FROM {} WHERE \"id\" = ",
-        field.type_column(),
-        field.column(),
-        table.table()
-    ));
-    f.bind(sg_engine::sql::SqlValue::Int(id));
-    let (sql, params) = f.finish(conn.dialect());
-    Ok(conn.query(&sql, &params)?.first().and_then(|r| {
-        Some(EntityLink {
-            entity_type: r[0].as_str()?.to_string(),
-            id: r[1].as_i64()?,
-        })
-    }))
-}
-
-/// The stored links of one multi-entity field, in order (retired targets included).
-pub(crate) fn current_links(
-    conn: &mut dyn sg_engine::Connection,
-    table: &sg_engine::layout::TableLayout,
-    field: &str,
-    id: i64,
-) -> Result<Vec<EntityLink>, sg_engine::EngineError> {
-    let mut f = sg_engine::frag::Fragment::text(format!(
-        "SELECT \"dst_type\", \"dst_id\" FROM {} WHERE \"src_id\" = ",
-        table.link_table(field)
-    ));
-    f.bind(sg_engine::sql::SqlValue::Int(id))
-        .push(" ORDER BY \"pos\"");
-    let (sql, params) = f.finish(conn.dialect());
-    Ok(conn
-        .query(&sql, &params)?
-        .iter()
-        .filter_map(|r| {
-            Some(EntityLink {
-                entity_type: r[0].as_str()?.to_string(),
-                id: r[1].as_i64()?,
-            })
-        })
-        .collect())
 }

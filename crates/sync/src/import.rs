@@ -646,21 +646,8 @@ impl<S: Store> Cache<S> {
         let t = entity_type.to_string();
         self.db(move |e| {
             let dialect = e.store().dialect();
-            let names = e
-                .store()
-                .with_reader(&mut |c| ddl::tables_of(c, &t, dialect))?;
-            e.store().with_transaction(&mut |c| {
-                if dialect == sg_engine::sql::Dialect::Sqlite {
-                    // Statistics from a sample of each index: the planner
-                    // needs their shape, not exact counts, and a full
-                    // analysis reads every index of the type again.
-                    c.execute_batch("PRAGMA analysis_limit = 1000")?;
-                }
-                for name in &names {
-                    c.execute_batch(&format!("ANALYZE \"{name}\""))?;
-                }
-                Ok(())
-            })
+            e.store()
+                .with_transaction(&mut |c| ddl::analyze_tables_of(c, &t, dialect))
         })
         .await
     }

@@ -1,21 +1,22 @@
 //! Who syncs when several `run` processes share one PostgreSQL database:
-//! the one holding a session-level advisory lock. The others only serve, and
-//! one of them takes over within seconds when the holder dies (its
-//! connection closes and PostgreSQL releases the lock).
+//! the one holding the store's session lock for the sync. The others only
+//! serve, and one of them takes over within seconds when the holder dies
+//! (its connection closes and PostgreSQL releases the lock).
+//!
+//! The store takes, holds and checks the lock
+//! ([`Store::hold_session_lock`]); this module decides when to ask and what
+//! the answer means for the sync.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The advisory lock key of a cache database (one per schema).
-fn lock_key(schema: &str) -> i64 {
-    // FNV-1a, stable across runs and builds.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in b"shotgun-cache sync ".iter().chain(schema.as_bytes()) {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash as i64
+use sg_engine::{Engine, Store};
+
+/// The name of the sync's lock in a cache database (one per schema). Earlier
+/// builds keyed theirs by the same text, so processes of both agree.
+fn lock_name(schema: &str) -> String {
+    format!("shotgun-cache sync {schema}")
 }
 
 /// Whether this process may sync now.
@@ -39,49 +40,49 @@ impl Leadership {
         }
     }
 
-    /// Competes for the lock of `schema` in the database at `url`, from a
-    /// thread of its own, retrying every `retry` while another process holds it.
-    pub fn compete(url: &str, schema: &str, retry: Duration) -> Leadership {
+    /// Competes for the sync lock of `schema` in `engine`'s store, from a
+    /// thread of its own (the store's client must not run on an async
+    /// thread), asking again every `retry` while another process holds it.
+    /// Returns once the first answer is in (or after `retry` at the most),
+    /// so that a process that may sync starts with its first step. The
+    /// thread ends once the engine is dropped.
+    pub async fn compete<S: Store>(
+        engine: &Arc<Engine<S>>,
+        schema: &str,
+        retry: Duration,
+    ) -> Leadership {
         let leader = Arc::new(AtomicBool::new(false));
         let flag = leader.clone();
-        let url = url.to_string();
-        let key = lock_key(schema);
+        let engine = Arc::downgrade(engine);
+        let name = lock_name(schema);
+        let (answered, first_answer) = tokio::sync::oneshot::channel::<()>();
+        let mut answered = Some(answered);
         std::thread::Builder::new()
             .name("sync-leader".into())
             .spawn(move || loop {
-                match postgres::Client::connect(&url, postgres::NoTls) {
-                    Ok(mut client) => loop {
-                        let held = flag.load(Ordering::Relaxed);
-                        let ok = if held {
-                            // Still connected means still holding the lock.
-                            client.simple_query("SELECT 1").is_ok()
-                        } else {
-                            match client.query_one("SELECT pg_try_advisory_lock($1)", &[&key]) {
-                                Ok(row) => {
-                                    let got: bool = row.get(0);
-                                    if got {
-                                        tracing::info!("this process now keeps the cache in step");
-                                        flag.store(true, Ordering::Relaxed);
-                                    }
-                                    true
-                                }
-                                Err(_) => false,
-                            }
-                        };
-                        if !ok {
-                            flag.store(false, Ordering::Relaxed);
-                            break;
-                        }
-                        std::thread::sleep(retry);
-                    },
+                let Some(engine) = engine.upgrade() else {
+                    flag.store(false, Ordering::Relaxed);
+                    return;
+                };
+                let held = match engine.store().hold_session_lock(&name) {
+                    Ok(held) => held,
                     Err(e) => {
-                        flag.store(false, Ordering::Relaxed);
                         tracing::warn!("can't reach the cache database to take the sync lock: {e}");
-                        std::thread::sleep(retry);
+                        false
                     }
+                };
+                drop(engine);
+                let was = flag.swap(held, Ordering::Relaxed);
+                if held && !was {
+                    tracing::info!("this process now keeps the cache in step");
                 }
+                if let Some(answered) = answered.take() {
+                    let _ = answered.send(());
+                }
+                std::thread::sleep(retry);
             })
             .ok();
+        let _ = tokio::time::timeout(retry, first_answer).await;
         Leadership { leader }
     }
 
@@ -93,10 +94,55 @@ impl Leadership {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sg_engine::{PostgresStore, SqliteStore};
 
-    #[test]
-    fn keys_differ_per_schema_and_stay_put() {
-        assert_eq!(lock_key("a"), lock_key("a"));
-        assert_ne!(lock_key("a"), lock_key("b"));
+    fn schema() -> sg_protocol::Schema {
+        sg_protocol::Schema::from_json(&serde_json::json!({}), None).expect("an empty schema")
+    }
+
+    /// Of two processes on one PostgreSQL database, one syncs; the other
+    /// takes over once the first is gone. A SQLite store always leads.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn one_of_two_leads_and_the_other_takes_over() {
+        let url = sg_engine::postgres::DEFAULT_TEST_URL;
+        let schema_name = format!(
+            "leader_test_{}_{:?}",
+            std::process::id(),
+            std::time::Instant::now()
+        );
+        let open = || {
+            tokio::task::spawn_blocking(move || {
+                let store = PostgresStore::connect(url, None).expect("the test server");
+                Arc::new(Engine::new(store, schema()).expect("an engine"))
+            })
+        };
+        let (first, second) = (open().await.expect("opens"), open().await.expect("opens"));
+        let retry = Duration::from_millis(50);
+        let a = Leadership::compete(&first, &schema_name, retry).await;
+        let b = Leadership::compete(&second, &schema_name, retry).await;
+        assert!(a.is_leader() && !b.is_leader());
+        tokio::time::sleep(retry * 4).await;
+        assert!(a.is_leader() && !b.is_leader(), "the lead stays put");
+        // Dropped off the async threads, as the store must be.
+        tokio::task::spawn_blocking(move || drop(first))
+            .await
+            .expect("drops");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while (a.is_leader() || !b.is_leader()) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(retry).await;
+        }
+        assert!(b.is_leader(), "the second takes over");
+        assert!(!a.is_leader(), "the first's thread lets go");
+        tokio::task::spawn_blocking(move || drop(second))
+            .await
+            .expect("drops");
+
+        let sqlite = Arc::new(
+            Engine::new(SqliteStore::open_temporary().expect("a store"), schema())
+                .expect("an engine"),
+        );
+        assert!(Leadership::compete(&sqlite, "public", retry)
+            .await
+            .is_leader());
     }
 }

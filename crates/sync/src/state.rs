@@ -188,19 +188,13 @@ pub fn guards(
     ids: &[i64],
 ) -> Result<BTreeMap<i64, i64>, EngineError> {
     let mut out = BTreeMap::new();
-    for chunk in ids.chunks(500) {
+    for chunk in ids.chunks(sg_engine::frag::IN_LIST_MAX) {
         let mut f = Fragment::text(
             "SELECT \"id\", \"event_id\" FROM \"__sync_guard\" WHERE \"entity_type\" = ",
         );
         f.bind(SqlValue::Text(entity_type.into()))
-            .push(" AND \"id\" IN (");
-        for (i, id) in chunk.iter().enumerate() {
-            if i > 0 {
-                f.push(", ");
-            }
-            f.bind(SqlValue::Int(*id));
-        }
-        f.push(")");
+            .push(" AND \"id\" IN ")
+            .in_ids(chunk);
         for r in run(conn, f)? {
             if let (Some(id), Some(event)) = (r[0].as_i64(), r[1].as_i64()) {
                 out.insert(id, event);
