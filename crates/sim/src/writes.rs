@@ -914,17 +914,30 @@ impl<'a> WriteTx<'a> {
         Ok(out)
     }
 
-    /// `delete`: retires the record (and its Tasks); false if it already was.
-    pub fn delete(&mut self, entity_type: &str, id: i64) -> Result<bool, EngineError> {
+    /// Whether the record that `method` (`delete` or `revive`) names is
+    /// retired; event log entries can't be `done` (deleted, revived), and a
+    /// missing record is a fault.
+    fn is_retired(
+        &mut self,
+        method: &str,
+        done: &str,
+        entity_type: &str,
+        id: i64,
+    ) -> Result<bool, EngineError> {
         if entity_type == "EventLogEntry" {
-            return Err(fault(
-                "API delete() EventLogEntry records can't be deleted".into(),
-            ));
+            return Err(fault(format!(
+                "API {method}() EventLogEntry records can't be {done}"
+            )));
         }
         let (_, retired) = self
             .fetch(entity_type, id)?
-            .ok_or_else(|| fault(format!("API delete() {entity_type} {id} doesn't exist")))?;
-        if retired {
+            .ok_or_else(|| fault(format!("API {method}() {entity_type} {id} doesn't exist")))?;
+        Ok(retired)
+    }
+
+    /// `delete`: retires the record (and its Tasks); false if it already was.
+    pub fn delete(&mut self, entity_type: &str, id: i64) -> Result<bool, EngineError> {
+        if self.is_retired("delete", "deleted", entity_type, id)? {
             return Ok(false);
         }
         for (task, _) in self.child_tasks(entity_type, id, false)? {
@@ -1057,15 +1070,7 @@ impl<'a> WriteTx<'a> {
     /// `revive`: brings a retired record back (and the Tasks retired with it);
     /// false if it was not retired.
     pub fn revive(&mut self, entity_type: &str, id: i64) -> Result<bool, EngineError> {
-        if entity_type == "EventLogEntry" {
-            return Err(fault(
-                "API revive() EventLogEntry records can't be revived".into(),
-            ));
-        }
-        let (_, retired) = self
-            .fetch(entity_type, id)?
-            .ok_or_else(|| fault(format!("API revive() {entity_type} {id} doesn't exist")))?;
-        if !retired {
+        if !self.is_retired("revive", "revived", entity_type, id)? {
             return Ok(false);
         }
         // The Tasks the record's delete retired come back with it (children first).
