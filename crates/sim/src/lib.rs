@@ -9,7 +9,8 @@
 //! - who may call is [`auth`], and [`methods`] is one dispatch on `method_name`;
 //! - [`writes`] does create, update, delete and revive (validation, defaults,
 //!   audit fields, inverse links, event rows), and [`inverse`] says which
-//!   fields mirror which;
+//!   fields mirror which and what they hold (writes and [`generate`] both
+//!   use it);
 //! - [`events`] gives out event ids and writes rows, late and lost ones too;
 //! - [`schema_edit`] is `schema_field_create`, `_update` and `_delete`;
 //! - [`builtin`] is the default schema, [`generate`] fills a site with a production;

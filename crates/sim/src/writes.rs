@@ -18,7 +18,7 @@ use sg_protocol::value::{format_date_time, EntityLink};
 use sg_protocol::{DataType, Fault};
 
 use crate::events::{retirement_stamp, EventRow};
-use crate::inverse::inverse_field;
+use crate::inverse::{bare, links_of, Inverse};
 
 /// Who is writing.
 #[derive(Debug, Clone)]
@@ -56,17 +56,6 @@ fn fault(message: String) -> EngineError {
 
 fn link_of(value: &Value) -> Option<EntityLink> {
     EntityLink::from_json(value)
-}
-
-fn links_of(value: &Value) -> Vec<EntityLink> {
-    value
-        .as_array()
-        .map(|items| items.iter().filter_map(link_of).collect())
-        .unwrap_or_default()
-}
-
-fn bare(link: &EntityLink) -> Value {
-    json!({"type": link.entity_type, "id": link.id})
 }
 
 /// The names of a stored tag_list value.
@@ -760,91 +749,48 @@ impl<'a> WriteTx<'a> {
             .map(|l| (l, true))
             .chain(removed.iter().map(|l| (l, false)));
         for (target, adding) in targets.collect::<Vec<_>>() {
-            let Some(inverse) = inverse_field(
-                &self.catalog.schema,
-                source_type,
-                field,
-                &target.entity_type,
-            ) else {
+            let Some(inverse) = Inverse::of(self.catalog, source_type, field, &target.entity_type)
+            else {
                 continue;
             };
-            let Some(target_table) = self.catalog.layout.table(&target.entity_type).cloned() else {
-                continue;
-            };
-            let Some(inverse_layout) = target_table.field(&inverse).cloned() else {
-                continue;
-            };
+            let target_table = self.table(&target.entity_type)?.clone();
             let Some((target_record, false)) = self.fetch(&target.entity_type, target.id)? else {
                 continue;
             };
+            let current = target_record.get(&inverse.field);
+            let Some(next) = inverse.after(current, &source, adding) else {
+                continue;
+            };
+            let mut change = Map::new();
+            if inverse.many {
+                let items = self.event_items(std::slice::from_ref(&source))?;
+                let (a, r) = if adding {
+                    (items, vec![])
+                } else {
+                    (vec![], items)
+                };
+                change.insert("added".into(), Value::Array(a));
+                change.insert("removed".into(), Value::Array(r));
+            } else {
+                // The target moves away from its previous owner, whose list loses it.
+                if let (true, Some(previous)) = (adding, current.and_then(link_of)) {
+                    let moved = format!("{}.{}", target.entity_type, inverse.field);
+                    self.detach(&previous, target, &inverse.field, &moved, forward_event)?;
+                }
+                change.insert("old_value".into(), current.cloned().unwrap_or(Value::Null));
+                let new_value = if adding {
+                    self.named(std::slice::from_ref(&source))?
+                        .into_iter()
+                        .next()
+                        .unwrap_or(Value::Null)
+                } else {
+                    Value::Null
+                };
+                change.insert("new_value".into(), new_value);
+            }
             let mut record = Map::new();
             record.insert("id".into(), json!(target.id));
-            let mut change = Map::new();
-            match inverse_layout.storage {
-                Storage::Links => {
-                    let current = links_of(target_record.get(&inverse).unwrap_or(&Value::Null));
-                    let present = current.contains(&source);
-                    if adding == present {
-                        continue;
-                    }
-                    let next: Vec<Value> = if adding {
-                        current
-                            .iter()
-                            .chain(std::iter::once(&source))
-                            .map(bare)
-                            .collect()
-                    } else {
-                        current.iter().filter(|l| **l != source).map(bare).collect()
-                    };
-                    record.insert(inverse.clone(), Value::Array(next));
-                    let items = self.event_items(std::slice::from_ref(&source))?;
-                    let (a, r) = if adding {
-                        (items, vec![])
-                    } else {
-                        (vec![], items)
-                    };
-                    change.insert("added".into(), Value::Array(a));
-                    change.insert("removed".into(), Value::Array(r));
-                }
-                Storage::Entity => {
-                    let current = link_of(target_record.get(&inverse).unwrap_or(&Value::Null));
-                    let next = if adding {
-                        Some(source.clone())
-                    } else if current.as_ref() == Some(&source) {
-                        None
-                    } else {
-                        continue;
-                    };
-                    if next == current {
-                        continue;
-                    }
-                    // The target moves away from its previous owner, whose list loses it.
-                    if let (true, Some(previous)) = (adding, current.clone()) {
-                        let moved = format!("{}.{inverse}", target.entity_type);
-                        self.detach(&previous, target, &inverse, &moved, forward_event)?;
-                    }
-                    record.insert(
-                        inverse.clone(),
-                        next.as_ref().map(bare).unwrap_or(Value::Null),
-                    );
-                    change.insert(
-                        "old_value".into(),
-                        target_record.get(&inverse).cloned().unwrap_or(Value::Null),
-                    );
-                    change.insert(
-                        "new_value".into(),
-                        match &next {
-                            Some(l) => self
-                                .named(std::slice::from_ref(l))?
-                                .into_iter()
-                                .next()
-                                .unwrap_or(Value::Null),
-                            None => Value::Null,
-                        },
-                    );
-                }
-                _ => continue,
-            }
+            record.insert(inverse.field.clone(), next);
             self.audit(&mut record, &target_table, false);
             sg_engine::write::upsert_record(self.conn, &target_table, &record)?;
             change.insert(
@@ -860,7 +806,7 @@ impl<'a> WriteTx<'a> {
                 id: source_id,
             };
             let project = Self::project_of(&target_record);
-            self.log_back_reference(target, &side, &inverse, source_dt, change, project);
+            self.log_back_reference(target, &side, &inverse.field, source_dt, change, project);
         }
         Ok(())
     }
@@ -900,33 +846,25 @@ impl<'a> WriteTx<'a> {
         actual_attribute_changed: &str,
         forward_event: i64,
     ) -> Result<(), EngineError> {
-        let Some(field) = inverse_field(
-            &self.catalog.schema,
+        let inverse = Inverse::of(
+            self.catalog,
             &child.entity_type,
             child_field,
             &owner.entity_type,
-        ) else {
+        );
+        let Some(inverse) = inverse.filter(|i| i.many) else {
             return Ok(());
         };
-        let Some(table) = self.catalog.layout.table(&owner.entity_type).cloned() else {
-            return Ok(());
-        };
-        if table.field(&field).map(|f| f.storage) != Some(Storage::Links) {
-            return Ok(());
-        }
+        let table = self.table(&owner.entity_type)?.clone();
         let Some((owner_record, false)) = self.fetch(&owner.entity_type, owner.id)? else {
             return Ok(());
         };
-        let current = links_of(owner_record.get(&field).unwrap_or(&Value::Null));
-        if !current.contains(child) {
+        let Some(next) = inverse.after(owner_record.get(&inverse.field), child, false) else {
             return Ok(());
-        }
+        };
         let mut record = Map::new();
         record.insert("id".into(), json!(owner.id));
-        record.insert(
-            field.clone(),
-            Value::Array(current.iter().filter(|l| *l != child).map(bare).collect()),
-        );
+        record.insert(inverse.field.clone(), next);
         self.audit(&mut record, &table, false);
         sg_engine::write::upsert_record(self.conn, &table, &record)?;
         let mut change = Map::new();
@@ -942,7 +880,7 @@ impl<'a> WriteTx<'a> {
         change.insert("original_event_log_entry_id".into(), json!(forward_event));
         let child_dt = self.data_type(&child.entity_type, child_field);
         let project = Self::project_of(&owner_record);
-        self.log_back_reference(owner, child, &field, child_dt, change, project);
+        self.log_back_reference(owner, child, &inverse.field, child_dt, change, project);
         Ok(())
     }
 
@@ -976,42 +914,82 @@ impl<'a> WriteTx<'a> {
         Ok(out)
     }
 
-    /// `delete`: retires the record (and its Tasks); false if it already was.
-    pub fn delete(&mut self, entity_type: &str, id: i64) -> Result<bool, EngineError> {
+    /// Whether the record that `method` (`delete` or `revive`) names is
+    /// retired; event log entries can't be `done` (deleted, revived), and a
+    /// missing record is a fault.
+    fn is_retired(
+        &mut self,
+        method: &str,
+        done: &str,
+        entity_type: &str,
+        id: i64,
+    ) -> Result<bool, EngineError> {
         if entity_type == "EventLogEntry" {
-            return Err(fault(
-                "API delete() EventLogEntry records can't be deleted".into(),
-            ));
+            return Err(fault(format!(
+                "API {method}() EventLogEntry records can't be {done}"
+            )));
         }
         let (_, retired) = self
             .fetch(entity_type, id)?
-            .ok_or_else(|| fault(format!("API delete() {entity_type} {id} doesn't exist")))?;
-        if retired {
+            .ok_or_else(|| fault(format!("API {method}() {entity_type} {id} doesn't exist")))?;
+        Ok(retired)
+    }
+
+    /// `delete`: retires the record (and its Tasks); false if it already was.
+    pub fn delete(&mut self, entity_type: &str, id: i64) -> Result<bool, EngineError> {
+        if self.is_retired("delete", "deleted", entity_type, id)? {
             return Ok(false);
         }
         for (task, _) in self.child_tasks(entity_type, id, false)? {
-            self.retire_one("Task", task)?;
+            self.set_retirement("Task", task, true)?;
             self.record_cascade(entity_type, id, task)?;
         }
-        self.retire_one(entity_type, id)?;
+        self.set_retirement(entity_type, id, true)?;
         Ok(true)
     }
 
-    fn retire_one(&mut self, entity_type: &str, id: i64) -> Result<(), EngineError> {
+    /// Retires (`retire`) or revives one record that is not so yet: stamps
+    /// its `updated_at` and logs the retirement_date change and the
+    /// Retirement or Revival row.
+    fn set_retirement(
+        &mut self,
+        entity_type: &str,
+        id: i64,
+        retire: bool,
+    ) -> Result<(), EngineError> {
         let table = self.table(entity_type)?.clone();
-        let Some((record, false)) = self.fetch(entity_type, id)? else {
+        let Some((record, retired)) = self.fetch(entity_type, id)? else {
             return Ok(());
         };
+        if retired == retire {
+            return Ok(());
+        }
+        // A retirement stamps updated_at, so that is when the record was retired.
+        let retired_at = record
+            .get("updated_at")
+            .and_then(Value::as_str)
+            .and_then(sg_protocol::value::parse_date_time);
+        // The stamp is written while the record is active.
+        if !retire {
+            sg_engine::write::set_retired(self.conn, &table, id, false)?;
+        }
         let mut stamp = Map::new();
         stamp.insert("id".into(), json!(id));
         self.audit(&mut stamp, &table, false);
         sg_engine::write::upsert_record(self.conn, &table, &stamp)?;
-        sg_engine::write::set_retired(self.conn, &table, id, true)?;
+        if retire {
+            sg_engine::write::set_retired(self.conn, &table, id, true)?;
+        }
         let project = Self::project_of(&record);
         let when = retirement_stamp(self.now);
         let mut change = Map::new();
-        change.insert("old_value".into(), Value::Null);
-        change.insert("new_value".into(), json!(when));
+        if retire {
+            change.insert("old_value".into(), Value::Null);
+            change.insert("new_value".into(), json!(when));
+        } else {
+            change.insert("old_value".into(), json!(retired_at.map(retirement_stamp)));
+            change.insert("new_value".into(), Value::Null);
+        }
         let row = self.change_row(
             entity_type,
             id,
@@ -1022,15 +1000,31 @@ impl<'a> WriteTx<'a> {
         );
         self.log(row);
         let name = self.display_name(entity_type, &record);
+        let (event, verb, meta) = if retire {
+            (
+                "Retirement",
+                "retired",
+                json!({"type": "entity_retirement", "entity_type": entity_type, "entity_id": id, "id": id,
+                    "class_name": entity_type, "display_name": name, "retirement_date": when}),
+            )
+        } else {
+            (
+                "Revival",
+                "revived",
+                json!({"class_name": entity_type, "display_name": name, "entity_id": id, "entity_type": entity_type, "id": id}),
+            )
+        };
         self.log(EventRow {
             id: 0,
-            event_type: format!("Shotgun_{entity_type}_Retirement"),
+            event_type: format!("Shotgun_{entity_type}_{event}"),
             attribute_name: None,
-            entity: Some(EntityLink { entity_type: entity_type.into(), id }),
-            meta: json!({"type": "entity_retirement", "entity_type": entity_type, "entity_id": id, "id": id,
-                         "class_name": entity_type, "display_name": name, "retirement_date": when}),
+            entity: Some(EntityLink {
+                entity_type: entity_type.into(),
+                id,
+            }),
+            meta,
             project,
-            description: format!("{} retired {entity_type} {id}", self.caller.user.entity_type),
+            description: format!("{} {verb} {entity_type} {id}", self.caller.user.entity_type),
         });
         Ok(())
     }
@@ -1076,64 +1070,15 @@ impl<'a> WriteTx<'a> {
     /// `revive`: brings a retired record back (and the Tasks retired with it);
     /// false if it was not retired.
     pub fn revive(&mut self, entity_type: &str, id: i64) -> Result<bool, EngineError> {
-        if entity_type == "EventLogEntry" {
-            return Err(fault(
-                "API revive() EventLogEntry records can't be revived".into(),
-            ));
-        }
-        let (_, retired) = self
-            .fetch(entity_type, id)?
-            .ok_or_else(|| fault(format!("API revive() {entity_type} {id} doesn't exist")))?;
-        if !retired {
+        if !self.is_retired("revive", "revived", entity_type, id)? {
             return Ok(false);
         }
         // The Tasks the record's delete retired come back with it (children first).
         for task in self.take_cascade(entity_type, id)? {
-            self.revive_one("Task", task)?;
+            self.set_retirement("Task", task, false)?;
         }
-        self.revive_one(entity_type, id)?;
+        self.set_retirement(entity_type, id, false)?;
         Ok(true)
-    }
-
-    fn revive_one(&mut self, entity_type: &str, id: i64) -> Result<(), EngineError> {
-        let table = self.table(entity_type)?.clone();
-        let Some((record, true)) = self.fetch(entity_type, id)? else {
-            return Ok(());
-        };
-        // A retirement stamps updated_at, so that is when the record was retired.
-        let retired_at = record
-            .get("updated_at")
-            .and_then(Value::as_str)
-            .and_then(sg_protocol::value::parse_date_time);
-        sg_engine::write::set_retired(self.conn, &table, id, false)?;
-        let mut stamp = Map::new();
-        stamp.insert("id".into(), json!(id));
-        self.audit(&mut stamp, &table, false);
-        sg_engine::write::upsert_record(self.conn, &table, &stamp)?;
-        let project = Self::project_of(&record);
-        let mut change = Map::new();
-        change.insert("old_value".into(), json!(retired_at.map(retirement_stamp)));
-        change.insert("new_value".into(), Value::Null);
-        let row = self.change_row(
-            entity_type,
-            id,
-            "retirement_date",
-            None,
-            change,
-            project.clone(),
-        );
-        self.log(row);
-        let name = self.display_name(entity_type, &record);
-        self.log(EventRow {
-            id: 0,
-            event_type: format!("Shotgun_{entity_type}_Revival"),
-            attribute_name: None,
-            entity: Some(EntityLink { entity_type: entity_type.into(), id }),
-            meta: json!({"class_name": entity_type, "display_name": name, "entity_id": id, "entity_type": entity_type, "id": id}),
-            project,
-            description: format!("{} revived {entity_type} {id}", self.caller.user.entity_type),
-        });
-        Ok(())
     }
 }
 
