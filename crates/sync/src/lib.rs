@@ -7,6 +7,7 @@
 //! - `import`: a type's records read by id range and written in id order;
 //! - `apply`: a poll's event rows written to the tables, field changes batched;
 //! - `reimport`: a changed type imported again into new tables, swapped in at once;
+//! - `stamps`: the `updated_at`/`updated_by` of records a poll changes, read from the site;
 //! - [`marks`]: records the store could not hold, read from the site meanwhile;
 //! - `careful`: a batch the store refused whole, written again record by record;
 //! - [`health`]: whether the cache is fit to serve (`/readyz`, `status`).
@@ -28,6 +29,7 @@ mod import;
 pub mod leader;
 pub mod marks;
 mod reimport;
+mod stamps;
 pub mod state;
 pub mod status;
 pub mod validate;
