@@ -800,9 +800,14 @@ impl<S: Store> Cache<S> {
             }
         }
         let shadow_layout = self.shadows.layout();
-        let (stamps, _) =
+        let (stamps, stamp_reads) =
             crate::stamps::read_stamps(&self.client, &[&catalog.layout, &shadow_layout], &stamped)
                 .await?;
+        tracing::debug!(
+            records = stamps.len(),
+            reads = stamp_reads,
+            "read the stamps of the records changed row by row"
+        );
         // Records read whole first, then the batch's rows, in order, on the
         // other records (see [`PollWrites::read_whole`]), with their stamps.
         // Types imported again get the same writes in their shadow tables.

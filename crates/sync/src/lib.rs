@@ -13,8 +13,11 @@
 //! - [`health`]: whether the cache is fit to serve (`/readyz`, `status`).
 //!
 //! The cache never trusts an event it can't apply exactly: a row about a
-//! record it does not hold, an older row arriving after a newer one was
-//! applied, a New or a Revival, all make it read the record from the site.
+//! record it does not hold, a row no newer than what the record's copy
+//! reflects (its guard), a New or a Revival, all make it read the record
+//! from the site; a record read whole gets none of the older rows of its
+//! poll, and the audit stamps of records changed row by row are read from
+//! the site.
 //! Scans on `updated_at` repair what the log never reports (scripts that log
 //! no events, ids that never appeared).
 
