@@ -764,15 +764,19 @@ impl<S: Store> Cache<S> {
         }
         // The links the poll's rows change in records read whole, to
         // records retired on the site, which the copies can't show (see
-        // [`PollWrites::to_apply`]).
+        // [`PollWrites::to_apply`]): those the copies don't show are asked about.
+        let copies: BTreeMap<(&str, i64), &Map<String, Value>> = fetched
+            .iter()
+            .filter_map(|(t, r)| Some(((t.as_str(), r.get("id")?.as_i64()?), r)))
+            .collect();
         let mut row_targets: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
         for row in &rows {
             if let EventAction::Links {
                 entity_type,
                 id,
+                field,
                 added,
                 removed,
-                ..
             } = &row.action
             {
                 if !refetched
@@ -781,8 +785,15 @@ impl<S: Store> Cache<S> {
                 {
                     continue;
                 }
+                let shown = copies
+                    .get(&(entity_type.as_str(), *id))
+                    .and_then(|copy| copy.get(field))
+                    .map(links_of)
+                    .unwrap_or_default();
                 for link in added.iter().chain(removed) {
-                    if !hidden.contains(&(link.entity_type.clone(), link.id)) {
+                    if !shown.contains(link)
+                        && !hidden.contains(&(link.entity_type.clone(), link.id))
+                    {
                         row_targets
                             .entry(link.entity_type.clone())
                             .or_default()
