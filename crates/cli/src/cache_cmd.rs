@@ -620,6 +620,9 @@ pub struct ValidateArgs {
     sample: Option<usize>,
 }
 
+/// Differences shown per type and field by `validate` (all are counted).
+const VALIDATE_EXAMPLES: usize = 5;
+
 /// Returns whether the cache matches the site.
 pub fn validate(args: ValidateArgs) -> Result<bool> {
     let config = args.config.load()?;
@@ -631,9 +634,10 @@ pub fn validate(args: ValidateArgs) -> Result<bool> {
             .map_err(|e| anyhow::anyhow!("{e}"));
         close(cache).await;
         let differences = differences?;
-        for d in &differences {
-            println!("{d}");
-        }
+        print!(
+            "{}",
+            sg_sync::validate::report(&differences, VALIDATE_EXAMPLES)
+        );
         eprintln!("{} difference(s)", differences.len());
         Ok(differences.is_empty())
     })

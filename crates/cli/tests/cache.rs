@@ -2,7 +2,9 @@
 //! `setup`, `run`, `status`, `validate` as separate processes, killed and
 //! restarted, through site outages, config changes and a failover between
 //! two `run`s on one PostgreSQL database. Each test ends with `validate`
-//! finding no difference between the cache and the site.
+//! finding no difference between the cache and the site; where the site
+//! logs every write, as soon as the cache has followed its event log to the
+//! end, with the reconcile scan off.
 //!
 //! Every process a test starts is killed when the test ends, failed or not
 //! (see `support::Proc`); the tests run one at a time (`support::serial`).
@@ -37,7 +39,46 @@ fn all_ready(status: &serde_json::Value, types: usize) -> bool {
         .is_some_and(|t| t.len() == types && t.iter().all(|t| t["state"] == "ready"))
 }
 
+/// `scan_interval` for tests that keep the scan off: nothing but the event
+/// log keeps the cache in step.
+const NO_SCAN: &str = "1000000";
+
+/// Late rows commit within this; after writes stop, the log has settled then.
+const LATE_COMMIT_MS: &str = "300";
+
+/// Waits out the late rows of the last writes (until then the site does not
+/// show them), then until the cache has followed the log to its end: no lag
+/// and no id it still waits for (no scan). Ids that never appear (a write
+/// rolled back) are given up `missing_event_timeout` after by the site's
+/// clock, which only moves with new rows: the site is touched each second
+/// meanwhile (and the touch's own row waited out too).
+fn wait_settled(cache: &CacheDir, sim: &Sim) -> serde_json::Value {
+    let late = Duration::from_millis(LATE_COMMIT_MS.parse().unwrap_or(0) + 200);
+    std::thread::sleep(late);
+    let started = Instant::now();
+    let mut touched = Instant::now() - late;
+    let mut last = None;
+    while started.elapsed() < Duration::from_secs(60) {
+        if let Ok(s) = cache.status() {
+            let settled = s["lag_events"].as_i64() == Some(0)
+                && s["missing_ids"].as_u64() == Some(0)
+                && touched.elapsed() >= late;
+            if settled {
+                return s;
+            }
+            last = Some(s);
+        }
+        if touched.elapsed() >= Duration::from_secs(1) {
+            sim.touch();
+            touched = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("the cache did not settle within 60 s; last status: {last:?}")
+}
+
 on_both_stores!(
+    validate_is_clean_as_soon_as_writes_settle,
     sigkill_at_random_moments_loses_nothing,
     site_outage_is_ridden_out,
     entity_config_changes_apply_while_running,
@@ -46,10 +87,52 @@ on_both_stores!(
     a_type_removed_while_stopped_is_imported_afresh_when_added_back,
 );
 
+/// 5,000 random writes of every kind (in `batch` calls), with late event
+/// rows and no reconcile scan: `validate` exits 0 as soon as the cache has
+/// followed the log to its end (stamps, link names and retired records
+/// included), and no scan ran.
+fn validate_is_clean_as_soon_as_writes_settle(backend: Backend) {
+    let _serial = serial();
+    let started = Instant::now();
+    let seed = seed();
+    note(started, format!("seed {seed}"));
+    let tmp = TestDir::new();
+    let sim = Sim::start(tmp.path(), seed, &["--late-commit-ms", LATE_COMMIT_MS]);
+    let cache = CacheDir::setup(
+        &tmp.path().join("cache"),
+        &sim.url,
+        TYPES,
+        backend.database(),
+    );
+    // Polls of a second's rows (late ones arrive between them all the same):
+    // fewer polls, so the site spends its time on the writes.
+    cache.tune(&[("scan_interval", NO_SCAN), ("fetch_interval", "1")]);
+    let mut run = cache.run("run");
+    cache.wait_caught_up(Duration::from_secs(60));
+    let ids = SiteIds::read(&sim.url);
+    let (written, failed) = write_in_batches(&sim.url, &ids, seed, 5000, 100);
+    note(
+        started,
+        format!("writes done: {written} succeeded, {failed} failed"),
+    );
+    assert!(written > 4000, "only {written} writes succeeded");
+    wait_settled(&cache, &sim);
+    note(started, "caught up; validating");
+    cache.assert_valid("right after 5,000 writes");
+    assert_eq!(
+        count_in_log(&run.log, "reconcile scan done"),
+        0,
+        "no scan ran"
+    );
+    assert!(run.alive(), "run exited: {:?}", run.exit_status());
+    run.kill();
+    note(started, "valid");
+}
+
 /// SIGKILL the `run` process 20+ times at random moments, some during the
 /// initial import and the rest while it follows the event log under random
-/// writes (with late and lost event rows); after the writes stop and one
-/// reconcile scan, the cache equals the site.
+/// writes (with late event rows); after the writes stop, with no reconcile
+/// scan at all, the cache equals the site as soon as it has followed the log.
 fn sigkill_at_random_moments_loses_nothing(backend: Backend) {
     let _serial = serial();
     let started = Instant::now();
@@ -64,14 +147,7 @@ fn sigkill_at_random_moments_loses_nothing(backend: Backend) {
     let sim = Sim::start(
         tmp.path(),
         seed,
-        &[
-            "--late-commit-ms",
-            "300",
-            "--lost-event-rate",
-            "0.02",
-            "--latency-ms",
-            "30-90",
-        ],
+        &["--late-commit-ms", LATE_COMMIT_MS, "--latency-ms", "30-90"],
     );
     let cache = CacheDir::setup(
         &tmp.path().join("cache"),
@@ -79,7 +155,7 @@ fn sigkill_at_random_moments_loses_nothing(backend: Backend) {
         TYPES,
         backend.database(),
     );
-    cache.tune(&[("processes", "1")]);
+    cache.tune(&[("processes", "1"), ("scan_interval", NO_SCAN)]);
     note(started, format!("site at {}", sim.url));
 
     let mut runs = 0;
@@ -116,17 +192,15 @@ fn sigkill_at_random_moments_loses_nothing(backend: Backend) {
         import_kills >= 2,
         "only {import_kills} kills landed in the import"
     );
-    // One run to the end of the import and of its first (full) scan.
+    // One run to the end of the import.
     let mut run = start_run(&mut runs);
     cache.wait_caught_up(Duration::from_secs(60));
-    sim.touch();
-    cache.wait_first_scan(Duration::from_secs(60));
     run.kill();
     kills += 1;
 
-    // While following the event log (and, at times, scanning) under writes.
+    // While following the event log under writes.
     let ids = SiteIds::read(&sim.url);
-    let writer = Writer::start(&sim.url, &ids, seed, 3);
+    let writer = Writer::start_logged(&sim.url, &ids, seed, 3, Duration::ZERO);
     note(started, "writing");
     while kills < 22 {
         let mut run = start_run(&mut runs);
@@ -143,11 +217,20 @@ fn sigkill_at_random_moments_loses_nothing(backend: Backend) {
     assert!(written > 100, "only {written} writes succeeded");
 
     let mut run = start_run(&mut runs);
-    let status = cache.wait_caught_up(Duration::from_secs(60));
+    let status = wait_settled(&cache, &sim);
     assert!(all_ready(&status, 8), "{status}");
-    cache.wait_scans(&run.log, 2, Duration::from_secs(60));
-    note(started, "caught up and scanned; validating");
+    note(started, "caught up; validating");
     cache.assert_valid("after 22 kills");
+    assert_eq!(
+        (1..=runs)
+            .map(|i| count_in_log(
+                &cache.dir.join(format!("run-{i}.log")),
+                "reconcile scan done"
+            ))
+            .sum::<usize>(),
+        0,
+        "no scan ran"
+    );
     let exit = run.terminate(Duration::from_secs(10));
     assert!(
         exit.is_some_and(|s| s.success()),
@@ -164,32 +247,25 @@ fn sigkill_at_random_moments_loses_nothing(backend: Backend) {
 
 /// The site fails 30% of calls for ten seconds while writes go on: `run`
 /// keeps running, `status` still answers, and after the site recovers the
-/// cache catches up and equals the site.
+/// cache catches up and equals the site (with no scan).
 fn site_outage_is_ridden_out(backend: Backend) {
     let _serial = serial();
     let started = Instant::now();
     let seed = seed();
     note(started, format!("seed {seed}"));
     let tmp = TestDir::new();
-    let sim = Sim::start(
-        tmp.path(),
-        seed,
-        &["--late-commit-ms", "300", "--lost-event-rate", "0.02"],
-    );
+    let sim = Sim::start(tmp.path(), seed, &["--late-commit-ms", LATE_COMMIT_MS]);
     let cache = CacheDir::setup(
         &tmp.path().join("cache"),
         &sim.url,
         TYPES,
         backend.database(),
     );
+    cache.tune(&[("scan_interval", NO_SCAN)]);
     let mut run = cache.run("run");
     cache.wait_caught_up(Duration::from_secs(60));
-    // Writes start once a scan has recorded where the next starts (the scans
-    // before read every record, widening the race described at
-    // `links_hidden_during_the_import_come_back_with_their_target`).
-    cache.wait_first_scan(Duration::from_secs(60));
     let ids = SiteIds::read(&sim.url);
-    let writer = Writer::start(&sim.url, &ids, seed, 2);
+    let writer = Writer::start_logged(&sim.url, &ids, seed, 2, Duration::ZERO);
     std::thread::sleep(Duration::from_secs(2));
     let before = (writer.succeeded(), writer.failed());
 
@@ -236,9 +312,13 @@ fn site_outage_is_ridden_out(backend: Backend) {
     std::thread::sleep(Duration::from_secs(2));
     let (written, _) = writer.stop();
     assert!(run.alive(), "run exited after the outage");
-    cache.wait_caught_up(Duration::from_secs(60));
-    cache.wait_scans(&run.log, 2, Duration::from_secs(60));
+    wait_settled(&cache, &sim);
     cache.assert_valid("after the outage");
+    assert_eq!(
+        count_in_log(&run.log, "reconcile scan done"),
+        0,
+        "no scan ran"
+    );
     note(
         started,
         format!(
@@ -440,12 +520,9 @@ fn second_run_takes_over_on_postgresql() {
     note(started, format!("seed {seed}"));
     let db = TempDb::create();
     let tmp = TestDir::new();
-    let sim = Sim::start(
-        tmp.path(),
-        seed,
-        &["--late-commit-ms", "300", "--lost-event-rate", "0.02"],
-    );
+    let sim = Sim::start(tmp.path(), seed, &["--late-commit-ms", LATE_COMMIT_MS]);
     let cache = CacheDir::setup(&tmp.path().join("cache"), &sim.url, TYPES, Some(&db.url));
+    cache.tune(&[("scan_interval", NO_SCAN)]);
     let mut a = cache.run("run-a");
     let mut b = cache.run("run-b");
     let leader = wait_for(
@@ -463,13 +540,9 @@ fn second_run_takes_over_on_postgresql() {
     )
     .expect("one of the runs takes the sync lock");
     cache.wait_caught_up(Duration::from_secs(60));
-    // Writes start once a scan has recorded where the next starts (the scans
-    // before read every record, widening the race described at
-    // `links_hidden_during_the_import_come_back_with_their_target`).
-    cache.wait_first_scan(Duration::from_secs(60));
     let ids = SiteIds::read(&sim.url);
     // Paced, so that the one syncing keeps up and "caught up" means something.
-    let writer = Writer::start_with(&sim.url, &ids, seed, 2, false, Duration::from_millis(100));
+    let writer = Writer::start_logged(&sim.url, &ids, seed, 2, Duration::from_millis(100));
     std::thread::sleep(Duration::from_secs(3));
     assert!(a.alive() && b.alive(), "both runs keep running");
     assert_eq!(
@@ -547,8 +620,7 @@ fn second_run_takes_over_on_postgresql() {
     std::thread::sleep(Duration::from_secs(4));
     let (written, _) = writer.stop();
     assert!(survivor.alive(), "the survivor keeps running");
-    cache.wait_caught_up(Duration::from_secs(60));
-    cache.wait_scans(&survivor.log, 2, Duration::from_secs(60));
+    wait_settled(&cache, &sim);
     cache.assert_valid("after the failover");
     survivor.kill();
     note(

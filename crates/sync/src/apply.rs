@@ -1,6 +1,7 @@
 //! Applying a poll's event rows to the cached tables, inside the poll's
-//! transaction: each row in order for its record, none older than a row
-//! applied to the record before this poll.
+//! transaction: each row in order for its record, none at or below the
+//! record's guard (see [`crate::state::guards`]), and the record's audit
+//! stamps as the site has them (see [`crate::stamps`]), never a row's.
 //!
 //! Field changes are gathered per record and written together, before the
 //! next row of another kind about the same record or at the end of the poll,
@@ -20,16 +21,21 @@ use sg_engine::{Connection, EngineError, Layout};
 use sg_protocol::value::EntityLink;
 
 use crate::event::{EventAction, EventRow};
+use crate::stamps::Stamps;
 
-/// Per type and record, the id of the newest row applied before this poll.
+/// Per type and record, its guard before this poll: the newest row its
+/// copy is known to reflect.
 pub(crate) type Guards = BTreeMap<String, BTreeMap<i64, i64>>;
 
 /// Per type and record, the newest row applied in this poll.
 pub(crate) type Applied = BTreeMap<(String, i64), i64>;
 
-/// One field change as a record to upsert (`id`, the value, audit stamps),
-/// with the row it comes from.
+/// One field change as a record to upsert (`id` and the value), with the
+/// row it comes from (0 for the audit stamps read from the site).
 type Change = (i64, Map<String, Value>);
+
+/// The row id under which a record's stamps are held: no row.
+const STAMPS: i64 = 0;
 
 /// Applies rows of one layout (the served tables, or a reimport's shadow
 /// tables) and holds their field changes until [`RowApplier::flush`].
@@ -42,9 +48,9 @@ pub(crate) struct RowApplier {
 }
 
 impl RowApplier {
-    /// Applies one row, unless a newer row had been applied to its record
-    /// before this poll (`guards`); notes in `applied` the newest row
-    /// applied to each record.
+    /// Applies one row, unless its record's guard (`guards`) is at or past
+    /// it (the poll reads such a record whole instead); notes in `applied`
+    /// the newest row applied to each record.
     pub(crate) fn apply(
         &mut self,
         conn: &mut dyn Connection,
@@ -84,13 +90,9 @@ impl RowApplier {
                 if layout_field.storage == Storage::Links {
                     return Ok(());
                 }
-                // The value and the audit stamps together (the stamps win
-                // over a logged `updated_at`, as they did when written apart).
-                let mut record = audit_stamps(table, row);
+                let mut record = Map::new();
                 record.insert("id".into(), json!(id));
-                if !record.contains_key(field) {
-                    record.insert(field.clone(), value.clone());
-                }
+                record.insert(field.clone(), value.clone());
                 self.hold(entity_type, id, row.id, record);
                 // Noted in `applied` once written (see `write_changes`).
                 return Ok(());
@@ -98,7 +100,6 @@ impl RowApplier {
             EventAction::Retire { .. } => {
                 self.flush_record(conn, table, id, applied)?;
                 sg_engine::write::set_retired(conn, table, id, true)?;
-                self.hold_stamps(table, id, row);
             }
             EventAction::Links {
                 field,
@@ -127,7 +128,6 @@ impl RowApplier {
                         list.push(link.clone());
                     }
                 }
-                self.hold_stamps(table, id, row);
             }
             _ => return Ok(()),
         }
@@ -145,25 +145,30 @@ impl RowApplier {
             .push((row_id, record));
     }
 
-    /// Holds the audit stamps `row` puts on record `id` (a site logs no rows
-    /// for `updated_at` and `updated_by`: it stamps them with the change's
-    /// own time and author).
-    fn hold_stamps(&mut self, table: &TableLayout, id: i64, row: &EventRow) {
-        let mut stamps = audit_stamps(table, row);
-        if !stamps.is_empty() {
-            stamps.insert("id".into(), json!(id));
-            self.hold(&table.entity_type, id, row.id, stamps);
-        }
-    }
-
     /// Writes the changes still held, per type: records that set the same
-    /// fields in one statement.
+    /// fields in one statement; with them, the `stamps` of the records of
+    /// this layout (they win over any value a row gave those fields).
     pub(crate) fn flush(
         &mut self,
         conn: &mut dyn Connection,
         layout: &Layout,
+        stamps: &Stamps,
         applied: &mut Applied,
     ) -> Result<(), EngineError> {
+        for ((entity_type, id), values) in stamps {
+            let Some(table) = layout.table(entity_type) else {
+                continue;
+            };
+            let mut record: Map<String, Value> = values
+                .iter()
+                .filter(|(k, _)| table.field(k).is_some())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if !record.is_empty() {
+                record.insert("id".into(), json!(id));
+                self.hold(entity_type, *id, STAMPS, record);
+            }
+        }
         for ((entity_type, field), lists) in std::mem::take(&mut self.links) {
             let Some(table) = layout.table(&entity_type) else {
                 continue;
@@ -234,7 +239,7 @@ fn write_changes(
     if let Ok(encoded) = sg_engine::write::encode_records(table, &merged) {
         sg_engine::write::write_encoded(conn, table, &encoded)?;
         for (id, changes) in records {
-            for (row_id, _) in changes.iter() {
+            for (row_id, _) in changes.iter().filter(|(r, _)| *r != STAMPS) {
                 note(applied, t, *id, *row_id);
             }
         }
@@ -243,6 +248,7 @@ fn write_changes(
     for (id, changes) in records {
         for (row_id, record) in changes.iter() {
             match sg_engine::write::upsert_record(conn, table, record) {
+                Ok(()) if *row_id == STAMPS => {}
                 Ok(()) => note(applied, t, *id, *row_id),
                 Err(e) => tracing::warn!(
                     event = row_id,
@@ -258,24 +264,6 @@ fn write_changes(
 fn note(applied: &mut Applied, entity_type: &str, id: i64, row_id: i64) {
     let newest = applied.entry((entity_type.to_string(), id)).or_insert(0);
     *newest = (*newest).max(row_id);
-}
-
-/// The `updated_at` and `updated_by` values a row stamps (those the table holds).
-fn audit_stamps(table: &TableLayout, row: &EventRow) -> Map<String, Value> {
-    let mut record = Map::new();
-    if let (Some(at), Some(_)) = (row.created_at, table.field("updated_at")) {
-        record.insert(
-            "updated_at".into(),
-            json!(sg_protocol::value::format_date_time(at)),
-        );
-    }
-    if let (Some(user), Some(_)) = (&row.user, table.field("updated_by")) {
-        record.insert(
-            "updated_by".into(),
-            json!({"type": user.entity_type, "id": user.id}),
-        );
-    }
-    record
 }
 
 #[cfg(test)]
@@ -399,6 +387,21 @@ mod tests {
         let guards: Guards = [("Shot".to_string(), [(3, 20)].into_iter().collect())]
             .into_iter()
             .collect();
+        // The site's stamps, not the rows' times: for a record with rows
+        // (1), one whose rows were all refused or retired (2), and none for
+        // a record whose rows are covered (3: the poll reads it whole).
+        let stamp = |at: i64| {
+            json!({"updated_at": sg_protocol::value::format_date_time(at)})
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+        };
+        let stamps: Stamps = [
+            (("Shot".to_string(), 1), stamp(1_700_000_100)),
+            (("Shot".to_string(), 2), stamp(1_700_000_101)),
+        ]
+        .into_iter()
+        .collect();
         let mut applied = Applied::new();
         engine
             .store()
@@ -407,7 +410,7 @@ mod tests {
                 for r in &rows {
                     applier.apply(c, &catalog.layout, r, &guards, &mut applied)?;
                 }
-                applier.flush(c, &catalog.layout, &mut applied)
+                applier.flush(c, &catalog.layout, &stamps, &mut applied)
             })
             .expect("applied");
         let one = shot(&engine, 1, false);
@@ -415,7 +418,7 @@ mod tests {
         assert_eq!(one["sg_cut_in"], json!(24));
         assert_eq!(
             one["updated_at"],
-            json!(sg_protocol::value::format_date_time(1_700_000_015))
+            json!(sg_protocol::value::format_date_time(1_700_000_100))
         );
         assert_eq!(
             one["assets"],
@@ -425,9 +428,11 @@ mod tests {
         assert_eq!(two["code"], json!("b"), "changed, then retired");
         assert_eq!(
             two["updated_at"],
-            json!(sg_protocol::value::format_date_time(1_700_000_016))
+            json!(sg_protocol::value::format_date_time(1_700_000_101))
         );
-        assert_eq!(shot(&engine, 3, false)["code"], json!("old"), "covered");
+        let three = shot(&engine, 3, false);
+        assert_eq!(three["code"], json!("old"), "covered");
+        assert_eq!(three["updated_at"], Value::Null, "no stamps given");
         assert_eq!(applied.get(&("Shot".to_string(), 1)), Some(&15));
         assert_eq!(applied.get(&("Shot".to_string(), 2)), Some(&16));
         assert_eq!(applied.get(&("Shot".to_string(), 3)), None);
@@ -495,7 +500,7 @@ mod tests {
                 for r in &rows {
                     applier.apply(c, &catalog.layout, r, &Guards::new(), &mut applied)?;
                 }
-                applier.flush(c, &catalog.layout, &mut applied)?;
+                applier.flush(c, &catalog.layout, &Stamps::new(), &mut applied)?;
                 Ok((held(c, 1)?, held(c, 2)?))
             })
             .expect("applied");
@@ -505,8 +510,8 @@ mod tests {
         assert_eq!(one["code"], json!("between"));
         assert_eq!(
             one["updated_at"],
-            json!(sg_protocol::value::format_date_time(1_700_000_024)),
-            "stamped by its last row"
+            Value::Null,
+            "rows never stamp: the stamps are read from the site"
         );
         assert_eq!(applied.get(&("Shot".to_string(), 1)), Some(&24));
         assert_eq!(applied.get(&("Shot".to_string(), 2)), Some(&25));

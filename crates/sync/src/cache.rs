@@ -8,6 +8,7 @@
 //! `updated_at` every `scan_interval`. Every database write of the sync goes
 //! through one transaction together with the progress it records.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,7 @@ use crate::error::SyncError;
 use crate::event::{classify, EventAction, EventRow, EVENT_FIELDS};
 use crate::marks::{self, MarkedRecord, Marks, RecordKey};
 use crate::reimport::{served_selection, Shadows};
+use crate::stamps::Stamps;
 use crate::state::{self, EventPosition};
 
 /// Rows per event-log poll and records per import page.
@@ -93,15 +95,67 @@ struct PollWrites {
     /// The records read whole in this poll.
     refetched: BTreeMap<String, BTreeSet<i64>>,
     guards: crate::apply::Guards,
+    /// The site's stamps of the records changed row by row.
+    stamps: Stamps,
     position: EventPosition,
 }
 
 impl PollWrites {
-    /// A record read whole in this poll already shows whether it is
-    /// retired, later than any row of the batch.
-    fn read_whole(&self, row: &EventRow) -> bool {
-        matches!(&row.action, EventAction::Retire { entity_type, id }
-            if self.refetched.get(entity_type).is_some_and(|ids| ids.contains(id)))
+    /// The row as it is applied, if at all. A record read whole in this
+    /// poll was read after every row of the poll was visible: it already
+    /// shows them all, so none is applied to it (an older value or stamp
+    /// must not overwrite the copy), but for the changes its links to
+    /// records retired on the site (`hidden`) went through: a read can't
+    /// show those links, so a link to such a record held before and
+    /// removed by a row would otherwise pass for a hidden one and stay.
+    fn to_apply<'a>(&self, row: &'a EventRow) -> Option<Cow<'a, EventRow>> {
+        let whole = careful::row_record(row)
+            .is_some_and(|(t, id)| self.refetched.get(&t).is_some_and(|ids| ids.contains(&id)));
+        if !whole {
+            return Some(Cow::Borrowed(row));
+        }
+        let EventAction::Links {
+            entity_type,
+            id,
+            field,
+            added,
+            removed,
+        } = &row.action
+        else {
+            return None;
+        };
+        let hidden = |links: &[EntityLink]| -> Vec<EntityLink> {
+            links
+                .iter()
+                .filter(|l| self.hidden.contains(&(l.entity_type.clone(), l.id)))
+                .cloned()
+                .collect()
+        };
+        let (added, removed) = (hidden(added), hidden(removed));
+        if added.is_empty() && removed.is_empty() {
+            return None;
+        }
+        Some(Cow::Owned(EventRow {
+            action: EventAction::Links {
+                entity_type: entity_type.clone(),
+                id: *id,
+                field: field.clone(),
+                added,
+                removed,
+            },
+            ..row.clone()
+        }))
+    }
+
+    /// The guards of the records stored whole: the copy shows every row up
+    /// to the poll's watermark (all those rows were there before the read).
+    fn whole_guards<'a>(
+        &self,
+        stored: impl Iterator<Item = &'a RecordKey>,
+    ) -> BTreeMap<RecordKey, i64> {
+        stored
+            .map(|key| (key.clone(), self.position.watermark))
+            .collect()
     }
 }
 
@@ -642,8 +696,10 @@ impl<S: Store> Cache<S> {
                     .insert(link.id);
             }
         }
-        // A change to a record the cache does not hold, or older than one
-        // already applied to it, can't be applied: read the record instead.
+        // A change to a record the cache does not hold, or not newer than
+        // its guard (the newest row its copy reflects: a row arriving late),
+        // can't be applied: read the record instead. A Retirement too: a
+        // late one may be older than a Revival the copy shows.
         let first_event: BTreeMap<(String, i64), i64> = rows
             .iter()
             .filter_map(|r| match &r.action {
@@ -652,7 +708,10 @@ impl<S: Store> Cache<S> {
                 }
                 | EventAction::Links {
                     entity_type, id, ..
-                } => Some(((entity_type.clone(), *id), r.id)),
+                }
+                | EventAction::Retire { entity_type, id } => {
+                    Some(((entity_type.clone(), *id), r.id))
+                }
                 _ => None,
             })
             .fold(BTreeMap::new(), |mut m, (k, v)| {
@@ -679,24 +738,14 @@ impl<S: Store> Cache<S> {
                 })
             })
             .await?;
-        for row in &rows {
-            let (t, id) = match &row.action {
-                EventAction::Set {
-                    entity_type, id, ..
-                }
-                | EventAction::Links {
-                    entity_type, id, ..
-                } => (entity_type, *id),
-                _ => continue,
-            };
+        for ((t, id), oldest) in &first_event {
             if !cached(t) {
                 continue;
             }
-            let absent = !present.get(t).is_some_and(|p| p.contains(&id));
-            let guard = guards.get(t).and_then(|g| g.get(&id)).copied().unwrap_or(0);
-            let oldest = first_event.get(&(t.clone(), id)).copied().unwrap_or(row.id);
-            if absent || guard > oldest {
-                refetch.entry(t.clone()).or_default().insert(id);
+            let absent = !present.get(t).is_some_and(|p| p.contains(id));
+            let guard = guards.get(t).and_then(|g| g.get(id)).copied().unwrap_or(0);
+            if absent || guard >= *oldest {
+                refetch.entry(t.clone()).or_default().insert(*id);
             }
         }
         // A marked record is read whole again: its earlier change never got stored.
@@ -767,7 +816,7 @@ impl<S: Store> Cache<S> {
                     .map(|r| (t.clone(), r)),
             );
         }
-        let hidden = self.hidden_links(&mut fetched).await?;
+        let mut hidden = self.hidden_links(&mut fetched).await?;
         let mut refetched = refetch.clone();
         for (t, ids) in &linked {
             refetched
@@ -775,10 +824,65 @@ impl<S: Store> Cache<S> {
                 .or_default()
                 .extend(ids.iter().copied());
         }
-        // Records read whole first, then the batch's rows on top, in order:
-        // the rows are exact deltas (the read can't show links to retired
-        // records), and applying them again is harmless. Rows older than the
-        // newest one applied to their record before this poll are left out.
+        // The links the poll's rows change in records read whole, to
+        // records retired on the site, which the copies can't show (see
+        // [`PollWrites::to_apply`]): those the copies don't show are asked about.
+        let copies: BTreeMap<(&str, i64), &Map<String, Value>> = fetched
+            .iter()
+            .filter_map(|(t, r)| Some(((t.as_str(), r.get("id")?.as_i64()?), r)))
+            .collect();
+        let mut row_targets: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+        for row in &rows {
+            if let EventAction::Links {
+                entity_type,
+                id,
+                field,
+                added,
+                removed,
+            } = &row.action
+            {
+                if !refetched
+                    .get(entity_type)
+                    .is_some_and(|ids| ids.contains(id))
+                {
+                    continue;
+                }
+                let shown = copies
+                    .get(&(entity_type.as_str(), *id))
+                    .and_then(|copy| copy.get(field))
+                    .map(links_of)
+                    .unwrap_or_default();
+                for link in added.iter().chain(removed) {
+                    if !shown.contains(link)
+                        && !hidden.contains(&(link.entity_type.clone(), link.id))
+                    {
+                        row_targets
+                            .entry(link.entity_type.clone())
+                            .or_default()
+                            .insert(link.id);
+                    }
+                }
+            }
+        }
+        hidden.extend(self.retired_among(&row_targets).await?);
+        // The records changed row by row get the site's stamps.
+        let mut stamped = touched;
+        for (t, ids) in stamped.iter_mut() {
+            if let Some(whole) = refetched.get(t) {
+                ids.retain(|id| !whole.contains(id));
+            }
+        }
+        let shadow_layout = self.shadows.layout();
+        let (stamps, stamp_reads) =
+            crate::stamps::read_stamps(&self.client, &[&catalog.layout, &shadow_layout], &stamped)
+                .await?;
+        tracing::debug!(
+            records = stamps.len(),
+            reads = stamp_reads,
+            "read the stamps of the records changed row by row"
+        );
+        // Records read whole first, then the batch's rows, in order, on the
+        // other records (see [`PollWrites::read_whole`]), with their stamps.
         // Types imported again get the same writes in their shadow tables.
         let shadows = self.shadows.clone();
         let poll = Arc::new(PollWrites {
@@ -787,6 +891,7 @@ impl<S: Store> Cache<S> {
             rows,
             refetched,
             guards,
+            stamps,
             position,
         });
         // Copies of marked records stored whole clear their marks.
@@ -808,12 +913,18 @@ impl<S: Store> Cache<S> {
                     // The newest row applied to each record, written once at the end.
                     let mut applied = BTreeMap::new();
                     let (mut live, mut shadowed) = (RowApplier::default(), RowApplier::default());
-                    for row in p.rows.iter().filter(|r| !p.read_whole(r)) {
-                        live.apply(c, &catalog.layout, row, &p.guards, &mut applied)?;
-                        shadowed.apply(c, &shadow, row, &p.guards, &mut applied)?;
+                    for row in p.rows.iter().filter_map(|r| p.to_apply(r)) {
+                        live.apply(c, &catalog.layout, &row, &p.guards, &mut applied)?;
+                        shadowed.apply(c, &shadow, &row, &p.guards, &mut applied)?;
                     }
-                    live.flush(c, &catalog.layout, &mut applied)?;
-                    shadowed.flush(c, &shadow, &mut applied)?;
+                    live.flush(c, &catalog.layout, &p.stamps, &mut applied)?;
+                    shadowed.flush(c, &shadow, &p.stamps, &mut applied)?;
+                    let stored: Vec<RecordKey> = p
+                        .fetched
+                        .iter()
+                        .filter_map(|(t, r)| Some((t.clone(), r.get("id")?.as_i64()?)))
+                        .collect();
+                    applied.extend(p.whole_guards(stored.iter()));
                     state::set_guards(c, &applied)?;
                     state::set_poll_done(c)?;
                     marks::unkeep(c, &cleared)?;
@@ -839,17 +950,19 @@ impl<S: Store> Cache<S> {
                             let shadow = shadows.layout();
                             let p = &*poll;
                             let mut outcome = careful::Outcome::default();
-                            let applied = careful::apply_poll(
+                            let mut applied = careful::apply_poll(
                                 c,
                                 &catalog.layout,
                                 &shadow,
                                 &p.fetched,
                                 &p.hidden,
                                 &p.rows,
-                                &|r| p.read_whole(r),
+                                &|r| p.to_apply(r),
                                 &p.guards,
+                                &p.stamps,
                                 &mut outcome,
                             )?;
+                            applied.extend(p.whole_guards(outcome.stored.iter()));
                             state::set_guards(c, &applied)?;
                             state::set_poll_done(c)?;
                             marks::unkeep(c, &outcome.stored)?;
@@ -868,8 +981,8 @@ impl<S: Store> Cache<S> {
         Ok(())
     }
 
-    /// The active records of cached types whose link fields point at one of
-    /// `targets`, as the site says.
+    /// The records (active or retired) of cached types whose link fields
+    /// point at one of `targets`, as the site says.
     pub async fn records_linking_to(
         &self,
         targets: &BTreeSet<(String, i64)>,
@@ -895,24 +1008,24 @@ impl<S: Store> Cache<S> {
                         .iter()
                         .map(|l| json!({"path": field.name, "relation": "is", "values": [l]}))
                         .collect();
-                    let mut last_id = 0;
-                    loop {
-                        let conditions = json!([
-                            {"logical_operator": "or", "conditions": any},
-                            {"path": "id", "relation": "greater_than", "values": [last_id]}]);
-                        let page = entities(
-                            self.client
-                                .call("read", Some(read_params(holder, &[], conditions, false)))
-                                .await?,
-                        )?;
-                        let ids: Vec<i64> = page
-                            .iter()
-                            .filter_map(|r| r.get("id").and_then(Value::as_i64))
-                            .collect();
-                        last_id = ids.last().copied().unwrap_or(last_id);
-                        out.entry(holder.clone()).or_default().extend(&ids);
-                        if (ids.len() as u64) < PAGE {
-                            break;
+                    // Retired holders too: their links show again as well.
+                    for retired in [false, true] {
+                        let mut last_id = 0;
+                        loop {
+                            let conditions = json!([
+                                {"logical_operator": "or", "conditions": any},
+                                {"path": "id", "relation": "greater_than", "values": [last_id]}]);
+                            let params = read_params(holder, &[], conditions, retired);
+                            let page = entities(self.client.call("read", Some(params)).await?)?;
+                            let ids: Vec<i64> = page
+                                .iter()
+                                .filter_map(|r| r.get("id").and_then(Value::as_i64))
+                                .collect();
+                            last_id = ids.last().copied().unwrap_or(last_id);
+                            out.entry(holder.clone()).or_default().extend(&ids);
+                            if (ids.len() as u64) < PAGE {
+                                break;
+                            }
                         }
                     }
                 }
@@ -990,8 +1103,33 @@ impl<S: Store> Cache<S> {
                 by_type.entry(t.clone()).or_default().insert(*id);
             }
         }
+        let retired = self.retired_among(&by_type).await?;
+        let catalog = self.engine.catalog();
+        let unseen_active = unseen
+            .into_iter()
+            .map(|(holder, targets)| {
+                let active = targets
+                    .into_iter()
+                    .filter(|target| {
+                        catalog.layout.table(&target.0).is_some() && !retired.contains(target)
+                    })
+                    .collect();
+                (holder, active)
+            })
+            .collect();
+        Ok(UnseenLinks {
+            retired,
+            unseen_active,
+        })
+    }
+
+    /// Which of these records (of cached types) are retired on the site.
+    async fn retired_among(
+        &self,
+        by_type: &BTreeMap<String, BTreeSet<i64>>,
+    ) -> Result<BTreeSet<(String, i64)>, SyncError> {
         let mut retired = BTreeSet::new();
-        for (t, ids) in &by_type {
+        for (t, ids) in by_type {
             // A link to a retired record of a type the cache does not hold
             // can't be hidden by the engine: it is not kept.
             if self.engine.catalog().layout.table(t).is_none() {
@@ -1012,23 +1150,7 @@ impl<S: Store> Cache<S> {
                 }
             }
         }
-        let catalog = self.engine.catalog();
-        let unseen_active = unseen
-            .into_iter()
-            .map(|(holder, targets)| {
-                let active = targets
-                    .into_iter()
-                    .filter(|target| {
-                        catalog.layout.table(&target.0).is_some() && !retired.contains(target)
-                    })
-                    .collect();
-                (holder, active)
-            })
-            .collect();
-        Ok(UnseenLinks {
-            retired,
-            unseen_active,
-        })
+        Ok(retired)
     }
 
     /// Reads these records from the site and stores them now (used after a

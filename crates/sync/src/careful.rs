@@ -3,6 +3,7 @@
 //! can hold are written, the others are marked (see [`crate::marks`]) and
 //! the sync goes on past them.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
@@ -13,6 +14,7 @@ use crate::apply::{Applied, Guards, RowApplier};
 use crate::cache::store_fetched;
 use crate::event::{EventAction, EventRow};
 use crate::marks::{isolated, MarkedRecord, RecordKey};
+use crate::stamps::Stamps;
 
 /// What a careful write did: the records it could not store, and those it stored whole.
 #[derive(Debug, Default)]
@@ -87,8 +89,9 @@ pub(crate) fn store_copies(
 }
 
 /// A poll's writes, record by record: the copies read whole, then each
-/// row on its own (the rows of a refused record are left out). Returns the
-/// newest row applied to each record, for the guards.
+/// row on its own (the rows of a refused record are left out), then each
+/// record's stamps. Returns the newest row applied to each record, for the
+/// guards.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn apply_poll(
     conn: &mut dyn Connection,
@@ -97,8 +100,9 @@ pub(crate) fn apply_poll(
     fetched: &[(String, Map<String, Value>)],
     hidden: &BTreeSet<(String, i64)>,
     rows: &[EventRow],
-    read_whole: &dyn Fn(&EventRow) -> bool,
+    to_apply: &dyn Fn(&EventRow) -> Option<Cow<'_, EventRow>>,
     guards: &Guards,
+    stamps: &Stamps,
     outcome: &mut Outcome,
 ) -> Result<Applied, EngineError> {
     let mut first_row: BTreeMap<RecordKey, i64> = BTreeMap::new();
@@ -110,7 +114,8 @@ pub(crate) fn apply_poll(
     let event_of = |key: &RecordKey| first_row.get(key).copied().unwrap_or(0);
     store_copies(conn, &[live, shadow], fetched, hidden, &event_of, outcome)?;
     let mut applied = Applied::new();
-    for row in rows.iter().filter(|r| !read_whole(r)) {
+    for row in rows.iter().filter_map(to_apply) {
+        let row = &*row;
         let key = row_record(row);
         if key.as_ref().is_some_and(|k| outcome.is_refused(k)) {
             continue;
@@ -120,8 +125,8 @@ pub(crate) fn apply_poll(
             let (mut on_live, mut on_shadow) = (RowApplier::default(), RowApplier::default());
             on_live.apply(c, live, row, guards, &mut noted)?;
             on_shadow.apply(c, shadow, row, guards, &mut noted)?;
-            on_live.flush(c, live, &mut noted)?;
-            on_shadow.flush(c, shadow, &mut noted)?;
+            on_live.flush(c, live, &Stamps::new(), &mut noted)?;
+            on_shadow.flush(c, shadow, &Stamps::new(), &mut noted)?;
             Ok(noted)
         })?;
         match (result, key) {
@@ -133,6 +138,20 @@ pub(crate) fn apply_poll(
             }
             (Err(e), Some(key)) => outcome.refuse(key, row.id, &e),
             (Err(e), None) => return Err(e),
+        }
+    }
+    for (key, values) in stamps {
+        if outcome.is_refused(key) {
+            continue;
+        }
+        let one: Stamps = [(key.clone(), values.clone())].into_iter().collect();
+        let result = isolated(conn, |c| {
+            let mut noted = Applied::new();
+            RowApplier::default().flush(c, live, &one, &mut noted)?;
+            RowApplier::default().flush(c, shadow, &one, &mut noted)
+        })?;
+        if let Err(e) = result {
+            outcome.refuse(key.clone(), event_of(key), &e);
         }
     }
     Ok(applied)

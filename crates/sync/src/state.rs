@@ -9,8 +9,10 @@
 //! - `__sync_types`: per cached type, its config digest, status and import progress.
 //! - `__sync_reimports`: per type being imported again into shadow tables
 //!   (see [`crate::reimport`]), the config digest it imports and its progress.
-//! - `__sync_guard`: per record, the newest event applied to it, so an older
-//!   event arriving late never overwrites a newer value.
+//! - `__sync_guard`: per record, the newest event its cached copy is known
+//!   to reflect (a row applied, or the watermark of the poll or scan that
+//!   read it whole), so an older event arriving late never overwrites a
+//!   newer value: a row at or below it makes the sync read the record whole.
 
 use std::collections::BTreeMap;
 
@@ -181,7 +183,8 @@ pub fn remove_type(conn: &mut dyn Connection, entity_type: &str) -> Result<(), E
     exec(conn, f).map(|_| ())
 }
 
-/// The newest event applied to each of these records (0 when none).
+/// The guard of each of these records: the newest event its copy reflects
+/// (0 when none).
 pub fn guards(
     conn: &mut dyn Connection,
     entity_type: &str,
@@ -204,7 +207,8 @@ pub fn guards(
     Ok(out)
 }
 
-/// Records that `event_id` is the newest event applied to a record.
+/// Records that a record's copy reflects event `event_id` (an older one
+/// never replaces a newer one).
 pub fn set_guard(
     conn: &mut dyn Connection,
     entity_type: &str,

@@ -704,6 +704,134 @@ async fn random_write(
         Some(quiet) if rng.gen_bool(0.1) => quiet,
         _ => writer,
     };
+    let shot = pick(rng, &ids.shots);
+    let (method, params) = random_call(rng, ids, created, keep_notes);
+    let batch = rng.gen_bool(0.05);
+    let result = if batch {
+        let mut item = params.clone();
+        item["request_type"] = json!(method);
+        writer
+            .call(
+                "batch",
+                Some(
+                    json!([item, {"request_type": "update", "type": "Shot", "id": shot,
+            "fields": [{"field_name": "description", "value": "batched"}]}]),
+                ),
+            )
+            .await
+    } else {
+        client.call(method, Some(params)).await
+    };
+    match result {
+        Ok(v) => {
+            if method == "create" && !batch {
+                if let (Some(t), Some(id)) = (v["type"].as_str(), v["id"].as_i64()) {
+                    created.push((t.to_string(), id));
+                }
+            }
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// `total` random writes (as [`random_write`] makes them, all logged) sent
+/// `per_call` at a time in `batch` calls. Deletes and revivals are of the
+/// records these writes created, tracked here, so that every write of a
+/// batch is valid when it runs (a record is often deleted and revived in
+/// one batch); a batch the site refuses all the same is sent again call by
+/// call. Returns the writes that succeeded and failed.
+pub fn write_in_batches(
+    url: &str,
+    ids: &SiteIds,
+    seed: u64,
+    total: usize,
+    per_call: usize,
+) -> (u64, u64) {
+    let writer = Client::new(url, Auth::script("writer", WRITER_KEY)).expect("client");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut active: Vec<(String, i64)> = Vec::new();
+    let mut retired: Vec<(String, i64)> = Vec::new();
+    let (mut ok, mut failed) = (0, 0);
+    block_on(async {
+        let mut sent = 0;
+        while sent < total {
+            let n = per_call.min(total - sent);
+            sent += n;
+            let mut calls: Vec<(&str, Value)> = Vec::with_capacity(n);
+            for _ in 0..n {
+                let (method, params) = random_call(&mut rng, ids, &[], false);
+                let call = match method {
+                    "delete" | "revive" => {
+                        let delete = rng.gen_bool(0.5);
+                        let (from, to) = if delete {
+                            (&mut active, &mut retired)
+                        } else {
+                            (&mut retired, &mut active)
+                        };
+                        if from.is_empty() {
+                            let shot = pick(&mut rng, &ids.shots);
+                            let value = format!("described {}", rng.gen::<u32>());
+                            (
+                                "update",
+                                json!({"type": "Shot", "id": shot,
+                                "fields": [{"field_name": "description", "value": value}]}),
+                            )
+                        } else {
+                            let (t, id) = from.swap_remove(rng.gen_range(0..from.len()));
+                            to.push((t.clone(), id));
+                            let verb = if delete { "delete" } else { "revive" };
+                            (verb, json!({"type": t, "id": id}))
+                        }
+                    }
+                    _ => (method, params),
+                };
+                calls.push(call);
+            }
+            let items: Vec<Value> = calls
+                .iter()
+                .map(|(method, params)| {
+                    let mut item = params.clone();
+                    item["request_type"] = json!(method);
+                    item
+                })
+                .collect();
+            let results: Vec<Option<Value>> =
+                match writer.call("batch", Some(Value::Array(items))).await {
+                    Ok(Value::Array(results)) => results.into_iter().map(Some).collect(),
+                    _ => {
+                        let mut one_by_one = Vec::new();
+                        for (method, params) in &calls {
+                            one_by_one.push(writer.call(method, Some(params.clone())).await.ok());
+                        }
+                        one_by_one
+                    }
+                };
+            for ((method, _), result) in calls.iter().zip(results) {
+                match result {
+                    Some(v) => {
+                        ok += 1;
+                        if *method == "create" {
+                            if let (Some(t), Some(id)) = (v["type"].as_str(), v["id"].as_i64()) {
+                                active.push((t.to_string(), id));
+                            }
+                        }
+                    }
+                    None => failed += 1,
+                }
+            }
+        }
+    });
+    (ok, failed)
+}
+
+/// One random call of any kind: its method and params.
+fn random_call(
+    rng: &mut StdRng,
+    ids: &SiteIds,
+    created: &[(String, i64)],
+    keep_notes: bool,
+) -> (&'static str, Value) {
     let link = |t: &str, id: i64| json!({"type": t, "id": id});
     let shot = pick(rng, &ids.shots);
     let asset = pick(rng, &ids.assets);
@@ -800,34 +928,7 @@ async fn random_write(
             }
         }
     };
-    let (method, params) = call;
-    let batch = rng.gen_bool(0.05);
-    let result = if batch {
-        let mut item = params.clone();
-        item["request_type"] = json!(method);
-        writer
-            .call(
-                "batch",
-                Some(
-                    json!([item, {"request_type": "update", "type": "Shot", "id": shot,
-            "fields": [{"field_name": "description", "value": "batched"}]}]),
-                ),
-            )
-            .await
-    } else {
-        client.call(method, Some(params)).await
-    };
-    match result {
-        Ok(v) => {
-            if method == "create" && !batch {
-                if let (Some(t), Some(id)) = (v["type"].as_str(), v["id"].as_i64()) {
-                    created.push((t.to_string(), id));
-                }
-            }
-            true
-        }
-        Err(_) => false,
-    }
+    call
 }
 
 /// Threads writing random changes to the site until stopped. A call that
@@ -845,6 +946,18 @@ impl Writer {
         Writer::start_with(url, ids, seed, threads, false, Duration::ZERO)
     }
 
+    /// [`Writer::start`] whose writes all log events (none by the `quiet`
+    /// script): the event log alone can keep a cache in step with them.
+    pub fn start_logged(
+        url: &str,
+        ids: &SiteIds,
+        seed: u64,
+        threads: usize,
+        pause: Duration,
+    ) -> Writer {
+        Writer::spawn(url, ids, seed, threads, false, pause, false)
+    }
+
     /// `keep_notes`: never delete a Note (see the ignored test
     /// `links_to_retired_records_of_an_uncached_type_are_hidden`);
     /// `pause`: each thread waits this long after each write.
@@ -855,6 +968,19 @@ impl Writer {
         threads: usize,
         keep_notes: bool,
         pause: Duration,
+    ) -> Writer {
+        Writer::spawn(url, ids, seed, threads, keep_notes, pause, true)
+    }
+
+    /// `quiet`: a tenth of the writes by the script that logs no events.
+    fn spawn(
+        url: &str,
+        ids: &SiteIds,
+        seed: u64,
+        threads: usize,
+        keep_notes: bool,
+        pause: Duration,
+        quiet: bool,
     ) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicU64::new(0));
@@ -872,9 +998,11 @@ impl Writer {
                     let writer = Client::new(&url, Auth::script("writer", WRITER_KEY))
                         .expect("client")
                         .with_retry(retry.clone());
-                    let quiet = Client::new(&url, Auth::script("quiet", QUIET_KEY))
-                        .expect("client")
-                        .with_retry(retry);
+                    let quiet_writer = quiet.then(|| {
+                        Client::new(&url, Auth::script("quiet", QUIET_KEY))
+                            .expect("client")
+                            .with_retry(retry)
+                    });
                     let mut rng = StdRng::seed_from_u64(seed * 1000 + i as u64);
                     let mut created = Vec::new();
                     block_on(async {
@@ -883,7 +1011,7 @@ impl Writer {
                                 &mut rng,
                                 &ids,
                                 &writer,
-                                Some(&quiet),
+                                quiet_writer.as_ref(),
                                 &mut created,
                                 keep_notes,
                             )

@@ -43,6 +43,11 @@ pub async fn generated_site(seed: u64) -> Arc<Site> {
 
 /// [`generated_site`] open to these scripts (`name:key[:no-events]`).
 pub async fn generated_site_for(seed: u64, scripts: &[&str]) -> Arc<Site> {
+    generated_site_with(seed, scripts, EventFaults::default()).await
+}
+
+/// [`generated_site_for`] whose event log has these faults.
+pub async fn generated_site_with(seed: u64, scripts: &[&str], faults: EventFaults) -> Arc<Site> {
     let scripts: Vec<String> = scripts.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         let engine = Engine::new(
@@ -54,7 +59,7 @@ pub async fn generated_site_for(seed: u64, scripts: &[&str]) -> Arc<Site> {
             .expect("generate");
         let scripts: Vec<&str> = scripts.iter().map(String::as_str).collect();
         let logins = logins(&scripts);
-        Arc::new(Site::new(engine, logins, EventFaults::default()).expect("site"))
+        Arc::new(Site::new(engine, logins, faults).expect("site"))
     })
     .await
     .expect("site")
