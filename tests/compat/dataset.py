@@ -473,7 +473,7 @@ class _Builder:
         kinds = ["comp", "Render", "PLATE", "geo_cache", "100%_final", "café_lut"]
         extensions = [".exr", ".mov", ".abc", ".nk"]
         for version in self.data["Version"]:
-            if not self.chance(0.6):
+            if not self.chance(0.4):
                 version["published_files"] = []
                 continue
             made = []

@@ -267,7 +267,7 @@ class ProxyQueries(mgdiff.QueryGenerator):
     # -- conditions ---------------------------------------------------------------------
 
     def filter_path(self, entity_type):
-        if self.uncached_links[entity_type] and self.rng.random() < 0.2:
+        if self.uncached_links[entity_type] and self.rng.random() < 0.15:
             return self.rng.choice(self.uncached_links[entity_type])
         deep = DEEP_PATHS[entity_type]
         if deep and self.rng.random() < 0.35:
@@ -442,12 +442,12 @@ class ProxyQueries(mgdiff.QueryGenerator):
             kinds = SUMMARY_TYPES.get(data_type, ["count"])
             kind = rng.choice(ALL_SUMMARY_TYPES) if rng.random() < 0.04 else rng.choice(kinds)
             summaries.append({"field": field, "type": kind})
-        link = self.uncached_link(entity_type, 0.2)
+        link = self.uncached_link(entity_type, 0.15)
         if link:
             kinds = SUMMARY_TYPES[self.leaf_type(entity_type, link)]
             summaries.append({"field": link, "type": rng.choice(kinds)})
         grouping = []
-        link = self.uncached_link(entity_type, 0.35, single=True)
+        link = self.uncached_link(entity_type, 0.25, single=True)
         if link:
             kinds = GROUPING_TYPES.get(self.leaf_type(entity_type, link), ["exact"])
             grouping.append({"field": link, "type": rng.choice(kinds), "direction": rng.choice(["asc", "desc"])})
@@ -697,8 +697,8 @@ def test_proxy_random_summaries_match_site(read_stack, psg, ssg, site, dataset, 
     assert not mismatches, "%d of %d summaries differ (details above)" % (len(mismatches), len(queries))
     assert not misrouted, "%d summaries answered by the wrong side (details above)" % len(misrouted)
     assert stats["with groups"] >= 100 and stats["route site"] >= 10 and stats["ok"] >= 250, stats
-    assert stats["uncached links grouped"] >= 60 and stats["uncached links filtered"] >= 60, stats
-    assert stats["site names links to uncached types"] >= 20, stats
+    assert stats["uncached links grouped"] >= 40 and stats["uncached links filtered"] >= 60, stats
+    assert stats["site names links to uncached types"] >= 10, stats
 
 
 # -- every field, and every relation on links ------------------------------------------------------
