@@ -11,8 +11,9 @@ percent ints, float floats, checkbox bools, date ``"YYYY-MM-DD"``, date_time
 of ``{"type", "id"}`` (kept sorted by (type, id)).
 
 The production is small but shaped like a real one: projects, sequences, shots, assets,
-pipeline steps, tasks with assignees, versions, notes with replies, playlists and users.
-It deliberately contains the awkward cases a cache must get right:
+pipeline steps, tasks with assignees (users and groups), versions with published files,
+notes with replies, playlists and users.  It deliberately contains the awkward cases a
+cache must get right:
 
 - nulls in most fields, zero and negative numbers next to nulls;
 - retired records, and live records that link to retired ones;
@@ -20,7 +21,9 @@ It deliberately contains the awkward cases a cache must get right:
   (``%``, ``_``, quotes, ``'; DROP TABLE ...``);
 - polymorphic links (Task.entity is a Shot or an Asset, created_by a HumanUser or an
   ApiUser) whose ids overlap across types (every type numbers its ids from 1);
-- a few dates relative to ``today`` so the relative date relations have something to find.
+- a few dates relative to ``today`` so the relative date relations have something to find;
+- both sides of the links a site keeps in step (Note.replies and Reply.entity, Group.users
+  and HumanUser.groups, Version.published_files and PublishedFile.version).
 
 The same (seed, today) always gives the same dataset.
 """
@@ -445,7 +448,56 @@ class _Builder:
                      "'; DROP TABLE Shot; --", "' OR 1=1 --", "100%", "1000", "a_c", "abc"]:
             self.add("CustomEntity01", {"code": code, "project": link("Project", 1),
                                         "sg_primary": code.isupper()})
+        self.links_to_the_edges()
         return self.data
+
+    def links_to_the_edges(self):
+        """Published files, groups among task assignees, and both sides of the links a
+        site keeps in step (Note.replies, Group.users, Version.published_files): the
+        link targets a cache may leave out while caching the types that link to them.
+        Built last, so the records above keep the values they had before."""
+        rng = self.rng
+        # A retired group, in some users' groups and on some tasks.
+        retired_group = self.add("Group", {"code": "Old Vendors"}, retired=True)["id"]
+        group_ids = self.all_ids("Group")
+        for user in self.data["HumanUser"]:
+            if self.chance(0.1):
+                user["groups"] = links(user["groups"] + [link("Group", retired_group)])
+        for group in self.data["Group"]:
+            group["users"] = links(link("HumanUser", u["id"]) for u in self.data["HumanUser"]
+                                   if any(g["id"] == group["id"] for g in u["groups"]))
+        for task in self.data["Task"]:
+            if self.chance(0.08):
+                task["task_assignees"] = links(task["task_assignees"] + [link("Group", rng.choice(group_ids))])
+
+        kinds = ["comp", "Render", "PLATE", "geo_cache", "100%_final", "café_lut"]
+        extensions = [".exr", ".mov", ".abc", ".nk"]
+        for version in self.data["Version"]:
+            if not self.chance(0.4):
+                version["published_files"] = []
+                continue
+            made = []
+            for n in range(rng.choice([1, 1, 2, 3])):
+                kind = rng.choice(kinds)
+                made.append(self.add("PublishedFile", {
+                    "code": "%s_%s%s" % (version["code"], kind, rng.choice(extensions)),
+                    "name": kind,
+                    "description": self.maybe(self.description(), 0.5),
+                    "entity": version["entity"],
+                    "project": version["project"],
+                    "task": version["sg_task"],
+                    "version": link("Version", version["id"]),
+                    "version_number": n + 1,
+                    "sg_status_list": self.maybe(rng.choice(["wtg", "ip", "cmpt"]), 0.1),
+                    "path_cache": "/mnt/primary/%s/%d" % (kind, version["id"]),
+                    "created_at": self.datetime_2024(),
+                    "created_by": self.creator(),
+                }, retired=self.chance(0.05))["id"])
+            version["published_files"] = links(link("PublishedFile", i) for i in made)
+
+        for note in self.data["Note"]:
+            note["replies"] = links(link("Reply", r["id"]) for r in self.data["Reply"]
+                                    if r["entity"]["id"] == note["id"])
 
     def creator(self):
         """created_by: mostly users, sometimes a script (ids overlap with users)."""

@@ -31,8 +31,9 @@ NUMERIC = {"number", "float", "duration", "percent", "currency", "timecode"}
 DATES = {"date", "date_time"}
 
 # Display-name field per type (brief: Task->content, Note->subject, Reply->content, users,
-# projects, groups and departments -> name), then code, name, title, content.
-DISPLAY_OVERRIDES = {"Task": "content", "Note": "subject", "Reply": "content"}
+# projects, groups and departments -> name; an ApiUser, which has no `name`, by its
+# firstname, the script's name), then code, name, title, content.
+DISPLAY_OVERRIDES = {"Task": "content", "Note": "subject", "Reply": "content", "ApiUser": "firstname"}
 NAME_TYPES = {"HumanUser", "ApiUser", "Project", "Group", "Department"}
 
 

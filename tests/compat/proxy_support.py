@@ -13,6 +13,9 @@ tell a read the proxy answered from the cache (nothing reaches the site) from on
 passed through, and count how many times a write reached the site.  It can also be told
 to lose the reply of chosen requests after the site has applied them (it resets the
 connection instead of answering), as a flaky network between a proxy and a site does.
+
+The last helpers describe how a proxy's answer differs from the site's
+(`first_difference`), and whether only link names differ (`only_names_differ`).
 """
 
 from __future__ import annotations
@@ -363,6 +366,12 @@ def cached_fields(stack: Stack) -> dict[str, set[str]]:
     return out
 
 
+def every_cached_field(stack: Stack, entity_type: str) -> list[str]:
+    """Every field the cache holds of `entity_type`, sorted: what a comparison with the
+    site returns so that no field, and no link's name, goes unchecked."""
+    return sorted(cached_fields(stack)[entity_type])
+
+
 def path_is_cached(cached: dict, schema_fields: dict, entity_type: str, path: str) -> bool | None:
     """Whether the cache holds every hop of `path` (True), or some hop exists on the site
     only (False); None when the path names something neither has (a fault either way)."""
@@ -378,3 +387,52 @@ def path_is_cached(cached: dict, schema_fields: dict, entity_type: str, path: st
         if i + 1 < len(parts):
             current = parts[i + 1]
     return answer
+
+
+# -- comparing answers ----------------------------------------------------------------------------
+
+
+def short(value, limit=700) -> str:
+    """`value`'s repr, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def first_difference(got, expected) -> str:
+    """Where two outcomes (("ok", value) or (kind, message)) of one call part: the records
+    only one side found, or the fields in which the first differing record differs."""
+    if got[0] != expected[0] or got[0] != "ok":
+        return "proxy %s\n    site  %s" % (short(got), short(expected))
+    g, e = got[1], expected[1]
+    if isinstance(g, list) and isinstance(e, list):
+        if len(g) != len(e):
+            gi, ei = [r.get("id") for r in g], [r.get("id") for r in e]
+            return ("proxy %d records, site %d; only in proxy %s; only at site %s"
+                    % (len(g), len(e), sorted(set(gi) - set(ei))[:10], sorted(set(ei) - set(gi))[:10]))
+        for i, (a, b) in enumerate(zip(g, e)):
+            if a != b:
+                if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+                    keys = [k for k in a if a[k] != b[k]]
+                    return "record #%d (%s %s) differs in %s:\n    proxy %s\n    site  %s" % (
+                        i, b.get("type"), b.get("id"), keys, short({k: a[k] for k in keys}),
+                        short({k: b[k] for k in keys}))
+                return "record #%d differs:\n    proxy %r\n    site  %r" % (i, a, b)
+    return "proxy %s\n    site  %s" % (short(g), short(e))
+
+
+def only_names_differ(got, expected) -> bool:
+    """Whether the proxy's answer is the site's but for link names (and summary group
+    names) it left null: how a cache that can't name some links answers."""
+    if isinstance(got, dict) and isinstance(expected, dict):
+        if got.keys() != expected.keys():
+            return False
+        link = set(got) == {"type", "id", "name"}
+        for key in got:
+            if (key == "name" and link and got[key] is None) or (key == "group_name" and not got[key]):
+                continue
+            if not only_names_differ(got[key], expected[key]):
+                return False
+        return True
+    if isinstance(got, list) and isinstance(expected, list):
+        return len(got) == len(expected) and all(only_names_differ(a, b) for a, b in zip(got, expected))
+    return got == expected
