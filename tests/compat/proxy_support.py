@@ -23,6 +23,7 @@ from __future__ import annotations
 import http.client
 import http.server
 import json
+import sqlite3
 import re
 import socket
 import struct
@@ -366,15 +367,53 @@ def cached_fields(stack: Stack) -> dict[str, set[str]]:
     return out
 
 
+def names_only_fields(stack: Stack) -> dict[str, set[str]]:
+    """{type: {"id", display field}} of the names-only tables the cache holds for link
+    targets its configs leave out (as `status` lists them; columns from the database)."""
+    names = [t["entity_type"] for t in stack.status()["types"] if t.get("names_only")]
+    out = {}
+    db = sqlite3.connect(stack.config_dir / "cache.sqlite", timeout=30)
+    try:
+        for entity_type in names:
+            columns = {row[1] for row in db.execute('PRAGMA table_info("%s")' % entity_type)}
+            out[entity_type] = columns - {"__retired"}
+    finally:
+        db.close()
+    return out
+
+
+# The field that names a record in links, as the cache (and the simulated site) choose it.
+DISPLAY_FIRST = {"Task": "content", "Note": "subject", "Reply": "content", "HumanUser": "name",
+                 "ApiUser": "firstname", "Project": "name", "Group": "code", "Department": "name",
+                 "Attachment": "filename", "EventLogEntry": "description"}
+TEXT_TYPES = {"text", "list", "status_list", "entity_type", "color", "uuid", "password", "footage",
+              "calculated"}
+
+
+def display_field(schema_fields: dict, entity_type: str) -> str | None:
+    fields = schema_fields.get(entity_type, {})
+    first = DISPLAY_FIRST.get(entity_type)
+    chosen = first if first in fields else next(
+        (f for f in ("code", "name", "title", "content") if f in fields), None)
+    if chosen is None or fields[chosen]["data_type"]["value"] not in TEXT_TYPES:
+        return None
+    return chosen
+
+
 def every_cached_field(stack: Stack, entity_type: str) -> list[str]:
     """Every field the cache holds of `entity_type`, sorted: what a comparison with the
     site returns so that no field, and no link's name, goes unchecked."""
     return sorted(cached_fields(stack)[entity_type])
 
 
-def path_is_cached(cached: dict, schema_fields: dict, entity_type: str, path: str) -> bool | None:
+def path_is_cached(cached: dict, schema_fields: dict, entity_type: str, path: str,
+                   names: dict | None = None) -> bool | None:
     """Whether the cache holds every hop of `path` (True), or some hop exists on the site
-    only (False); None when the path names something neither has (a fault either way)."""
+    only (False); None when the path names something neither has (a fault either way).
+    `names` ({type: fields}, see names_only_fields) are the names-only tables: a hop may
+    land on one and name what it holds.  A path ending in a link the cache can't name
+    every target of (a type with no display field it holds) is not cached either."""
+    names = names or {}
     parts = path.split(".")
     current = entity_type
     answer = True
@@ -382,10 +421,20 @@ def path_is_cached(cached: dict, schema_fields: dict, entity_type: str, path: st
         field = parts[i]
         if current not in schema_fields or field not in schema_fields[current]:
             return None
-        if current not in cached or field not in cached[current]:
+        held = cached.get(current) if i == 0 else cached.get(current, names.get(current))
+        if held is None or field not in held:
             answer = False
         if i + 1 < len(parts):
             current = parts[i + 1]
+    definition = schema_fields[current][parts[-1]]
+    if answer and definition["data_type"]["value"] in ("entity", "multi_entity"):
+        valid = definition.get("properties", {}).get("valid_types", {}).get("value") or []
+        for target in valid:
+            if target not in schema_fields or target in names:
+                continue
+            display = display_field(schema_fields, target)
+            if display is None or target not in cached or display not in cached[target]:
+                return False
     return answer
 
 

@@ -50,7 +50,7 @@ import test_compat as compat
 import test_mockgun_diff as mgdiff
 from conftest import OTHER_SCRIPT, SCRIPT_KEY, SCRIPT_NAME, connect
 from proxy_support import (CACHE_SCRIPT, USER, cached_fields, every_cached_field, first_difference,
-                           only_names_differ, path_is_cached, start_stack)
+                           names_only_fields, only_names_differ, path_is_cached, start_stack)
 
 SEED = int(os.environ.get("COMPAT_PROXY_SEED", "4242"))
 TARGET = int(os.environ.get("COMPAT_PROXY_QUERIES", "2000"))
@@ -481,7 +481,7 @@ def filter_relations(filters):
 KNOWN_RELATIONS = {r for rels in RELATIONS.values() for r in rels}
 
 
-def expected_route(cached, schema_fields, entity_type, paths, filters=()) -> str:
+def expected_route(cached, schema_fields, entity_type, paths, filters=(), names=None) -> str:
     """'site' when the proxy must pass the call through, else 'cache' (which includes
     calls that are faults on both sides).  A relation outside the protocol's vocabulary
     is refused as the request is decoded, with the site's fault, whatever the type."""
@@ -490,7 +490,7 @@ def expected_route(cached, schema_fields, entity_type, paths, filters=()) -> str
     if entity_type not in cached:
         return "site" if entity_type in schema_fields else "cache"
     for path in paths:
-        if path != "type" and path_is_cached(cached, schema_fields, entity_type, path) is False:
+        if path != "type" and path_is_cached(cached, schema_fields, entity_type, path, names) is False:
             return "site"
     return "cache"
 
@@ -554,12 +554,13 @@ def run_random(stack, schema_fields, psg, ssg, queries, make_call, paths_of, say
     cache does not hold) are counted apart: how often they were returned, filtered,
     sorted and grouped on."""
     cached = cached_fields(stack)
+    names = names_only_fields(stack)
     stats, mismatches, misrouted = Counter(), [], []
     proxy_time = site_time = 0.0
     for q in queries:
         for role in uncached_link_roles(q, uncached_links):
             stats["uncached links " + role] += 1
-        route = expected_route(cached, schema_fields, q["entity_type"], paths_of(q), q["filters"])
+        route = expected_route(cached, schema_fields, q["entity_type"], paths_of(q), q["filters"], names)
         mark = stack.tap.mark()
         t0 = time.time()
         got = outcome(lambda: make_call(q)(psg))
