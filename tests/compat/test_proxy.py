@@ -479,13 +479,18 @@ def filter_relations(filters):
 
 
 KNOWN_RELATIONS = {r for rels in RELATIONS.values() for r in rels}
+# The protocol's summary types ("median" is not one).
+KNOWN_SUMMARY_TYPES = set(ALL_SUMMARY_TYPES) - {"median"} | {"percentage", "status_percentage", "status_list"}
 
 
-def expected_route(cached, schema_fields, entity_type, paths, filters=(), names=None) -> str:
+def expected_route(cached, schema_fields, entity_type, paths, filters=(), summary_types=(),
+                   names=None) -> str:
     """'site' when the proxy must pass the call through, else 'cache' (which includes
-    calls that are faults on both sides).  A relation outside the protocol's vocabulary
-    is refused as the request is decoded, with the site's fault, whatever the type."""
-    if any(r not in KNOWN_RELATIONS for r in filter_relations(filters)):
+    calls that are faults on both sides).  A relation or summary type outside the
+    protocol's vocabulary is refused as the request is decoded, with the site's fault,
+    whatever the type."""
+    if any(r not in KNOWN_RELATIONS for r in filter_relations(filters)) or \
+            any(t not in KNOWN_SUMMARY_TYPES for t in summary_types):
         return "cache"
     if entity_type not in cached:
         return "site" if entity_type in schema_fields else "cache"
@@ -560,7 +565,8 @@ def run_random(stack, schema_fields, psg, ssg, queries, make_call, paths_of, say
     for q in queries:
         for role in uncached_link_roles(q, uncached_links):
             stats["uncached links " + role] += 1
-        route = expected_route(cached, schema_fields, q["entity_type"], paths_of(q), q["filters"], names)
+        route = expected_route(cached, schema_fields, q["entity_type"], paths_of(q), q["filters"],
+                               [s["type"] for s in q.get("summary_fields") or []], names)
         mark = stack.tap.mark()
         t0 = time.time()
         got = outcome(lambda: make_call(q)(psg))
