@@ -329,8 +329,11 @@ async fn reimport_by_swap(backend: Backend) {
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let task = tokio::spawn(follower.clone().run(stopped, Leadership::never()));
             let served = served_fields(&follower, "Task");
+            // Only while the reimport is still under way: on a loaded machine
+            // the resumed reimport may be swapped in before the follower opens.
+            let swapped = reimported(&cache).await.is_none();
             assert!(
-                !served.contains(&"due_date".to_string()),
+                swapped || !served.contains(&"due_date".to_string()),
                 "the follower serves the old fields before the swap: {served:?}"
             );
             Some((follower, stop, task))
